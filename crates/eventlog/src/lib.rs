@@ -1,0 +1,132 @@
+//! kinlink's event log: one abstraction, two backends.
+//!
+//! - [`EmbeddedLog`] keeps topics in the store's own database (SQLite by default). A stage's
+//!   state changes, its outputs and its offset commit happen in one transaction, so a crash at
+//!   any point loses nothing and applies nothing twice.
+//! - [`KafkaLog`] uses Apache Kafka through rdkafka: an idempotent producer with `acks=all`,
+//!   consumer groups that store offsets only after the effect is durable, idempotency on event
+//!   id, and a transactional outbox in the store for outputs. It does not rely on Kafka
+//!   transactions.
+//!
+//! Stages ([`Stage`]) are written once and run on either backend through [`EventLog`].
+//!
+//! Layout: [`envelope`] (CloudEvents attributes), [`topics`], [`stage`] (the stage contract),
+//! `runner` (applying one record: idempotency, dead letters), [`embedded`], [`kafka`],
+//! [`metrics`].
+
+pub mod embedded;
+pub mod envelope;
+pub mod kafka;
+pub mod metrics;
+mod runner;
+mod sql;
+pub mod stage;
+pub mod topics;
+
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+pub use embedded::EmbeddedLog;
+pub use envelope::Envelope;
+pub use kafka::{KafkaConfig, KafkaLog};
+pub use metrics::LogMetrics;
+pub use stage::{Output, Record, Stage, StageError};
+
+/// Errors of the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] kinlink_store::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("could not create topic {topic}: {reason}")]
+    TopicCreation { topic: String, reason: String },
+    #[error("event has type {found}, expected {expected}")]
+    UnexpectedType { expected: String, found: String },
+    #[error("event of type {event_type} does not decode: {source}")]
+    Decode {
+        event_type: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("event lacks the CloudEvents attribute `{attribute}`")]
+    MissingAttribute { attribute: String },
+    #[error("CloudEvents attribute `{attribute}` is malformed")]
+    BadAttribute { attribute: String },
+    #[error("the embedded log needs an embedded store")]
+    Misconfigured,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The log a process runs on: embedded (default) or Kafka. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum EventLog {
+    Embedded(EmbeddedLog),
+    Kafka(KafkaLog),
+}
+
+impl EventLog {
+    /// Appends one event and returns once it is durable in the log (intake's 202 waits on this).
+    pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<()> {
+        match self {
+            EventLog::Embedded(log) => log.publish(topic, envelope).await,
+            EventLog::Kafka(log) => log.publish(topic, envelope).await,
+        }
+    }
+
+    /// Adds an event to the caller's transaction: appended to the embedded log, or written to
+    /// the outbox for Kafka. Call [`EventLog::notify_appended`] after committing.
+    pub async fn append_in(
+        &self,
+        conn: &mut AnyConnection,
+        topic: &str,
+        envelope: &Envelope,
+    ) -> Result<()> {
+        match self {
+            EventLog::Embedded(log) => log.append_in(conn, topic, envelope).await.map(|_| ()),
+            EventLog::Kafka(log) => log.append_in(conn, topic, envelope).await,
+        }
+    }
+
+    /// Wakes whoever moves committed events on: embedded consumers, or the outbox relay.
+    pub fn notify_appended(&self) {
+        match self {
+            EventLog::Embedded(log) => log.notify_appended(),
+            EventLog::Kafka(log) => log.notify_appended(),
+        }
+    }
+
+    /// Runs `stage` until `shutdown` is cancelled, then finishes the event in hand, commits
+    /// and returns.
+    pub async fn run_stage<S: Stage>(&self, stage: Arc<S>, shutdown: CancellationToken) -> Result<()> {
+        match self {
+            EventLog::Embedded(log) => log.run_stage(stage, shutdown).await,
+            EventLog::Kafka(log) => log.run_stage(stage, shutdown).await,
+        }
+    }
+
+    /// Background work of the backend (the Kafka outbox relay); returns after `shutdown`,
+    /// having flushed what it could.
+    pub async fn run_background(&self, shutdown: CancellationToken) -> Result<()> {
+        match self {
+            EventLog::Embedded(_) => {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+            EventLog::Kafka(log) => log.run_outbox_relay(shutdown).await,
+        }
+    }
+
+    /// Checks the log is reachable (used by `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            EventLog::Embedded(log) => Ok(log.store().ping().await?),
+            EventLog::Kafka(log) => log.ping().await,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Applying one record, the same way on every backend: skip it if the group already applied
+//! its event id, otherwise let the stage handle it inside a savepoint and write its outputs
+//! through the sink; a rejected record goes to the dead-letter topic instead, carrying the
+//! reason. Everything lands in the caller's transaction, so the caller's commit is the one
+//! durable step.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AnyConnection, Connection};
+
+use crate::envelope::{DLQ_REASON, DLQ_STAGE};
+use crate::{EventLog, Record, Stage, StageError, sql, topics};
+
+/// What happened to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The stage applied it and emitted this many events.
+    Applied,
+    /// The group had applied this event id before; nothing was done.
+    Duplicate,
+    /// The stage rejected it; it went to the dead-letter topic.
+    Rejected,
+}
+
+impl Applied {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Applied::Applied => "applied",
+            Applied::Duplicate => "duplicate",
+            Applied::Rejected => "rejected",
+        }
+    }
+}
+
+pub(crate) async fn apply_record<S: Stage>(
+    stage: &S,
+    log: &EventLog,
+    conn: &mut AnyConnection,
+    record: &Record,
+) -> Result<Applied, StageError> {
+    let mut savepoint = conn.begin().await?;
+    if !sql::mark_processed(&mut savepoint, stage.name(), &record.envelope.id).await? {
+        savepoint.commit().await?;
+        return Ok(Applied::Duplicate);
+    }
+    match stage.handle(&mut savepoint, record).await {
+        Ok(outputs) => {
+            for output in &outputs {
+                log.append_in(&mut savepoint, &output.topic, &output.envelope).await?;
+            }
+            savepoint.commit().await?;
+            Ok(Applied::Applied)
+        }
+        Err(StageError::Rejected(reason)) => {
+            savepoint.rollback().await?;
+            let mut savepoint = conn.begin().await?;
+            sql::mark_processed(&mut savepoint, stage.name(), &record.envelope.id).await?;
+            let letter = dead_letter(stage.name(), record, &reason);
+            log.append_in(&mut savepoint, &topics::dead_letter(stage.name()), &letter).await?;
+            savepoint.commit().await?;
+            tracing::warn!(
+                stage = stage.name(),
+                event_id = %record.envelope.id,
+                topic = %record.topic,
+                offset = record.offset,
+                %reason,
+                "Event rejected and sent to the dead-letter topic."
+            );
+            Ok(Applied::Rejected)
+        }
+        Err(retry @ StageError::Retry(_)) => {
+            savepoint.rollback().await?;
+            Err(retry)
+        }
+    }
+}
+
+/// The dead letter keeps the original id, type and payload (so a replay is recognised as the
+/// same event downstream) and adds why and where it failed.
+pub(crate) fn dead_letter(stage: &str, record: &Record, reason: &str) -> crate::Envelope {
+    let mut letter = record.envelope.clone();
+    let mut extensions = BTreeMap::new();
+    extensions.insert(DLQ_REASON.to_owned(), reason.to_owned());
+    extensions.insert(DLQ_STAGE.to_owned(), stage.to_owned());
+    extensions.insert("kinlinkdlqtopic".to_owned(), record.topic.clone());
+    extensions.insert("kinlinkdlqpartition".to_owned(), record.partition.to_string());
+    extensions.insert("kinlinkdlqoffset".to_owned(), record.offset.to_string());
+    letter.extensions.extend(extensions);
+    letter
+}
+
+/// Pause before retrying a transient failure: doubles from 100 ms up to 10 s, with jitter so
+/// several instances do not retry in step.
+pub(crate) fn retry_delay(failures: u32) -> std::time::Duration {
+    let base = 100u64.saturating_mul(1u64 << failures.min(7)).min(10_000);
+    let jitter = rand::random_range(0..=base / 2);
+    std::time::Duration::from_millis(base / 2 + jitter)
+}

@@ -1,0 +1,49 @@
+//! The topics of the pipeline. Every topic is keyed by a case id (referral or alert), so the
+//! events of one case stay in order within a partition.
+
+/// Referrals accepted by intake (`ReferralReceived`).
+pub const REFERRALS_RECEIVED: &str = "kinlink.referrals.received";
+/// Follow-up events on a referral (NRM decisions, age assessments, missing/found episodes).
+pub const REFERRAL_FOLLOWUPS: &str = "kinlink.referrals.followups";
+/// Referrals with every person linked (`ReferralEnriched`).
+pub const REFERRALS_ENRICHED: &str = "kinlink.referrals.enriched";
+/// Alerts for an authority (`AlertRaised`).
+pub const ALERTS_RAISED: &str = "kinlink.alerts.raised";
+/// What happened to an alert afterwards: delivered, failed, acknowledged, escalated, resolved.
+pub const ALERTS_LIFECYCLE: &str = "kinlink.alerts.lifecycle";
+
+/// The pipeline's main topics.
+pub const ALL: &[&str] = &[
+    REFERRALS_RECEIVED,
+    REFERRAL_FOLLOWUPS,
+    REFERRALS_ENRICHED,
+    ALERTS_RAISED,
+    ALERTS_LIFECYCLE,
+];
+
+/// The stages that consume topics, each with its own dead-letter topic.
+pub const STAGES: &[&str] = &["enricher", "alerter", "notifier"];
+
+/// The dead-letter topic of a stage: events it rejected, with the reason attached.
+pub fn dead_letter(stage: &str) -> String {
+    format!("kinlink.{stage}.dlq")
+}
+
+/// Every topic kinlink needs, dead-letter topics included.
+pub fn all_with_dead_letters() -> Vec<String> {
+    ALL.iter()
+        .map(|t| (*t).to_owned())
+        .chain(STAGES.iter().map(|s| dead_letter(s)))
+        .collect()
+}
+
+/// Stable partition choice for the embedded log (FNV-1a); Kafka partitions by message key.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let partitions = u64::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(hash % partitions).unwrap_or(0)
+}

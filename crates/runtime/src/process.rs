@@ -1,0 +1,166 @@
+//! One kinlink process: its backends, its tasks and its HTTP server, started and stopped the
+//! same way whether it runs one service (a scale-out binary) or all of them (`kinlink up`).
+//!
+//! Shutdown: one [`CancellationToken`]. When it is cancelled (signal, or a task failing), the
+//! HTTP server stops accepting, each stage finishes the event in hand and commits, the outbox
+//! relay flushes, and the process waits up to [`DRAIN_TIMEOUT`] before aborting stragglers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kinlink_eventlog::{EventLog, LogMetrics, Stage};
+use kinlink_store::Store;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Result, Settings, open_backends};
+
+/// Longest wait for tasks to finish after shutdown begins. Kubernetes' grace period must be
+/// longer than this.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A failure a task reports when it ends.
+pub type TaskError = Box<dyn std::error::Error + Send + Sync>;
+
+type TaskResult = (&'static str, Result<(), TaskError>);
+
+/// A running kinlink process.
+#[derive(Debug)]
+pub struct Process {
+    pub settings: Settings,
+    /// Metrics registry; services register their metrics before [`Process::run_until_stopped`].
+    pub registry: Registry,
+    pub store: Store,
+    pub log: EventLog,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<TaskResult>,
+    listener: TcpListener,
+}
+
+impl Process {
+    /// Opens the backends, binds the HTTP listener and starts the log's background work.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let mut registry = Registry::default();
+        let metrics = LogMetrics::register(&mut registry);
+        let (store, log) = open_backends(&settings, metrics).await?;
+        let listener = TcpListener::bind(&settings.http.address).await?;
+        let mut process = Self {
+            settings,
+            registry,
+            store,
+            log,
+            shutdown: CancellationToken::new(),
+            tasks: JoinSet::new(),
+            listener,
+        };
+        let log = process.log.clone();
+        let token = process.shutdown.clone();
+        process.spawn("log", async move { log.run_background(token).await.map_err(Into::into) });
+        Ok(process)
+    }
+
+    /// The address the HTTP server listens on (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Runs a stage on this process's log until shutdown.
+    pub fn spawn_stage<S: Stage>(&mut self, stage: S) {
+        let log = self.log.clone();
+        let token = self.shutdown.clone();
+        let name = stage.name();
+        self.spawn(name, async move { log.run_stage(Arc::new(stage), token).await.map_err(Into::into) });
+    }
+
+    /// Runs a long-lived task; it must return soon after `self.shutdown` is cancelled.
+    pub fn spawn<F>(&mut self, name: &'static str, task: F)
+    where
+        F: Future<Output = Result<(), TaskError>> + Send + 'static,
+    {
+        self.tasks.spawn(async move { (name, task.await) });
+    }
+
+    /// Serves `api` plus the ops endpoints until shutdown, then drains every task.
+    /// Returns an error if a task failed (which also triggers shutdown).
+    pub async fn run_until_stopped(mut self, api: Router) -> Result<(), TaskError> {
+        let router = api.merge(crate::ops_http::router(Arc::new(self.registry), self.log.clone()));
+        let token = self.shutdown.clone();
+        let listener = self.listener;
+        self.tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            ("http", served.map_err(Into::into))
+        });
+        let mut failure: Option<TaskError> = None;
+        let mut record = |name: &'static str, result: Result<(), TaskError>, stopping: bool| match result {
+            Err(error) => {
+                tracing::error!(task = name, %error, "Task failed.");
+                failure.get_or_insert(error);
+            }
+            Ok(()) if !stopping => {
+                tracing::error!(task = name, "Task ended before shutdown.");
+                failure.get_or_insert_with(|| format!("task {name} ended before shutdown").into());
+            }
+            Ok(()) => tracing::debug!(task = name, "Task drained."),
+        };
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                joined = self.tasks.join_next() => match joined {
+                    Some(Ok((name, result))) => {
+                        record(name, result, false);
+                        self.shutdown.cancel();
+                        break;
+                    }
+                    Some(Err(join_error)) => {
+                        record("task", Err(join_error.into()), false);
+                        self.shutdown.cancel();
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while let Some(joined) = self.tasks.join_next().await {
+                match joined {
+                    Ok((name, result)) => record(name, result, true),
+                    Err(join_error) => record("task", Err(join_error.into()), true),
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("Drain timed out; aborting remaining tasks.");
+            self.tasks.abort_all();
+        }
+        self.store.close().await;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The whole life of a single-service binary: settings from `KINLINK_CONFIG` (a TOML file)
+/// and `KINLINK__*` variables, telemetry, backends, then `setup` adds the service's tasks
+/// and returns its API routes; runs until SIGINT/SIGTERM.
+pub async fn run_service<F>(setup: F) -> Result<(), TaskError>
+where
+    F: FnOnce(&mut Process) -> Router,
+{
+    let config = std::env::var_os("KINLINK_CONFIG").map(std::path::PathBuf::from);
+    let settings = Settings::load(config.as_deref())?;
+    crate::telemetry::init(&settings.telemetry)?;
+    let mut process = Process::build(settings).await?;
+    let api = setup(&mut process);
+    tracing::info!(address = %process.local_addr()?, "Listening.");
+    tokio::spawn(crate::shutdown_on_signal(process.shutdown.clone()));
+    process.run_until_stopped(api).await
+}

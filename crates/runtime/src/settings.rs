@@ -1,0 +1,215 @@
+//! Typed, layered settings. Every field has a default, so `kinlink up` needs no file; a TOML
+//! file (`--config`) overrides defaults and `KINLINK__SECTION__KEY` environment variables
+//! override the file (e.g. `KINLINK__HTTP__ADDRESS=0.0.0.0:8080`). Unknown keys are errors, so
+//! a typo does not silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded store and log live.
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub telemetry: TelemetrySettings,
+    pub log: LogSettings,
+    pub store: StoreSettings,
+    pub intake: IntakeSettings,
+    pub notifier: NotifierSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            http: HttpSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            log: LogSettings::default(),
+            store: StoreSettings::default(),
+            intake: IntakeSettings::default(),
+            notifier: NotifierSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of the process's HTTP server (intake API and ops endpoints). Port 0 picks a
+    /// free port; the chosen address is printed at start-up.
+    pub address: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { address: "127.0.0.1:8080".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,kinlink_eventlog=debug`. `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// Topics inside the store's database: no external service needed.
+    Embedded,
+    /// Apache Kafka (or a Kafka-protocol broker).
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub backend: LogBackend,
+    /// Partitions per topic, for topics created by this process.
+    pub partitions: i32,
+    pub kafka: KafkaSettings,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { backend: LogBackend::Embedded, partitions: 3, kafka: KafkaSettings::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub replication_factor: i32,
+    /// Consumer groups are named `<group_prefix><stage>`.
+    pub group_prefix: String,
+    pub produce_timeout_ms: u64,
+    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            replication_factor: 1,
+            group_prefix: "kinlink-".to_owned(),
+            produce_timeout_ms: 30_000,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `postgres://...` or `sqlite://...`; unset means `<data_dir>/kinlink.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Agency recorded on referrals until per-agency API tokens exist.
+    pub default_agency: String,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 256 * 1024, default_agency: "local-dev".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {
+    /// Where each authority receives alerts.
+    pub authorities: Vec<AuthorityEndpoint>,
+    /// Per-request timeout of a webhook delivery.
+    pub timeout_ms: u64,
+    /// Pause before each retry of a failed delivery, in order; exhausted means failed.
+    pub retry_delays_ms: Vec<u64>,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            authorities: Vec::new(),
+            timeout_ms: 15_000,
+            retry_delays_ms: vec![0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityEndpoint {
+    /// GSS code of the body running children's services, e.g. `E10000016`.
+    pub code: String,
+    pub webhook_url: String,
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then `KINLINK__*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("KINLINK")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Cross-field rules that types cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if self.log.partitions < 1 {
+            return Err(Error::Invalid("log.partitions must be at least 1".to_owned()));
+        }
+        if self.log.backend == LogBackend::Kafka && self.store.url.is_none() {
+            return Err(Error::Invalid(
+                "log.backend = \"kafka\" needs store.url (PostgreSQL) shared by every instance".to_owned(),
+            ));
+        }
+        for endpoint in &self.notifier.authorities {
+            if !endpoint.webhook_url.starts_with("http://") && !endpoint.webhook_url.starts_with("https://") {
+                return Err(Error::Invalid(format!(
+                    "notifier.authorities[{}].webhook_url must be an http(s) URL",
+                    endpoint.code
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! kinlink's event contracts, package `kinlink.v1`.
+//!
+//! The `.proto` files under `proto/kinlink/v1/` are the source of truth; `build.rs` compiles
+//! them with protox (no system `protoc`) and prost. Every generated message implements
+//! [`prost::Name`], so its full name (`kinlink.v1.ReferralReceived`) doubles as the CloudEvents
+//! `type` attribute.
+//!
+//! [`wire_lock`] guards the wire format: the test `tests/wire_compat.rs` fails when a change
+//! renumbers a field, changes its type or removes it without reserving its number.
+
+/// Generated `kinlink.v1` messages.
+#[allow(clippy::all, missing_debug_implementations)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/kinlink.v1.rs"));
+}
+
+pub mod wire_lock;
+
+/// The compiled `FileDescriptorSet` of every `kinlink.v1` file (protobuf binary encoding).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/kinlink_descriptor.bin"));
+
+/// Converts milliseconds since the Unix epoch into a protobuf timestamp.
+pub fn timestamp_from_millis(millis: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Converts a protobuf timestamp into milliseconds since the Unix epoch.
+pub fn millis_from_timestamp(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(ts.nanos / 1_000_000))
+}

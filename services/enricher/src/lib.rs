@@ -1,0 +1,139 @@
+//! kinlink enricher: every subject and dependant of a referral becomes a person in the
+//! registry, linked to the persons already known and to their household, with a decision on
+//! whether they are treated as a child. Consumes `kinlink.referrals.received`, emits
+//! `kinlink.referrals.enriched`.
+//!
+//! Layout: [`linking`] (pure rules), [`registry`] (person tables), this file (the stage).
+
+pub mod linking;
+pub mod registry;
+
+use kinlink_eventlog::{Output, Record, Stage, StageError, topics};
+use kinlink_proto::v1::{self, PersonLink, SubjectRole};
+use sqlx::AnyConnection;
+
+/// CloudEvents `source` of events the enricher emits.
+pub const SOURCE: &str = "/kinlink/enricher";
+
+/// The enricher stage.
+#[derive(Debug, Default, Clone)]
+pub struct Enricher;
+
+impl Stage for Enricher {
+    fn name(&self) -> &'static str {
+        "enricher"
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        vec![topics::REFERRALS_RECEIVED.to_owned()]
+    }
+
+    async fn handle(&self, conn: &mut AnyConnection, record: &Record) -> Result<Vec<Output>, StageError> {
+        let referral: v1::ReferralReceived = record.envelope.decode()?;
+        let enriched = enrich(conn, &record.envelope.id, &referral).await?;
+        let envelope = record.envelope.derive(
+            "enriched",
+            SOURCE,
+            &referral.referral_id,
+            &referral.referral_id,
+            kinlink_store::now_millis(),
+            &enriched,
+        );
+        tracing::info!(
+            referral_id = %referral.referral_id,
+            persons = enriched.subjects.len(),
+            children = enriched.subjects.iter().filter(|s| s.is_child).count(),
+            "Referral enriched."
+        );
+        Ok(vec![Output::new(topics::REFERRALS_ENRICHED, envelope)])
+    }
+}
+
+/// Resolves every person of the referral and links the household.
+async fn enrich(
+    conn: &mut AnyConnection,
+    event_id: &str,
+    referral: &v1::ReferralReceived,
+) -> Result<v1::ReferralEnriched, StageError> {
+    let subject = referral
+        .subject
+        .as_ref()
+        .ok_or_else(|| StageError::Rejected("referral has no subject".to_owned()))?;
+    let received = referral
+        .received_at
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now)
+        .date_naive();
+
+    let people = std::iter::once((SubjectRole::ReferralSubject, 0u32, subject, 0i32)).chain(
+        referral.dependants.iter().enumerate().filter_map(|(index, dependant)| {
+            let index = u32::try_from(index).ok()?;
+            Some((SubjectRole::Dependant, index, dependant.person.as_ref()?, dependant.relationship))
+        }),
+    );
+    let mut subjects = Vec::new();
+    for (role, index, person, _) in people.clone() {
+        // Derived from the event id: a redelivered referral creates the same person ids.
+        let new_id = kinlink_eventlog::envelope::derive_id(event_id, &format!("person/{}/{index}", role as i32));
+        let resolved = registry::resolve(conn, person, &new_id, &referral.referral_id).await?;
+        let in_own_right =
+            registry::record_appearance(conn, &referral.referral_id, &resolved.person_id, role, index).await?;
+        let (is_child, basis) = linking::child_status(person, received);
+        subjects.push(v1::EnrichedSubject {
+            person_id: resolved.person_id,
+            role: role as i32,
+            dependant_index: index,
+            is_child,
+            child_basis: basis as i32,
+            match_method: resolved.method as i32,
+            links: Vec::new(),
+            locations: person.locations.clone(),
+            ever_referred_in_own_right: in_own_right,
+        });
+    }
+
+    // Household: the subject and each related dependant, and siblings among the children.
+    let relationships: Vec<i32> = people.map(|(_, _, _, relationship)| relationship).collect();
+    let subject_id = subjects.first().map(|s| s.person_id.clone()).unwrap_or_default();
+    let mut children_of_subject = Vec::new();
+    for position in 1..subjects.len() {
+        let Some((dependant_is, subject_is)) = linking::household_link(relationships[position]) else {
+            continue;
+        };
+        let dependant_id = subjects[position].person_id.clone();
+        if dependant_id == subject_id {
+            continue;
+        }
+        registry::link(conn, &subject_id, &dependant_id, dependant_is, relationships[position], &referral.referral_id).await?;
+        registry::link(conn, &dependant_id, &subject_id, subject_is, relationships[position], &referral.referral_id).await?;
+        subjects[0].links.push(PersonLink { kind: dependant_is as i32, person_id: dependant_id.clone(), relationship: relationships[position] });
+        subjects[position].links.push(PersonLink { kind: subject_is as i32, person_id: subject_id.clone(), relationship: relationships[position] });
+        if dependant_is == v1::LinkKind::Child {
+            children_of_subject.push(position);
+        }
+    }
+    for (i, &a) in children_of_subject.iter().enumerate() {
+        for &b in &children_of_subject[i + 1..] {
+            let (id_a, id_b) = (subjects[a].person_id.clone(), subjects[b].person_id.clone());
+            if id_a == id_b {
+                continue;
+            }
+            let sibling = v1::Relationship::Sibling as i32;
+            registry::link(conn, &id_a, &id_b, v1::LinkKind::Sibling, sibling, &referral.referral_id).await?;
+            registry::link(conn, &id_b, &id_a, v1::LinkKind::Sibling, sibling, &referral.referral_id).await?;
+            subjects[a].links.push(PersonLink { kind: v1::LinkKind::Sibling as i32, person_id: id_b, relationship: sibling });
+            subjects[b].links.push(PersonLink { kind: v1::LinkKind::Sibling as i32, person_id: id_a, relationship: sibling });
+        }
+    }
+
+    Ok(v1::ReferralEnriched {
+        referral_id: referral.referral_id.clone(),
+        agency_id: referral.agency_id.clone(),
+        urgency: referral.urgency,
+        consent: referral.consent,
+        subjects,
+        linkage_version: linking::LINKAGE_VERSION.to_owned(),
+    })
+}

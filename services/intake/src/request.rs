@@ -1,0 +1,412 @@
+//! The JSON shape of `POST /v1/referrals`, and its one-way conversion into the
+//! `kinlink.v1.ReferralReceived` event. Parsing collects every failing field (by JSON
+//! pointer) rather than stopping at the first, so an integrator fixes a request in one go.
+//! Messages name fields, never echo their values: values may be personal data.
+
+use kinlink_proto::v1;
+use serde::Deserialize;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// JSON pointer of the field, e.g. `/dependants/1/date_of_birth/value`.
+    pub pointer: String,
+    pub reason: String,
+}
+
+const MAX_NAME: usize = 200;
+const MAX_LIST: usize = 20;
+const MAX_DEPENDANTS: usize = 30;
+const MAX_CONCERN: usize = 20_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralRequest {
+    #[serde(default)]
+    pub external_reference: String,
+    pub subject: PersonRequest,
+    #[serde(default)]
+    pub dependants: Vec<DependantRequest>,
+    #[serde(default)]
+    pub exploitation_types: Vec<ExploitationType>,
+    #[serde(default)]
+    pub county_lines: bool,
+    #[serde(default)]
+    pub exploitation_location: Option<ExploitationLocation>,
+    #[serde(default)]
+    pub urgency: Option<Urgency>,
+    #[serde(default)]
+    pub pregnant: bool,
+    #[serde(default)]
+    pub consent: Option<Consent>,
+    #[serde(default)]
+    pub concern: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonRequest {
+    #[serde(default)]
+    pub given_name: String,
+    #[serde(default)]
+    pub family_name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub date_of_birth: Option<DateOfBirthRequest>,
+    #[serde(default)]
+    pub claimed_age: Option<u32>,
+    #[serde(default)]
+    pub sex: Option<Sex>,
+    #[serde(default)]
+    pub nationalities: Vec<String>,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub identifiers: Vec<IdentifierRequest>,
+    #[serde(default)]
+    pub locations: Vec<LocationRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependantRequest {
+    pub person: PersonRequest,
+    pub relationship: Relationship,
+    #[serde(default)]
+    pub with_subject: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateOfBirthRequest {
+    pub value: String,
+    #[serde(default)]
+    pub precision: Option<DobPrecision>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierRequest {
+    pub kind: IdentifierKind,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationRequest {
+    pub role: LocationRole,
+    #[serde(default)]
+    pub postcode: String,
+    #[serde(default)]
+    pub authority_code: String,
+    #[serde(default)]
+    pub overseas: bool,
+    #[serde(default)]
+    pub no_fixed_abode: bool,
+}
+
+macro_rules! wire_enum {
+    ($name:ident => $proto:path { $($variant:ident => $proto_variant:ident),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+        impl From<$name> for i32 {
+            fn from(value: $name) -> i32 {
+                use $proto as P;
+                match value { $($name::$variant => P::$proto_variant as i32),+ }
+            }
+        }
+    };
+}
+
+wire_enum!(DobPrecision => v1::DobPrecision { Exact => Exact, Month => Month, Year => Year, Estimated => Estimated });
+wire_enum!(Sex => v1::Sex { Female => Female, Male => Male, Other => Other, Unknown => Unknown });
+wire_enum!(IdentifierKind => v1::IdentifierKind {
+    NhsNumber => NhsNumber, HomeOfficeReference => HomeOfficeReference, Upn => Upn, LaChildId => LaChildId
+});
+wire_enum!(LocationRole => v1::LocationRole { Lives => Lives, Found => Found });
+wire_enum!(Relationship => v1::Relationship {
+    Child => Child, Stepchild => Stepchild, Sibling => Sibling, Grandchild => Grandchild,
+    OtherRelative => OtherRelative, Unrelated => Unrelated
+});
+wire_enum!(ExploitationType => v1::ExploitationType {
+    Labour => Labour, Sexual => Sexual, Criminal => Criminal, DomesticServitude => DomesticServitude,
+    OrganHarvesting => OrganHarvesting, Unknown => Unknown
+});
+wire_enum!(ExploitationLocation => v1::ExploitationLocation { Uk => Uk, Overseas => Overseas, Both => Both });
+wire_enum!(Urgency => v1::Urgency { Routine => Routine, Urgent => Urgent, Immediate => Immediate });
+wire_enum!(Consent => v1::Consent { Given => Given, NotGiven => NotGiven, NotRequiredChild => NotRequiredChild });
+
+/// Parses a request body, naming the field on a type error (wrong type, unknown field,
+/// unknown enum value).
+pub fn parse_body(body: &[u8]) -> Result<ReferralRequest, FieldError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let pointer = if path == "." {
+            String::new()
+        } else {
+            format!("/{}", path.replace('.', "/").replace(['[', ']'], "/").replace("//", "/"))
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        FieldError { pointer, reason: describe_serde_error(error.inner()) }
+    })
+}
+
+/// A serde message without the offending value (it may be personal data).
+fn describe_serde_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.starts_with("unknown variant") || text.starts_with("unknown field") {
+        // "unknown variant `x`, expected one of ..." -> keep the expected list only.
+        match text.split_once(", expected") {
+            Some((kind, expected)) => {
+                let kind = kind.split('`').next().unwrap_or("unknown value").trim();
+                format!("{kind}; expected{}", expected.split(" at line").next().unwrap_or(""))
+            }
+            None => "unknown value".to_owned(),
+        }
+    } else if text.starts_with("missing field") {
+        text.split(" at line").next().unwrap_or("missing field").to_owned()
+    } else if text.starts_with("invalid type") {
+        text.split(" at line").next().unwrap_or("invalid type").split(':').next().unwrap_or("invalid type").to_owned()
+    } else if error.is_syntax() || error.is_eof() {
+        "body is not valid JSON".to_owned()
+    } else {
+        "invalid value".to_owned()
+    }
+}
+
+/// Data-quality warnings returned with a 202: accepted, but routing or linking may suffer.
+pub fn warnings(request: &ReferralRequest) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let people = std::iter::once(("/subject".to_owned(), &request.subject)).chain(
+        request.dependants.iter().enumerate().map(|(i, d)| (format!("/dependants/{i}/person"), &d.person)),
+    );
+    for (pointer, person) in people {
+        if person.date_of_birth.is_none() && person.claimed_age.is_none() {
+            warnings.push(format!("{pointer}: no date of birth or claimed age; treated as a child"));
+        }
+        if !person.locations.iter().any(|l| !l.postcode.is_empty() || !l.authority_code.is_empty()) {
+            warnings.push(format!("{pointer}: no postcode or authority code; routing will need triage"));
+        }
+    }
+    if request.dependants.is_empty() {
+        warnings.push("/dependants: none recorded; ask whether the subject has children".to_owned());
+    }
+    warnings
+}
+
+/// Checks limits and formats, then builds the event. Every failing field is reported.
+pub fn into_event(
+    request: ReferralRequest,
+    referral_id: &str,
+    agency_id: &str,
+    received_at_ms: i64,
+) -> Result<v1::ReferralReceived, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let subject = person(request.subject, "/subject", &mut errors);
+    let mut dependants = Vec::new();
+    if request.dependants.len() > MAX_DEPENDANTS {
+        errors.push(error("/dependants", &format!("at most {MAX_DEPENDANTS} dependants")));
+    }
+    for (index, dependant) in request.dependants.into_iter().enumerate() {
+        let pointer = format!("/dependants/{index}/person");
+        dependants.push(v1::Dependant {
+            person: Some(person(dependant.person, &pointer, &mut errors)),
+            relationship: dependant.relationship.into(),
+            with_subject: dependant.with_subject,
+        });
+    }
+    check_len(&request.external_reference, 100, "/external_reference", &mut errors);
+    check_len(&request.concern, MAX_CONCERN, "/concern", &mut errors);
+    if request.exploitation_types.len() > 6 {
+        errors.push(error("/exploitation_types", "at most 6 exploitation types"));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(v1::ReferralReceived {
+        referral_id: referral_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        external_reference: request.external_reference,
+        subject: Some(subject),
+        dependants,
+        exploitation_types: request.exploitation_types.into_iter().map(i32::from).collect(),
+        county_lines: request.county_lines,
+        exploitation_location: request.exploitation_location.map(i32::from).unwrap_or_default(),
+        urgency: request.urgency.map(i32::from).unwrap_or(v1::Urgency::Routine as i32),
+        pregnant: request.pregnant,
+        consent: request.consent.map(i32::from).unwrap_or_default(),
+        received_at: Some(kinlink_proto::timestamp_from_millis(received_at_ms)),
+        concern: request.concern,
+    })
+}
+
+fn error(pointer: &str, reason: &str) -> FieldError {
+    FieldError { pointer: pointer.to_owned(), reason: reason.to_owned() }
+}
+
+fn check_len(value: &str, max: usize, pointer: &str, errors: &mut Vec<FieldError>) {
+    if value.chars().count() > max {
+        errors.push(error(pointer, &format!("longer than {max} characters")));
+    }
+}
+
+fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1::Person {
+    if request.given_name.trim().is_empty() && request.family_name.trim().is_empty() && request.aliases.is_empty() {
+        errors.push(error(&format!("{at}/given_name"), "a given name, family name or alias is required"));
+    }
+    check_len(&request.given_name, MAX_NAME, &format!("{at}/given_name"), errors);
+    check_len(&request.family_name, MAX_NAME, &format!("{at}/family_name"), errors);
+    for (name, list) in [
+        ("aliases", &request.aliases),
+        ("nationalities", &request.nationalities),
+        ("languages", &request.languages),
+    ] {
+        if list.len() > MAX_LIST {
+            errors.push(error(&format!("{at}/{name}"), &format!("at most {MAX_LIST} entries")));
+        }
+        for (i, item) in list.iter().enumerate() {
+            check_len(item, MAX_NAME, &format!("{at}/{name}/{i}"), errors);
+        }
+    }
+    let date_of_birth = request.date_of_birth.map(|dob| {
+        if !valid_partial_date(&dob.value) {
+            errors.push(error(&format!("{at}/date_of_birth/value"), "expected YYYY-MM-DD, YYYY-MM or YYYY"));
+        }
+        let precision = dob.precision.map(i32::from).unwrap_or_else(|| match dob.value.len() {
+            4 => v1::DobPrecision::Year as i32,
+            7 => v1::DobPrecision::Month as i32,
+            _ => v1::DobPrecision::Exact as i32,
+        });
+        v1::DateOfBirth { value: dob.value, precision }
+    });
+    if request.claimed_age.is_some_and(|age| age > 130) {
+        errors.push(error(&format!("{at}/claimed_age"), "must be between 0 and 130"));
+    }
+    if request.identifiers.len() > MAX_LIST {
+        errors.push(error(&format!("{at}/identifiers"), &format!("at most {MAX_LIST} entries")));
+    }
+    let identifiers = request
+        .identifiers
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let value = id.value.trim().to_owned();
+            if value.is_empty() || value.chars().count() > 64 {
+                errors.push(error(&format!("{at}/identifiers/{i}/value"), "must be 1 to 64 characters"));
+            }
+            v1::Identifier { kind: id.kind.into(), value }
+        })
+        .collect();
+    if request.locations.len() > 10 {
+        errors.push(error(&format!("{at}/locations"), "at most 10 locations"));
+    }
+    let locations = request
+        .locations
+        .into_iter()
+        .enumerate()
+        .map(|(i, location)| {
+            let here = format!("{at}/locations/{i}");
+            let postcode = location.postcode.trim().to_owned();
+            let authority_code = location.authority_code.trim().to_ascii_uppercase();
+            if postcode.chars().count() > 10 || !postcode.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ') {
+                errors.push(error(&format!("{here}/postcode"), "not a UK postcode (letters, digits, one space)"));
+            }
+            if !authority_code.is_empty() && !valid_gss_code(&authority_code) {
+                errors.push(error(&format!("{here}/authority_code"), "expected a GSS code such as E06000023"));
+            }
+            if postcode.is_empty() && authority_code.is_empty() && !location.overseas && !location.no_fixed_abode {
+                errors.push(error(
+                    &here,
+                    "give a postcode or authority code, or set overseas or no_fixed_abode",
+                ));
+            }
+            v1::Location {
+                role: location.role.into(),
+                postcode,
+                authority_code,
+                overseas: location.overseas,
+                no_fixed_abode: location.no_fixed_abode,
+            }
+        })
+        .collect();
+    v1::Person {
+        given_name: request.given_name.trim().to_owned(),
+        family_name: request.family_name.trim().to_owned(),
+        aliases: request.aliases,
+        date_of_birth,
+        claimed_age: request.claimed_age,
+        sex: request.sex.map(i32::from).unwrap_or_default(),
+        nationalities: request.nationalities,
+        languages: request.languages,
+        identifiers,
+        locations,
+    }
+}
+
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, a real calendar date, not in the future.
+fn valid_partial_date(value: &str) -> bool {
+    let today = chrono::Utc::now().date_naive();
+    let parsed = match value.len() {
+        4 => chrono::NaiveDate::parse_from_str(&format!("{value}-01-01"), "%Y-%m-%d"),
+        7 => chrono::NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d"),
+        10 => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d"),
+        _ => return false,
+    };
+    parsed.is_ok_and(|date| date <= today && date.format("%Y").to_string().as_str() >= "1890")
+}
+
+/// A 9-character GSS code: a letter, then 8 digits (E06000023, W06000015, S12000036, N09000003).
+pub fn valid_gss_code(code: &str) -> bool {
+    code.len() == 9
+        && code.starts_with(['E', 'W', 'S', 'N'])
+        && code[1..].chars().all(|c| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json).unwrap_or_default()
+    }
+
+    #[test]
+    fn unknown_enum_value_names_the_field_without_echoing_it() {
+        let raw = body(serde_json::json!({
+            "subject": { "given_name": "A", "locations": [{ "role": "somewhere-secret" }] }
+        }));
+        let err = parse_body(&raw).err();
+        let err = err.as_ref();
+        assert_eq!(err.map(|e| e.pointer.as_str()), Some("/subject/locations/0/role"));
+        assert!(err.is_some_and(|e| !e.reason.contains("somewhere-secret")), "{err:?}");
+    }
+
+    #[test]
+    fn every_failing_field_is_reported() {
+        let raw = body(serde_json::json!({
+            "subject": { "date_of_birth": { "value": "1990-13-40" } },
+            "dependants": [{ "person": { "given_name": "B", "locations": [{ "role": "lives", "authority_code": "X1" }] },
+                             "relationship": "child" }]
+        }));
+        let request = parse_body(&raw).map_err(|e| e.reason);
+        let Ok(request) = request else { panic!("parse failed: {request:?}") };
+        let errors = into_event(request, "r", "a", 0).err().unwrap_or_default();
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            ["/subject/given_name", "/subject/date_of_birth/value", "/dependants/0/person/locations/0/authority_code"]
+        );
+    }
+
+    #[test]
+    fn precision_defaults_from_the_date_shape() {
+        let raw = body(serde_json::json!({ "subject": { "given_name": "A", "date_of_birth": { "value": "2019" } } }));
+        let event = parse_body(&raw).ok().and_then(|r| into_event(r, "r", "a", 0).ok());
+        let precision = event.and_then(|e| e.subject).and_then(|s| s.date_of_birth).map(|d| d.precision);
+        assert_eq!(precision, Some(v1::DobPrecision::Year as i32));
+    }
+}
