@@ -86,6 +86,10 @@ impl Schema {
         let mut schema = Schema::default();
         for file in set.file {
             let package = file.package.unwrap_or_default();
+            // Imported well-known types are not ours to lock.
+            if !package.starts_with("kinlink.") {
+                continue;
+            }
             for message in &file.message_type {
                 schema.add_message(&package, message);
             }

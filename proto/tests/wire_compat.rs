@@ -30,16 +30,16 @@ fn contracts_keep_the_published_wire_format() -> Result<(), Box<dyn std::error::
 fn renumbering_retyping_and_unreserved_removal_are_caught() -> Result<(), Box<dyn std::error::Error>>
 {
     let current = wire_lock::render(FILE_DESCRIPTOR_SET)?;
-    let original = "field kinlink.v1.AlertRaised 1 alert_id TYPE_STRING LABEL_OPTIONAL -";
+    let original = "field kinlink.v1.AlertRaised 1 alert_id String Optional -";
     assert!(current.contains(original), "fixture line missing from the rendered lock");
 
     // A lock that says field 99 existed: the current contract dropped it without reserving it.
-    let removed = format!("{current}field kinlink.v1.AlertRaised 99 old TYPE_STRING LABEL_OPTIONAL -\n");
+    let removed = format!("{current}field kinlink.v1.AlertRaised 99 old String Optional -\n");
     let report = wire_lock::check(&removed, FILE_DESCRIPTOR_SET)?;
     assert_eq!(report.breaking.len(), 1, "{:?}", report.breaking);
 
     // A lock that says field 1 was an int64: the current contract changed its type.
-    let retyped = current.replace(original, "field kinlink.v1.AlertRaised 1 alert_id TYPE_INT64 LABEL_OPTIONAL -");
+    let retyped = current.replace(original, "field kinlink.v1.AlertRaised 1 alert_id Int64 Optional -");
     let report = wire_lock::check(&retyped, FILE_DESCRIPTOR_SET)?;
     assert_eq!(report.breaking.len(), 1, "{:?}", report.breaking);
     assert!(report.lock_is_stale);

@@ -1,0 +1,283 @@
+//! Test harness: the real `kinlink` binary, a webhook receiver standing in for authorities,
+//! a tansu broker (Kafka protocol) and temporary PostgreSQL databases.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TestResult<Self> {
+        let path = std::env::temp_dir().join(format!("kinlink-{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One webhook request as an authority received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub authority: String,
+    pub webhook_id: String,
+    pub body: serde_json::Value,
+}
+
+/// Stands in for every authority: `POST /hooks/{code}` records the request and answers 204.
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl WebhookReceiver {
+    pub async fn start() -> TestResult<Self> {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/hooks/{code}", post(record))
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { addr, received })
+    }
+
+    pub fn url(&self, code: &str) -> String {
+        format!("http://{}/hooks/{code}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `predicate` holds for what was received, or fails after `timeout`.
+    pub async fn wait_for(&self, timeout: Duration, predicate: impl Fn(&[Received]) -> bool) -> TestResult<Vec<Received>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if predicate(&received) {
+                return Ok(received);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("timed out; received {} webhook(s): {:?}", received.len(), received).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn record(
+    State(received): State<Arc<Mutex<Vec<Received>>>>,
+    UrlPath(code): UrlPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if let Ok(mut list) = received.lock() {
+        list.push(Received { authority: code, webhook_id, body });
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// Writes a settings file for `kinlink up`; `extra` is appended verbatim.
+pub fn write_config(dir: &Path, receiver: &WebhookReceiver, authorities: &[&str], extra: &str) -> TestResult<PathBuf> {
+    let mut text = String::from("[telemetry]\nfilter = \"info\"\n\n[notifier]\nretry_delays_ms = [100, 200, 500, 1000]\ntimeout_ms = 2000\n");
+    for code in authorities {
+        text.push_str(&format!("\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\n", receiver.url(code)));
+    }
+    text.push_str(extra);
+    let path = dir.join("kinlink.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// A running `kinlink up` process.
+#[derive(Debug)]
+pub struct Kinlink {
+    pub child: Child,
+    pub base_url: String,
+}
+
+impl Kinlink {
+    /// Starts `kinlink up` and waits for it to print its address.
+    pub async fn up(data_dir: &Path, config: &Path) -> TestResult<Self> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kinlink"))
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--config")
+            .arg(config)
+            .arg("--address")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("kinlink listening on ") {
+                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                }
+            }
+            Ok(None)
+        })
+        .await??
+        .ok_or("kinlink exited before printing its address")?;
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base_url })
+    }
+
+    pub async fn post_referral(&self, referral: &serde_json::Value) -> TestResult<serde_json::Value> {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/referrals", self.base_url))
+            .json(referral)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(format!("referral refused with {status}: {body}").into());
+        }
+        Ok(body)
+    }
+
+    /// SIGINT, as Ctrl-C would; returns the exit status.
+    pub async fn interrupt(mut self) -> TestResult<std::process::ExitStatus> {
+        let pid = self.child.id().ok_or("process already gone")?;
+        let status = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status()?;
+        if !status.success() {
+            return Err("kill -INT failed".into());
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(40), self.child.wait()).await??)
+    }
+
+    /// SIGKILL: no chance to drain or commit.
+    pub async fn crash(mut self) -> TestResult {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// An adult referred with two dependent children: one lives in Ashford (a Kent district, so
+/// Kent County Council runs children's services), one in Westminster.
+pub fn family_referral(tag: &str) -> serde_json::Value {
+    serde_json::json!({
+        "external_reference": format!("TEST-{tag}"),
+        "subject": {
+            "given_name": format!("Adult{tag}"),
+            "family_name": "Hoxha",
+            "date_of_birth": { "value": "1990-04-02", "precision": "exact" },
+            "sex": "female",
+            "nationalities": ["AL"],
+            "locations": [{ "role": "found", "authority_code": "E09000033" }]
+        },
+        "dependants": [
+            {
+                "person": {
+                    "given_name": format!("Elira{tag}"),
+                    "family_name": "Hoxha",
+                    "date_of_birth": { "value": "2016-01-01", "precision": "estimated" },
+                    "locations": [{ "role": "lives", "authority_code": "E07000105" }]
+                },
+                "relationship": "child",
+                "with_subject": false
+            },
+            {
+                "person": {
+                    "given_name": format!("Arben{tag}"),
+                    "family_name": "Hoxha",
+                    "claimed_age": 9,
+                    "locations": [{ "role": "lives", "authority_code": "E09000033" }]
+                },
+                "relationship": "child",
+                "with_subject": true
+            }
+        ],
+        "exploitation_types": ["labour"],
+        "urgency": "urgent",
+        "consent": "given",
+        "concern": "free text that must never reach a log"
+    })
+}
+
+/// The person id of dependant `index` of `referral_id`, read from the store.
+pub async fn dependant_person_id(store_url: &str, referral_id: &str, index: i64) -> TestResult<String> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(store_url).await?;
+    let row = sqlx::query("SELECT person_id FROM referral_persons WHERE referral_id = $1 AND role = 2 AND dependant_index = $2")
+        .bind(referral_id)
+        .bind(index)
+        .fetch_one(&mut conn)
+        .await?;
+    let id: String = row.try_get("person_id")?;
+    conn.close().await?;
+    Ok(id)
+}
+
+/// A tansu broker (Kafka protocol) on a free loopback port with SQLite storage in `dir`.
+#[derive(Debug)]
+pub struct Tansu {
+    pub child: Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    pub async fn start(dir: &Path) -> TestResult<Self> {
+        let bin = std::env::var("KINLINK_TANSU_BIN").unwrap_or_else(|_| "tansu".into());
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(&url)
+            .arg("--advertised-listener-url")
+            .arg(&url)
+            .arg("--storage-engine")
+            .arg(format!("sqlite://{}/tansu.db", dir.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the tansu broker ({bin}); scripts/test.sh installs it: {e}"))?;
+        let bootstrap = format!("127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&bootstrap).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                return Err("tansu did not start listening within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { child, bootstrap })
+    }
+}
+
+fn free_port() -> TestResult<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
