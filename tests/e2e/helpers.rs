@@ -48,12 +48,25 @@ pub struct WebhookReceiver {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
+#[derive(Debug, Clone)]
+struct ReceiverState {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// How long each request takes to answer after it has been recorded.
+    delay: Duration,
+}
+
 impl WebhookReceiver {
     pub async fn start() -> TestResult<Self> {
+        Self::start_slow(Duration::ZERO).await
+    }
+
+    /// A receiver that records each request on arrival and answers after `delay`, so
+    /// deliveries stay in flight long enough for a crash to land in the middle of one.
+    pub async fn start_slow(delay: Duration) -> TestResult<Self> {
         let received = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/hooks/{code}", post(record))
-            .with_state(received.clone());
+            .with_state(ReceiverState { received: received.clone(), delay });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -85,7 +98,7 @@ impl WebhookReceiver {
 }
 
 async fn record(
-    State(received): State<Arc<Mutex<Vec<Received>>>>,
+    State(ReceiverState { received, delay }): State<ReceiverState>,
     UrlPath(code): UrlPath<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -95,6 +108,7 @@ async fn record(
     if let Ok(mut list) = received.lock() {
         list.push(Received { authority: code, webhook_id, body });
     }
+    tokio::time::sleep(delay).await;
     StatusCode::NO_CONTENT
 }
 
@@ -242,7 +256,8 @@ pub async fn dependant_person_id(store_url: &str, referral_id: &str, index: i64)
 /// A tansu broker (Kafka protocol) on a free loopback port with SQLite storage in `dir`.
 #[derive(Debug)]
 pub struct Tansu {
-    pub child: Child,
+    /// Killed when dropped.
+    _child: Child,
     pub bootstrap: String,
 }
 
@@ -257,8 +272,10 @@ impl Tansu {
             .arg(&url)
             .arg("--advertised-listener-url")
             .arg(&url)
+            // tansu resolves the SQLite path against its working directory.
             .arg("--storage-engine")
-            .arg(format!("sqlite://{}/tansu.db", dir.display()))
+            .arg("sqlite://tansu.db")
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -273,7 +290,7 @@ impl Tansu {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { child, bootstrap })
+        Ok(Self { _child: child, bootstrap })
     }
 }
 

@@ -282,8 +282,10 @@ impl KafkaLog {
             }
             self.notify_appended();
         }
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::warn!(stage = stage.name(), %error, "Final offset commit failed; events will be redelivered.");
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            // Auto-commit already committed every stored offset.
+            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(stage = stage.name(), %error, "Final offset commit failed; events will be redelivered."),
         }
         tracing::info!(stage = stage.name(), "Stage stopped.");
         Ok(())
