@@ -24,26 +24,47 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Entry {
     /// message, number, name, type, label, type name
-    Field { message: String, number: i32, name: String, shape: String },
+    Field {
+        message: String,
+        number: i32,
+        name: String,
+        shape: String,
+    },
     /// message or enum, reserved number
     Reserved { owner: String, number: i32 },
     /// enum, number, name
-    EnumValue { owner: String, number: i32, name: String },
+    EnumValue {
+        owner: String,
+        number: i32,
+        name: String,
+    },
 }
 
 impl Entry {
     fn render(&self) -> String {
         match self {
-            Entry::Field { message, number, name, shape } => {
+            Entry::Field {
+                message,
+                number,
+                name,
+                shape,
+            } => {
                 format!("field {message} {number} {name} {shape}")
             }
             Entry::Reserved { owner, number } => format!("reserved {owner} {number}"),
-            Entry::EnumValue { owner, number, name } => format!("enum {owner} {number} {name}"),
+            Entry::EnumValue {
+                owner,
+                number,
+                name,
+            } => format!("enum {owner} {number} {name}"),
         }
     }
 
     fn parse(line: &str, line_no: usize) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::Lock { line: line_no, reason: reason.to_owned() };
+        let bad = |reason: &str| Error::Lock {
+            line: line_no,
+            reason: reason.to_owned(),
+        };
         let mut parts = line.split_whitespace();
         let kind = parts.next().ok_or_else(|| bad("empty line"))?;
         let owner = parts.next().ok_or_else(|| bad("missing owner"))?.to_owned();
@@ -53,17 +74,32 @@ impl Entry {
             .ok_or_else(|| bad("missing or invalid number"))?;
         match kind {
             "field" => {
-                let name = parts.next().ok_or_else(|| bad("missing field name"))?.to_owned();
+                let name = parts
+                    .next()
+                    .ok_or_else(|| bad("missing field name"))?
+                    .to_owned();
                 let shape = parts.collect::<Vec<_>>().join(" ");
                 if shape.is_empty() {
                     return Err(bad("missing field type"));
                 }
-                Ok(Entry::Field { message: owner, number, name, shape })
+                Ok(Entry::Field {
+                    message: owner,
+                    number,
+                    name,
+                    shape,
+                })
             }
             "reserved" => Ok(Entry::Reserved { owner, number }),
             "enum" => {
-                let name = parts.next().ok_or_else(|| bad("missing enum value name"))?.to_owned();
-                Ok(Entry::EnumValue { owner, number, name })
+                let name = parts
+                    .next()
+                    .ok_or_else(|| bad("missing enum value name"))?
+                    .to_owned();
+                Ok(Entry::EnumValue {
+                    owner,
+                    number,
+                    name,
+                })
             }
             _ => Err(bad("unknown entry kind (expected field, reserved or enum)")),
         }
@@ -109,7 +145,8 @@ impl Schema {
                 field.label(),
                 field.type_name.as_deref().unwrap_or("-")
             );
-            self.fields.insert((name.clone(), field.number()), shape.clone());
+            self.fields
+                .insert((name.clone(), field.number()), shape.clone());
             self.entries.insert(Entry::Field {
                 message: name.clone(),
                 number: field.number(),
@@ -155,7 +192,10 @@ impl Schema {
         // Guard against `reserved 1000 to max` expanding into millions of lines.
         if number < 100_000 {
             self.reserved.insert((owner.to_owned(), number));
-            self.entries.insert(Entry::Reserved { owner: owner.to_owned(), number });
+            self.entries.insert(Entry::Reserved {
+                owner: owner.to_owned(),
+                number,
+            });
         }
     }
 }
@@ -206,7 +246,12 @@ pub fn check(lock: &str, descriptor_set: &[u8]) -> Result<Report, Error> {
 impl Schema {
     fn breaks(&self, entry: &Entry) -> Option<String> {
         match entry {
-            Entry::Field { message, number, name, shape } => {
+            Entry::Field {
+                message,
+                number,
+                name,
+                shape,
+            } => {
                 if !self.owners.contains(message) {
                     return Some(format!("message {message} was removed"));
                 }
@@ -230,7 +275,11 @@ impl Schema {
                     None
                 }
             }
-            Entry::EnumValue { owner, number, name } => {
+            Entry::EnumValue {
+                owner,
+                number,
+                name,
+            } => {
                 if !self.owners.contains(owner) {
                     return Some(format!("enum {owner} was removed"));
                 }

@@ -31,7 +31,10 @@ fn renumbering_retyping_and_unreserved_removal_are_caught() -> Result<(), Box<dy
 {
     let current = wire_lock::render(FILE_DESCRIPTOR_SET)?;
     let original = "field kinlink.v1.AlertRaised 1 alert_id String Optional -";
-    assert!(current.contains(original), "fixture line missing from the rendered lock");
+    assert!(
+        current.contains(original),
+        "fixture line missing from the rendered lock"
+    );
 
     // A lock that says field 99 existed: the current contract dropped it without reserving it.
     let removed = format!("{current}field kinlink.v1.AlertRaised 99 old String Optional -\n");
@@ -39,14 +42,22 @@ fn renumbering_retyping_and_unreserved_removal_are_caught() -> Result<(), Box<dy
     assert_eq!(report.breaking.len(), 1, "{:?}", report.breaking);
 
     // A lock that says field 1 was an int64: the current contract changed its type.
-    let retyped = current.replace(original, "field kinlink.v1.AlertRaised 1 alert_id Int64 Optional -");
+    let retyped = current.replace(
+        original,
+        "field kinlink.v1.AlertRaised 1 alert_id Int64 Optional -",
+    );
     let report = wire_lock::check(&retyped, FILE_DESCRIPTOR_SET)?;
     assert_eq!(report.breaking.len(), 1, "{:?}", report.breaking);
     assert!(report.lock_is_stale);
 
     // A removed enum value.
     let enum_removed = format!("{current}enum kinlink.v1.Priority 7 PRIORITY_OLD\n");
-    assert_eq!(wire_lock::check(&enum_removed, FILE_DESCRIPTOR_SET)?.breaking.len(), 1);
+    assert_eq!(
+        wire_lock::check(&enum_removed, FILE_DESCRIPTOR_SET)?
+            .breaking
+            .len(),
+        1
+    );
 
     // The lock rendered from the contracts themselves is clean.
     let clean = wire_lock::check(&current, FILE_DESCRIPTOR_SET)?;

@@ -21,7 +21,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(label: &str) -> TestResult<Self> {
-        let path = std::env::temp_dir().join(format!("kinlink-{label}-{}", uuid::Uuid::new_v4().simple()));
+        let path =
+            std::env::temp_dir().join(format!("kinlink-{label}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -66,7 +67,10 @@ impl WebhookReceiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/hooks/{code}", post(record))
-            .with_state(ReceiverState { received: received.clone(), delay });
+            .with_state(ReceiverState {
+                received: received.clone(),
+                delay,
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -82,7 +86,11 @@ impl WebhookReceiver {
     }
 
     /// Waits until `predicate` holds for what was received, or fails after `timeout`.
-    pub async fn wait_for(&self, timeout: Duration, predicate: impl Fn(&[Received]) -> bool) -> TestResult<Vec<Received>> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&[Received]) -> bool,
+    ) -> TestResult<Vec<Received>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let received = self.received();
@@ -90,7 +98,12 @@ impl WebhookReceiver {
                 return Ok(received);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(format!("timed out; received {} webhook(s): {:?}", received.len(), received).into());
+                return Err(format!(
+                    "timed out; received {} webhook(s): {:?}",
+                    received.len(),
+                    received
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -103,20 +116,38 @@ async fn record(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> StatusCode {
-    let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let webhook_id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     if let Ok(mut list) = received.lock() {
-        list.push(Received { authority: code, webhook_id, body });
+        list.push(Received {
+            authority: code,
+            webhook_id,
+            body,
+        });
     }
     tokio::time::sleep(delay).await;
     StatusCode::NO_CONTENT
 }
 
 /// Writes a settings file for `kinlink up`; `extra` is appended verbatim.
-pub fn write_config(dir: &Path, receiver: &WebhookReceiver, authorities: &[&str], extra: &str) -> TestResult<PathBuf> {
-    let mut text = String::from("[telemetry]\nfilter = \"info\"\n\n[notifier]\nretry_delays_ms = [100, 200, 500, 1000]\ntimeout_ms = 2000\n");
+pub fn write_config(
+    dir: &Path,
+    receiver: &WebhookReceiver,
+    authorities: &[&str],
+    extra: &str,
+) -> TestResult<PathBuf> {
+    let mut text = String::from(
+        "[telemetry]\nfilter = \"info\"\n\n[notifier]\nretry_delays_ms = [100, 200, 500, 1000]\ntimeout_ms = 2000\n",
+    );
     for code in authorities {
-        text.push_str(&format!("\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\n", receiver.url(code)));
+        text.push_str(&format!(
+            "\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\n",
+            receiver.url(code)
+        ));
     }
     text.push_str(extra);
     let path = dir.join("kinlink.toml");
@@ -142,7 +173,10 @@ impl Kinlink {
             .arg(config)
             .arg("--address")
             .arg("127.0.0.1:0")
-            .env("RUST_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -165,7 +199,10 @@ impl Kinlink {
         Ok(Self { child, base_url })
     }
 
-    pub async fn post_referral(&self, referral: &serde_json::Value) -> TestResult<serde_json::Value> {
+    pub async fn post_referral(
+        &self,
+        referral: &serde_json::Value,
+    ) -> TestResult<serde_json::Value> {
         let response = reqwest::Client::new()
             .post(format!("{}/v1/referrals", self.base_url))
             .json(referral)
@@ -182,7 +219,10 @@ impl Kinlink {
     /// SIGINT, as Ctrl-C would; returns the exit status.
     pub async fn interrupt(mut self) -> TestResult<std::process::ExitStatus> {
         let pid = self.child.id().ok_or("process already gone")?;
-        let status = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status()?;
+        let status = std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(pid.to_string())
+            .status()?;
         if !status.success() {
             return Err("kill -INT failed".into());
         }
@@ -239,7 +279,11 @@ pub fn family_referral(tag: &str) -> serde_json::Value {
 }
 
 /// The person id of dependant `index` of `referral_id`, read from the store.
-pub async fn dependant_person_id(store_url: &str, referral_id: &str, index: i64) -> TestResult<String> {
+pub async fn dependant_person_id(
+    store_url: &str,
+    referral_id: &str,
+    index: i64,
+) -> TestResult<String> {
     use sqlx::{Connection, Row};
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(store_url).await?;
@@ -262,35 +306,52 @@ pub struct Tansu {
 }
 
 impl Tansu {
+    /// Starts tansu, retrying on another port if the chosen one was taken in the meantime
+    /// (tansu exits when it cannot bind, so a dead child means "try again").
     pub async fn start(dir: &Path) -> TestResult<Self> {
         let bin = std::env::var("KINLINK_TANSU_BIN").unwrap_or_else(|_| "tansu".into());
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(&url)
-            .arg("--advertised-listener-url")
-            .arg(&url)
-            // tansu resolves the SQLite path against its working directory.
-            .arg("--storage-engine")
-            .arg("sqlite://tansu.db")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start the tansu broker ({bin}); scripts/test.sh installs it: {e}"))?;
-        let bootstrap = format!("127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(&bootstrap).await.is_err() {
-            if tokio::time::Instant::now() > deadline {
-                return Err("tansu did not start listening within 30 s".into());
+        for _ in 0..3 {
+            let port = free_port()?;
+            let url = format!("tcp://127.0.0.1:{port}");
+            let mut child = Command::new(&bin)
+                .arg("broker")
+                .arg("--listener-url")
+                .arg(&url)
+                .arg("--advertised-listener-url")
+                .arg(&url)
+                // tansu resolves the SQLite path against its working directory.
+                .arg("--storage-engine")
+                .arg("sqlite://tansu.db")
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| {
+                    format!(
+                        "cannot start the tansu broker ({bin}); scripts/test.sh installs it: {e}"
+                    )
+                })?;
+            let bootstrap = format!("127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if tokio::net::TcpStream::connect(&bootstrap).await.is_ok() {
+                    return Ok(Self {
+                        _child: child,
+                        bootstrap,
+                    });
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err("tansu did not start listening within 30 s".into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { _child: child, bootstrap })
+        Err("tansu exited three times before listening".into())
     }
 }
 

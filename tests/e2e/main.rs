@@ -14,11 +14,20 @@ const WESTMINSTER: &str = "E09000033";
 
 /// Posts the family referral and checks each authority got exactly one alert, naming the
 /// person id the enricher gave that authority's child.
-async fn family_reaches_both_authorities(kinlink: &Kinlink, receiver: &WebhookReceiver, store_url: &str) -> TestResult {
+async fn family_reaches_both_authorities(
+    kinlink: &Kinlink,
+    receiver: &WebhookReceiver,
+    store_url: &str,
+) -> TestResult {
     let accepted = kinlink.post_referral(&family_referral("1")).await?;
-    let referral_id = accepted["referral_id"].as_str().ok_or("no referral_id")?.to_owned();
+    let referral_id = accepted["referral_id"]
+        .as_str()
+        .ok_or("no referral_id")?
+        .to_owned();
 
-    receiver.wait_for(Duration::from_secs(60), |r| r.len() >= 2).await?;
+    receiver
+        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+        .await?;
     // Give a stray duplicate the chance to show up before counting.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let received = receiver.received();
@@ -28,18 +37,32 @@ async fn family_reaches_both_authorities(kinlink: &Kinlink, receiver: &WebhookRe
     let westminster_child = dependant_person_id(store_url, &referral_id, 1).await?;
     assert_ne!(kent_child, westminster_child);
     for (authority, child) in [(KENT, &kent_child), (WESTMINSTER, &westminster_child)] {
-        let alerts: Vec<_> = received.iter().filter(|r| r.authority == authority).collect();
+        let alerts: Vec<_> = received
+            .iter()
+            .filter(|r| r.authority == authority)
+            .collect();
         assert_eq!(alerts.len(), 1, "{authority} gets exactly one alert");
         let alert = &alerts[0].body;
-        assert_eq!(alert["person_id"].as_str(), Some(child.as_str()), "{authority} alert names its child");
+        assert_eq!(
+            alert["person_id"].as_str(),
+            Some(child.as_str()),
+            "{authority} alert names its child"
+        );
         assert_eq!(alert["referral_id"].as_str(), Some(referral_id.as_str()));
         assert_eq!(alert["authority_code"].as_str(), Some(authority));
         assert_eq!(alert["priority"].as_str(), Some("urgent"));
-        assert_eq!(alerts[0].webhook_id, alert["alert_id"].as_str().unwrap_or_default(), "webhook-id is the alert id");
+        assert_eq!(
+            alerts[0].webhook_id,
+            alert["alert_id"].as_str().unwrap_or_default(),
+            "webhook-id is the alert id"
+        );
     }
     // No personal data in the thin payload.
     let text = serde_json::to_string(&received.iter().map(|r| &r.body).collect::<Vec<_>>())?;
-    assert!(!text.contains("Hoxha") && !text.contains("Elira"), "payload leaked a name: {text}");
+    assert!(
+        !text.contains("Hoxha") && !text.contains("Elira"),
+        "payload leaked a name: {text}"
+    );
     drop(received);
     Ok(())
 }
@@ -55,12 +78,23 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
     family_reaches_both_authorities(&kinlink, &receiver, &store_url).await?;
 
     // The ops endpoints answer.
-    let metrics = reqwest::get(format!("{}/metrics", kinlink.base_url)).await?.text().await?;
+    let metrics = reqwest::get(format!("{}/metrics", kinlink.base_url))
+        .await?
+        .text()
+        .await?;
     assert!(metrics.contains("kinlink_stage_events_total"), "{metrics}");
-    assert_eq!(reqwest::get(format!("{}/readyz", kinlink.base_url)).await?.status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", kinlink.base_url))
+            .await?
+            .status(),
+        200
+    );
 
     let status = kinlink.interrupt().await?;
-    assert!(status.success(), "Ctrl-C drains and exits cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "Ctrl-C drains and exits cleanly: {status:?}"
+    );
     Ok(())
 }
 
@@ -68,13 +102,13 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
 async fn kafka_and_postgres_alert_each_childs_authority_once() -> TestResult {
     let dir = TempDir::new("e2e-kafka")?;
     let tansu = Tansu::start(&dir.0).await?;
-    let database = TempPostgres::create().await.map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let database = TempPostgres::create()
+        .await
+        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
     let receiver = WebhookReceiver::start().await?;
     let extra = format!(
         "\n[log]\nbackend = \"kafka\"\npartitions = 2\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"e2e-{}-\"\n\n[store]\nurl = \"{}\"\n",
-        tansu.bootstrap,
-        database.name,
-        database.url
+        tansu.bootstrap, database.name, database.url
     );
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
     let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
@@ -100,19 +134,37 @@ async fn sigkill_mid_flight_loses_no_alert() -> TestResult {
     let kinlink = Kinlink::up(&data, &config).await?;
     let mut referral_ids = Vec::new();
     for i in 0..REFERRALS {
-        let accepted = kinlink.post_referral(&family_referral(&format!("crash{i}"))).await?;
-        referral_ids.push(accepted["referral_id"].as_str().ok_or("no referral_id")?.to_owned());
+        let accepted = kinlink
+            .post_referral(&family_referral(&format!("crash{i}")))
+            .await?;
+        referral_ids.push(
+            accepted["referral_id"]
+                .as_str()
+                .ok_or("no referral_id")?
+                .to_owned(),
+        );
     }
     // Kill as soon as the first alert lands: the rest of the pipeline is mid-flight.
-    receiver.wait_for(Duration::from_secs(60), |r| !r.is_empty()).await?;
+    receiver
+        .wait_for(Duration::from_secs(60), |r| !r.is_empty())
+        .await?;
     kinlink.crash().await?;
     let before_restart = receiver.received().len();
-    assert!(before_restart < REFERRALS * 2, "the crash must fall while alerts are still in flight");
+    assert!(
+        before_restart < REFERRALS * 2,
+        "the crash must fall while alerts are still in flight"
+    );
 
     let kinlink = Kinlink::up(&data, &config).await?;
     let expected = REFERRALS * 2;
     receiver
-        .wait_for(Duration::from_secs(90), |r| r.iter().map(|x| &x.webhook_id).collect::<BTreeSet<_>>().len() >= expected)
+        .wait_for(Duration::from_secs(90), |r| {
+            r.iter()
+                .map(|x| &x.webhook_id)
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= expected
+        })
         .await?;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let received = receiver.received();
@@ -128,7 +180,11 @@ async fn sigkill_mid_flight_loses_no_alert() -> TestResult {
         "crash test: {before_restart} alert(s) delivered before SIGKILL, {} distinct after restart, {repeats} repeated delivery(ies)",
         per_alert.len()
     );
-    assert_eq!(per_alert.len(), expected, "every alert delivered, none lost and none extra");
+    assert_eq!(
+        per_alert.len(),
+        expected,
+        "every alert delivered, none lost and none extra"
+    );
     // Each referral's two alerts, one per authority.
     for referral_id in &referral_ids {
         let authorities: BTreeSet<_> = received
@@ -136,7 +192,11 @@ async fn sigkill_mid_flight_loses_no_alert() -> TestResult {
             .filter(|r| r.body["referral_id"].as_str() == Some(referral_id))
             .map(|r| r.authority.as_str())
             .collect();
-        assert_eq!(authorities, BTreeSet::from([KENT, WESTMINSTER]), "referral {referral_id}");
+        assert_eq!(
+            authorities,
+            BTreeSet::from([KENT, WESTMINSTER]),
+            "referral {referral_id}"
+        );
     }
     // One worker sends one request at a time, so one kill can cause at most one repeat.
     assert!(repeats <= 1, "{repeats} repeats after one crash");

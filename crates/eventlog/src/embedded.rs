@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{Applied, apply_record, retry_delay};
+use crate::runner::{Outcome, apply_record, retry_delay};
 use crate::{Envelope, EventLog, LogMetrics, Record, Result, Stage, StageError, sql, topics};
 use kinlink_store::Store;
 
@@ -46,9 +46,15 @@ impl EmbeddedLog {
             .await?;
         }
         let mut known = HashMap::new();
-        for row in sqlx::query("SELECT topic, partitions FROM log_topics").fetch_all(store.pool()).await? {
+        for row in sqlx::query("SELECT topic, partitions FROM log_topics")
+            .fetch_all(store.pool())
+            .await?
+        {
             let count: i64 = row.try_get("partitions")?;
-            known.insert(row.try_get::<String, _>("topic")?, i32::try_from(count).unwrap_or(1));
+            known.insert(
+                row.try_get::<String, _>("topic")?,
+                i32::try_from(count).unwrap_or(1),
+            );
         }
         Ok(Self {
             store,
@@ -64,7 +70,10 @@ impl EmbeddedLog {
     }
 
     fn partitions_of(&self, topic: &str) -> i32 {
-        self.partitions.get(topic).copied().unwrap_or(self.default_partitions)
+        self.partitions
+            .get(topic)
+            .copied()
+            .unwrap_or(self.default_partitions)
     }
 
     /// Appends inside the caller's transaction; returns (partition, offset). Offsets are
@@ -115,7 +124,13 @@ impl EmbeddedLog {
     }
 
     /// Reads up to `limit` records of `topic` from `offset` on, in a partition.
-    pub async fn read(&self, topic: &str, partition: i32, offset: i64, limit: i64) -> Result<Vec<Record>> {
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Record>> {
         let rows = sqlx::query(
             "SELECT topic, partition_no, offset_no, event_id, event_type, source, subject, \
              partition_key, time_ms, attributes, payload FROM log_events \
@@ -131,10 +146,17 @@ impl EmbeddedLog {
     }
 
     /// Runs a stage until `shutdown`; the batch in hand is committed before returning.
-    pub async fn run_stage<S: Stage>(&self, stage: Arc<S>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run_stage<S: Stage>(
+        &self,
+        stage: Arc<S>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let log = EventLog::Embedded(self.clone());
         let mut failures = 0u32;
-        tracing::info!(stage = stage.name(), "Stage consuming from the embedded log.");
+        tracing::info!(
+            stage = stage.name(),
+            "Stage consuming from the embedded log."
+        );
         while !shutdown.is_cancelled() {
             // Register interest before reading so an append during the batch is not missed.
             let appended = self.appended.notified();
@@ -166,7 +188,11 @@ impl EmbeddedLog {
 
     /// Applies the next batch in one transaction; returns how many records it consumed.
     async fn apply_batch<S: Stage>(&self, stage: &S, log: &EventLog) -> Result<usize, StageError> {
-        let mut tx = self.store.begin().await.map_err(|e| StageError::Retry(e.to_string()))?;
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .map_err(|e| StageError::Retry(e.to_string()))?;
         let mut records = Vec::new();
         for topic in stage.input_topics() {
             let rows = sqlx::query(
@@ -194,9 +220,14 @@ impl EmbeddedLog {
                 Ok(applied) => {
                     commit_offset(&mut tx, stage.name(), record).await?;
                     self.metrics.processed(stage.name(), applied.label());
-                    self.metrics.observe(stage.name(), started.elapsed().as_secs_f64());
-                    if applied == Applied::Rejected {
-                        tracing::debug!(stage = stage.name(), offset = record.offset, "Dead-lettered.");
+                    self.metrics
+                        .observe(stage.name(), started.elapsed().as_secs_f64());
+                    if applied == Outcome::Rejected {
+                        tracing::debug!(
+                            stage = stage.name(),
+                            offset = record.offset,
+                            "Dead-lettered."
+                        );
                     }
                     consumed += 1;
                 }
@@ -216,7 +247,11 @@ impl EmbeddedLog {
     }
 }
 
-async fn commit_offset(conn: &mut AnyConnection, group: &str, record: &Record) -> Result<(), StageError> {
+async fn commit_offset(
+    conn: &mut AnyConnection,
+    group: &str,
+    record: &Record,
+) -> Result<(), StageError> {
     sqlx::query(
         "INSERT INTO consumer_offsets (group_id, topic, partition_no, next_offset, updated_at_ms) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, topic, partition_no) \

@@ -125,13 +125,19 @@ impl Envelope {
     /// The Kafka headers of binary content mode.
     pub fn kafka_headers(&self) -> Vec<(String, Vec<u8>)> {
         let mut headers = vec![
-            ("ce_specversion".to_owned(), SPEC_VERSION.as_bytes().to_vec()),
+            (
+                "ce_specversion".to_owned(),
+                SPEC_VERSION.as_bytes().to_vec(),
+            ),
             ("ce_id".to_owned(), self.id.clone().into_bytes()),
             ("ce_source".to_owned(), self.source.clone().into_bytes()),
             ("ce_type".to_owned(), self.event_type.clone().into_bytes()),
             ("ce_subject".to_owned(), self.subject.clone().into_bytes()),
             ("ce_time".to_owned(), self.time_rfc3339().into_bytes()),
-            ("ce_partitionkey".to_owned(), self.partition_key.clone().into_bytes()),
+            (
+                "ce_partitionkey".to_owned(),
+                self.partition_key.clone().into_bytes(),
+            ),
             ("content-type".to_owned(), CONTENT_TYPE.as_bytes().to_vec()),
         ];
         for (name, value) in &self.extensions {
@@ -153,19 +159,24 @@ impl Envelope {
         for (name, value) in headers {
             if let Some(attribute) = name.strip_prefix("ce_") {
                 let value = value.unwrap_or_default();
-                let text = std::str::from_utf8(value)
-                    .map_err(|_| Error::BadAttribute { attribute: attribute.to_owned() })?;
+                let text = std::str::from_utf8(value).map_err(|_| Error::BadAttribute {
+                    attribute: attribute.to_owned(),
+                })?;
                 attributes.insert(attribute.to_owned(), text.to_owned());
             }
         }
         let mut take = |name: &str| {
             attributes
                 .remove(name)
-                .ok_or_else(|| Error::MissingAttribute { attribute: name.to_owned() })
+                .ok_or_else(|| Error::MissingAttribute {
+                    attribute: name.to_owned(),
+                })
         };
         let spec = take("specversion")?;
         if spec != SPEC_VERSION {
-            return Err(Error::BadAttribute { attribute: "specversion".to_owned() });
+            return Err(Error::BadAttribute {
+                attribute: "specversion".to_owned(),
+            });
         }
         let id = take("id")?;
         let source = take("source")?;
@@ -174,7 +185,9 @@ impl Envelope {
         let time = take("time")?;
         let partition_key = take("partitionkey")?;
         let time_ms = DateTime::parse_from_rfc3339(&time)
-            .map_err(|_| Error::BadAttribute { attribute: "time".to_owned() })?
+            .map_err(|_| Error::BadAttribute {
+                attribute: "time".to_owned(),
+            })?
             .timestamp_millis();
         Ok(Self {
             id,
@@ -196,7 +209,11 @@ impl Envelope {
 
 /// Derives a stable event id from a parent id and a discriminator (UUID v5).
 pub fn derive_id(parent: &str, discriminator: &str) -> String {
-    Uuid::new_v5(&ID_NAMESPACE, format!("{parent}/{discriminator}").as_bytes()).to_string()
+    Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("{parent}/{discriminator}").as_bytes(),
+    )
+    .to_string()
 }
 
 /// A new W3C trace context with a random trace id, sampled.
@@ -214,7 +231,11 @@ fn child_traceparent(parent: &str, child_event_id: &str) -> String {
     else {
         return new_traceparent();
     };
-    let span: String = child_event_id.chars().filter(|c| *c != '-').take(16).collect();
+    let span: String = child_event_id
+        .chars()
+        .filter(|c| *c != '-')
+        .take(16)
+        .collect();
     format!("{version}-{trace}-{span}-{flags}")
 }
 
@@ -229,7 +250,14 @@ mod tests {
             authority_code: "E10000016".into(),
             acknowledged_at: None,
         };
-        Envelope::new("ev-1".into(), "/kinlink/test", "a1", "a1", 1_700_000_000_123, &message)
+        Envelope::new(
+            "ev-1".into(),
+            "/kinlink/test",
+            "a1",
+            "a1",
+            1_700_000_000_123,
+            &message,
+        )
     }
 
     #[test]
@@ -237,25 +265,38 @@ mod tests {
         let envelope = sample();
         let headers = envelope.kafka_headers();
         let back = Envelope::from_kafka(
-            headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
             Some(&envelope.data),
         )?;
         assert_eq!(back, envelope);
-        assert!(headers.iter().any(|(k, v)| k == "content-type" && v == b"application/protobuf"));
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == b"application/protobuf")
+        );
         Ok(())
     }
 
     #[test]
     fn missing_attribute_is_named() {
         let envelope = sample();
-        let headers: Vec<_> =
-            envelope.kafka_headers().into_iter().filter(|(k, _)| k != "ce_subject").collect();
+        let headers: Vec<_> = envelope
+            .kafka_headers()
+            .into_iter()
+            .filter(|(k, _)| k != "ce_subject")
+            .collect();
         let err = Envelope::from_kafka(
-            headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_slice()))),
             Some(&envelope.data),
         )
         .err();
-        assert!(matches!(err, Some(Error::MissingAttribute { attribute }) if attribute == "subject"));
+        assert!(
+            matches!(err, Some(Error::MissingAttribute { attribute }) if attribute == "subject")
+        );
     }
 
     #[test]
@@ -267,7 +308,12 @@ mod tests {
         let c = parent.derive("y", "/s", "sub", "k", 1, &message);
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
-        let trace = |e: &Envelope| e.extensions[TRACEPARENT].split('-').nth(1).map(str::to_owned);
+        let trace = |e: &Envelope| {
+            e.extensions[TRACEPARENT]
+                .split('-')
+                .nth(1)
+                .map(str::to_owned)
+        };
         assert_eq!(trace(&a), trace(&parent));
         assert_ne!(a.extensions[TRACEPARENT], parent.extensions[TRACEPARENT]);
     }
@@ -275,7 +321,11 @@ mod tests {
     #[test]
     fn decode_checks_the_type() {
         let envelope = sample();
-        assert!(envelope.decode::<kinlink_proto::v1::AlertResolved>().is_err());
+        assert!(
+            envelope
+                .decode::<kinlink_proto::v1::AlertResolved>()
+                .is_err()
+        );
         assert!(envelope.decode::<AlertAcknowledged>().is_ok());
     }
 }

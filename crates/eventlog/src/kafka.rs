@@ -29,7 +29,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{apply_record, dead_letter, retry_delay};
-use crate::{Envelope, Error, EventLog, LogMetrics, Record, Result, Stage, StageError, sql, topics};
+use crate::{
+    Envelope, Error, EventLog, LogMetrics, Record, Result, Stage, StageError, sql, topics,
+};
 use kinlink_store::{Backend, Store};
 
 /// Connection and topic settings for Kafka.
@@ -72,7 +74,9 @@ pub struct KafkaLog {
 
 impl std::fmt::Debug for KafkaLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaLog").field("brokers", &self.config.brokers).finish_non_exhaustive()
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.config.brokers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,12 +89,21 @@ impl KafkaLog {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string());
+            .set(
+                "message.timeout.ms",
+                config.produce_timeout.as_millis().to_string(),
+            );
         for (key, value) in &config.client_options {
             producer_config.set(key, value);
         }
         let producer: FutureProducer = producer_config.create()?;
-        let log = Self { config, producer, store, outbox_written: Arc::new(Notify::new()), metrics };
+        let log = Self {
+            config,
+            producer,
+            store,
+            outbox_written: Arc::new(Notify::new()),
+            metrics,
+        };
         log.create_topics().await?;
         Ok(log)
     }
@@ -113,7 +126,10 @@ impl KafkaLog {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(Error::TopicCreation { topic, reason: code.to_string() });
+                    return Err(Error::TopicCreation {
+                        topic,
+                        reason: code.to_string(),
+                    });
                 }
             }
         }
@@ -128,7 +144,10 @@ impl KafkaLog {
     pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<()> {
         let mut headers = OwnedHeaders::new();
         for (key, value) in envelope.kafka_headers() {
-            headers = headers.insert(Header { key: &key, value: Some(&value) });
+            headers = headers.insert(Header {
+                key: &key,
+                value: Some(&value),
+            });
         }
         let record = FutureRecord::to(topic)
             .key(&envelope.partition_key)
@@ -143,7 +162,12 @@ impl KafkaLog {
     }
 
     /// Writes an event to the outbox inside the caller's transaction.
-    pub async fn append_in(&self, conn: &mut AnyConnection, topic: &str, envelope: &Envelope) -> Result<()> {
+    pub async fn append_in(
+        &self,
+        conn: &mut AnyConnection,
+        topic: &str,
+        envelope: &Envelope,
+    ) -> Result<()> {
         sql::insert_outbox(conn, topic, envelope).await
     }
 
@@ -156,7 +180,10 @@ impl KafkaLog {
     pub async fn ping(&self) -> Result<()> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(None, Timeout::After(Duration::from_secs(5))).map(|_| ())
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(Duration::from_secs(5)))
+                .map(|_| ())
         })
         .await
         .map_err(|_| Error::Kafka(rdkafka::error::KafkaError::Canceled))??;
@@ -197,7 +224,9 @@ impl KafkaLog {
         })
         .await;
         if !matches!(flushed, Ok(Ok(()))) {
-            tracing::warn!("Producer flush did not complete; unsent outbox rows stay for the next start.");
+            tracing::warn!(
+                "Producer flush did not complete; unsent outbox rows stay for the next start."
+            );
         }
         Ok(())
     }
@@ -223,24 +252,39 @@ impl KafkaLog {
             let topic: String = row.try_get("topic")?;
             batch.push((seq, topic, sql::envelope_from_row(row)?));
         }
-        let results = join_all(batch.iter().map(|(_, topic, envelope)| self.publish(topic, envelope))).await;
+        let results = join_all(
+            batch
+                .iter()
+                .map(|(_, topic, envelope)| self.publish(topic, envelope)),
+        )
+        .await;
         for result in results {
             result?;
         }
         for (seq, _, _) in &batch {
-            sqlx::query("DELETE FROM outbox WHERE seq = $1").bind(*seq).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM outbox WHERE seq = $1")
+                .bind(*seq)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(batch.len())
     }
 
     /// Runs a stage as consumer group `<group_prefix><stage>` until `shutdown`.
-    pub async fn run_stage<S: Stage>(&self, stage: Arc<S>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run_stage<S: Stage>(
+        &self,
+        stage: Arc<S>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let consumer: StreamConsumer = {
             let mut config = ClientConfig::new();
             config
                 .set("bootstrap.servers", &self.config.brokers)
-                .set("group.id", format!("{}{}", self.config.group_prefix, stage.name()))
+                .set(
+                    "group.id",
+                    format!("{}{}", self.config.group_prefix, stage.name()),
+                )
                 .set("enable.auto.commit", "true")
                 .set("auto.commit.interval.ms", "1000")
                 // Offsets are stored by hand, after the effect is durable.
@@ -271,7 +315,10 @@ impl KafkaLog {
                     continue;
                 }
             };
-            if !self.apply_until_durable(&*stage, &log, &message, &shutdown).await {
+            if !self
+                .apply_until_durable(&*stage, &log, &message, &shutdown)
+                .await
+            {
                 // Shutting down with this message unapplied: its offset is not stored, so the
                 // group redelivers it after restart.
                 break;
@@ -284,8 +331,11 @@ impl KafkaLog {
         }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             // Auto-commit already committed every stored offset.
-            Ok(()) | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(stage = stage.name(), %error, "Final offset commit failed; events will be redelivered."),
+            Ok(())
+            | Err(rdkafka::error::KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                tracing::warn!(stage = stage.name(), %error, "Final offset commit failed; events will be redelivered.")
+            }
         }
         tracing::info!(stage = stage.name(), "Stage stopped.");
         Ok(())
@@ -306,7 +356,8 @@ impl KafkaLog {
             match self.apply_message(stage, log, message).await {
                 Ok(label) => {
                     self.metrics.processed(stage.name(), label);
-                    self.metrics.observe(stage.name(), started.elapsed().as_secs_f64());
+                    self.metrics
+                        .observe(stage.name(), started.elapsed().as_secs_f64());
                     return true;
                 }
                 Err(error) => {
@@ -332,7 +383,11 @@ impl KafkaLog {
             .headers()
             .map(|headers| headers.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
             .unwrap_or_default();
-        let mut tx = self.store.begin().await.map_err(|e| StageError::Retry(e.to_string()))?;
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .map_err(|e| StageError::Retry(e.to_string()))?;
         let label = match Envelope::from_kafka(headers, message.payload()) {
             Ok(envelope) => {
                 let record = Record {
@@ -346,7 +401,12 @@ impl KafkaLog {
             Err(error) => {
                 // Not a kinlink event at all: keep the bytes in the dead-letter topic under a
                 // synthetic id made from its position, so a replay is still recognisable.
-                let position = format!("{}/{}/{}", message.topic(), message.partition(), message.offset());
+                let position = format!(
+                    "{}/{}/{}",
+                    message.topic(),
+                    message.partition(),
+                    message.offset()
+                );
                 let record = Record {
                     topic: message.topic().to_owned(),
                     partition: message.partition(),
@@ -363,7 +423,8 @@ impl KafkaLog {
                     },
                 };
                 let letter = dead_letter(stage.name(), &record, &error.to_string());
-                log.append_in(&mut tx, &topics::dead_letter(stage.name()), &letter).await?;
+                log.append_in(&mut tx, &topics::dead_letter(stage.name()), &letter)
+                    .await?;
                 tracing::warn!(stage = stage.name(), %error, "Unparseable message sent to the dead-letter topic.");
                 "rejected"
             }

@@ -103,7 +103,11 @@ impl EventLog {
 
     /// Runs `stage` until `shutdown` is cancelled, then finishes the event in hand, commits
     /// and returns.
-    pub async fn run_stage<S: Stage>(&self, stage: Arc<S>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run_stage<S: Stage>(
+        &self,
+        stage: Arc<S>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         match self {
             EventLog::Embedded(log) => log.run_stage(stage, shutdown).await,
             EventLog::Kafka(log) => log.run_stage(stage, shutdown).await,

@@ -67,15 +67,26 @@ impl LogMetrics {
 
     pub(crate) fn processed(&self, stage: &str, outcome: &str) {
         self.events_processed
-            .get_or_create(&StageOutcome { stage: stage.to_owned(), outcome: outcome.to_owned() })
+            .get_or_create(&StageOutcome {
+                stage: stage.to_owned(),
+                outcome: outcome.to_owned(),
+            })
             .inc();
     }
 
     pub(crate) fn observe(&self, stage: &str, seconds: f64) {
-        self.processing_seconds.get_or_create(&StageLabel { stage: stage.to_owned() }).observe(seconds);
+        self.processing_seconds
+            .get_or_create(&StageLabel {
+                stage: stage.to_owned(),
+            })
+            .observe(seconds);
     }
 
     pub(crate) fn appended(&self, topic: &str) {
-        self.events_appended.get_or_create(&TopicLabel { topic: topic.to_owned() }).inc();
+        self.events_appended
+            .get_or_create(&TopicLabel {
+                topic: topic.to_owned(),
+            })
+            .inc();
     }
 }

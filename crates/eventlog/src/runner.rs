@@ -13,7 +13,7 @@ use crate::{EventLog, Record, Stage, StageError, sql, topics};
 
 /// What happened to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Applied {
+pub(crate) enum Outcome {
     /// The stage applied it and emitted this many events.
     Applied,
     /// The group had applied this event id before; nothing was done.
@@ -22,12 +22,12 @@ pub(crate) enum Applied {
     Rejected,
 }
 
-impl Applied {
+impl Outcome {
     pub(crate) fn label(self) -> &'static str {
         match self {
-            Applied::Applied => "applied",
-            Applied::Duplicate => "duplicate",
-            Applied::Rejected => "rejected",
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected => "rejected",
         }
     }
 }
@@ -37,26 +37,28 @@ pub(crate) async fn apply_record<S: Stage>(
     log: &EventLog,
     conn: &mut AnyConnection,
     record: &Record,
-) -> Result<Applied, StageError> {
+) -> Result<Outcome, StageError> {
     let mut savepoint = conn.begin().await?;
     if !sql::mark_processed(&mut savepoint, stage.name(), &record.envelope.id).await? {
         savepoint.commit().await?;
-        return Ok(Applied::Duplicate);
+        return Ok(Outcome::Duplicate);
     }
     match stage.handle(&mut savepoint, record).await {
         Ok(outputs) => {
             for output in &outputs {
-                log.append_in(&mut savepoint, &output.topic, &output.envelope).await?;
+                log.append_in(&mut savepoint, &output.topic, &output.envelope)
+                    .await?;
             }
             savepoint.commit().await?;
-            Ok(Applied::Applied)
+            Ok(Outcome::Applied)
         }
         Err(StageError::Rejected(reason)) => {
             savepoint.rollback().await?;
             let mut savepoint = conn.begin().await?;
             sql::mark_processed(&mut savepoint, stage.name(), &record.envelope.id).await?;
             let letter = dead_letter(stage.name(), record, &reason);
-            log.append_in(&mut savepoint, &topics::dead_letter(stage.name()), &letter).await?;
+            log.append_in(&mut savepoint, &topics::dead_letter(stage.name()), &letter)
+                .await?;
             savepoint.commit().await?;
             tracing::warn!(
                 stage = stage.name(),
@@ -66,7 +68,7 @@ pub(crate) async fn apply_record<S: Stage>(
                 %reason,
                 "Event rejected and sent to the dead-letter topic."
             );
-            Ok(Applied::Rejected)
+            Ok(Outcome::Rejected)
         }
         Err(retry @ StageError::Retry(_)) => {
             savepoint.rollback().await?;
@@ -83,7 +85,10 @@ pub(crate) fn dead_letter(stage: &str, record: &Record, reason: &str) -> crate::
     extensions.insert(DLQ_REASON.to_owned(), reason.to_owned());
     extensions.insert(DLQ_STAGE.to_owned(), stage.to_owned());
     extensions.insert("kinlinkdlqtopic".to_owned(), record.topic.clone());
-    extensions.insert("kinlinkdlqpartition".to_owned(), record.partition.to_string());
+    extensions.insert(
+        "kinlinkdlqpartition".to_owned(),
+        record.partition.to_string(),
+    );
     extensions.insert("kinlinkdlqoffset".to_owned(), record.offset.to_string());
     letter.extensions.extend(extensions);
     letter

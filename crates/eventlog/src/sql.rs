@@ -6,7 +6,11 @@ use crate::{Envelope, Record, Result};
 
 /// Records that `group` applied `event_id`. False when it already had: the event is a
 /// duplicate (a redelivery after a crash or rebalance, or a replayed dead letter).
-pub(crate) async fn mark_processed(conn: &mut AnyConnection, group: &str, event_id: &str) -> Result<bool> {
+pub(crate) async fn mark_processed(
+    conn: &mut AnyConnection,
+    group: &str,
+    event_id: &str,
+) -> Result<bool> {
     let result = sqlx::query(
         "INSERT INTO processed_events (group_id, event_id, processed_at_ms) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -20,7 +24,11 @@ pub(crate) async fn mark_processed(conn: &mut AnyConnection, group: &str, event_
 }
 
 /// Writes an event to the outbox, for the relay to publish after the transaction commits.
-pub(crate) async fn insert_outbox(conn: &mut AnyConnection, topic: &str, envelope: &Envelope) -> Result<()> {
+pub(crate) async fn insert_outbox(
+    conn: &mut AnyConnection,
+    topic: &str,
+    envelope: &Envelope,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO outbox (topic, event_id, event_type, source, subject, partition_key, time_ms, \
          attributes, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

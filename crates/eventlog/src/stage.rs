@@ -30,7 +30,10 @@ pub struct Output {
 
 impl Output {
     pub fn new(topic: &str, envelope: Envelope) -> Self {
-        Self { topic: topic.to_owned(), envelope }
+        Self {
+            topic: topic.to_owned(),
+            envelope,
+        }
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kinlink_eventlog::envelope::{DLQ_REASON, DLQ_STAGE};
-use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Output, Record, Stage, StageError, topics};
+use kinlink_eventlog::{
+    EmbeddedLog, Envelope, EventLog, LogMetrics, Output, Record, Stage, StageError, topics,
+};
 use kinlink_proto::v1::{AlertAcknowledged, AlertResolved};
 use kinlink_store::Store;
 use kinlink_store::test_support::TempPostgres;
@@ -34,7 +36,11 @@ impl Stage for Resolver {
         vec![topics::ALERTS_LIFECYCLE.to_owned()]
     }
 
-    async fn handle(&self, conn: &mut AnyConnection, record: &Record) -> Result<Vec<Output>, StageError> {
+    async fn handle(
+        &self,
+        conn: &mut AnyConnection,
+        record: &Record,
+    ) -> Result<Vec<Output>, StageError> {
         let ack: AlertAcknowledged = record.envelope.decode()?;
         if ack.alert_id == "poison" {
             return Err(StageError::Rejected("poison pill".into()));
@@ -50,15 +56,35 @@ impl Stage for Resolver {
         .bind(&ack.alert_id)
         .execute(conn)
         .await?;
-        let resolved = AlertResolved { alert_id: ack.alert_id.clone(), ..Default::default() };
-        let out = record.envelope.derive("resolved", "/test", &ack.alert_id, &ack.alert_id, 0, &resolved);
+        let resolved = AlertResolved {
+            alert_id: ack.alert_id.clone(),
+            ..Default::default()
+        };
+        let out = record.envelope.derive(
+            "resolved",
+            "/test",
+            &ack.alert_id,
+            &ack.alert_id,
+            0,
+            &resolved,
+        );
         Ok(vec![Output::new(OUTPUT_TOPIC, out)])
     }
 }
 
 fn ack(id: &str, alert_id: &str) -> Envelope {
-    let message = AlertAcknowledged { alert_id: alert_id.into(), ..Default::default() };
-    Envelope::new(id.into(), "/test", alert_id, alert_id, 1_700_000_000_000, &message)
+    let message = AlertAcknowledged {
+        alert_id: alert_id.into(),
+        ..Default::default()
+    };
+    Envelope::new(
+        id.into(),
+        "/test",
+        alert_id,
+        alert_id,
+        1_700_000_000_000,
+        &message,
+    )
 }
 
 async fn read_all(log: &EmbeddedLog, topic: &str) -> Result<Vec<Record>, kinlink_eventlog::Error> {
@@ -70,7 +96,12 @@ async fn read_all(log: &EmbeddedLog, topic: &str) -> Result<Vec<Record>, kinlink
 }
 
 /// Runs the stage until `expected` outputs exist (or `patience` runs out), then stops it.
-async fn run_until(log: &EmbeddedLog, stage: Arc<Resolver>, expected: usize, patience: Duration) -> Result<Vec<Record>, Box<dyn std::error::Error>> {
+async fn run_until(
+    log: &EmbeddedLog,
+    stage: Arc<Resolver>,
+    expected: usize,
+    patience: Duration,
+) -> Result<Vec<Record>, Box<dyn std::error::Error>> {
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let log = EventLog::Embedded(log.clone());
@@ -93,11 +124,18 @@ async fn run_until(log: &EmbeddedLog, stage: Arc<Resolver>, expected: usize, pat
 async fn conformance(store: Store) -> TestResult {
     let log = EmbeddedLog::open(store.clone(), 3, LogMetrics::default()).await?;
     let stage = Arc::new(Resolver::default());
-    for (id, alert) in [("e1", "a1"), ("e2", "poison"), ("e3", "flaky"), ("e4", "a4")] {
-        log.publish(topics::ALERTS_LIFECYCLE, &ack(id, alert)).await?;
+    for (id, alert) in [
+        ("e1", "a1"),
+        ("e2", "poison"),
+        ("e3", "flaky"),
+        ("e4", "a4"),
+    ] {
+        log.publish(topics::ALERTS_LIFECYCLE, &ack(id, alert))
+            .await?;
     }
     // The same event again (a producer retry): must be applied once.
-    log.publish(topics::ALERTS_LIFECYCLE, &ack("e1", "a1")).await?;
+    log.publish(topics::ALERTS_LIFECYCLE, &ack("e1", "a1"))
+        .await?;
 
     let outputs = run_until(&log, stage.clone(), 3, Duration::from_secs(20)).await?;
     let mut resolved: Vec<String> = outputs
@@ -105,26 +143,60 @@ async fn conformance(store: Store) -> TestResult {
         .map(|r| r.envelope.decode::<AlertResolved>().map(|m| m.alert_id))
         .collect::<Result<_, _>>()?;
     resolved.sort();
-    assert_eq!(resolved, ["a1", "a4", "flaky"], "each good event applied exactly once");
-    assert!(stage.failed_once.load(Ordering::SeqCst), "the transient failure happened and was retried");
+    assert_eq!(
+        resolved,
+        ["a1", "a4", "flaky"],
+        "each good event applied exactly once"
+    );
+    assert!(
+        stage.failed_once.load(Ordering::SeqCst),
+        "the transient failure happened and was retried"
+    );
 
     let letters = read_all(&log, &topics::dead_letter("resolver")).await?;
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].envelope.id, "e2", "dead letter keeps the original event id");
-    assert_eq!(letters[0].envelope.extensions.get(DLQ_REASON).map(String::as_str), Some("poison pill"));
-    assert_eq!(letters[0].envelope.extensions.get(DLQ_STAGE).map(String::as_str), Some("resolver"));
+    assert_eq!(
+        letters[0].envelope.id, "e2",
+        "dead letter keeps the original event id"
+    );
+    assert_eq!(
+        letters[0]
+            .envelope
+            .extensions
+            .get(DLQ_REASON)
+            .map(String::as_str),
+        Some("poison pill")
+    );
+    assert_eq!(
+        letters[0]
+            .envelope
+            .extensions
+            .get(DLQ_STAGE)
+            .map(String::as_str),
+        Some("resolver")
+    );
 
     // State changes committed with the offsets, once each.
-    let rows = sqlx::query("SELECT COUNT(*) AS n FROM routing_decisions").fetch_one(store.pool()).await?;
+    let rows = sqlx::query("SELECT COUNT(*) AS n FROM routing_decisions")
+        .fetch_one(store.pool())
+        .await?;
     assert_eq!(rows.try_get::<i64, _>("n")?, 3);
 
     // Restarting the consumer group re-applies nothing: offsets were committed.
     let again = run_until(&log, stage, 4, Duration::from_millis(1500)).await?;
-    assert_eq!(again.len(), 3, "a restarted consumer must not re-apply committed events");
+    assert_eq!(
+        again.len(),
+        3,
+        "a restarted consumer must not re-apply committed events"
+    );
     let offsets = sqlx::query("SELECT CAST(SUM(next_offset) AS BIGINT) AS n FROM consumer_offsets WHERE group_id = 'resolver'")
         .fetch_one(store.pool())
         .await?;
-    assert_eq!(offsets.try_get::<i64, _>("n")?, 5, "every input offset committed, duplicate included");
+    assert_eq!(
+        offsets.try_get::<i64, _>("n")?,
+        5,
+        "every input offset committed, duplicate included"
+    );
 
     // Reopening the store runs migrations again harmlessly.
     Ok(())
@@ -155,5 +227,12 @@ async fn embedded_log_on_postgres() -> TestResult {
 }
 
 fn uuid_like() -> String {
-    format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
 }

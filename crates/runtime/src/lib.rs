@@ -45,9 +45,9 @@ pub async fn open_backends(settings: &Settings, metrics: LogMetrics) -> Result<(
         None => Store::open_embedded(&settings.data_dir).await?,
     };
     let log = match settings.log.backend {
-        settings::LogBackend::Embedded => {
-            EventLog::Embedded(EmbeddedLog::open(store.clone(), settings.log.partitions, metrics).await?)
-        }
+        settings::LogBackend::Embedded => EventLog::Embedded(
+            EmbeddedLog::open(store.clone(), settings.log.partitions, metrics).await?,
+        ),
         settings::LogBackend::Kafka => {
             let kafka = &settings.log.kafka;
             let config = KafkaConfig {

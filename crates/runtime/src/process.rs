@@ -60,7 +60,9 @@ impl Process {
         };
         let log = process.log.clone();
         let token = process.shutdown.clone();
-        process.spawn("log", async move { log.run_background(token).await.map_err(Into::into) });
+        process.spawn("log", async move {
+            log.run_background(token).await.map_err(Into::into)
+        });
         Ok(process)
     }
 
@@ -74,7 +76,11 @@ impl Process {
         let log = self.log.clone();
         let token = self.shutdown.clone();
         let name = stage.name();
-        self.spawn(name, async move { log.run_stage(Arc::new(stage), token).await.map_err(Into::into) });
+        self.spawn(name, async move {
+            log.run_stage(Arc::new(stage), token)
+                .await
+                .map_err(Into::into)
+        });
     }
 
     /// Runs a long-lived task; it must return soon after `self.shutdown` is cancelled.
@@ -88,7 +94,10 @@ impl Process {
     /// Serves `api` plus the ops endpoints until shutdown, then drains every task.
     /// Returns an error if a task failed (which also triggers shutdown).
     pub async fn run_until_stopped(mut self, api: Router) -> Result<(), TaskError> {
-        let router = api.merge(crate::ops_http::router(Arc::new(self.registry), self.log.clone()));
+        let router = api.merge(crate::ops_http::router(
+            Arc::new(self.registry),
+            self.log.clone(),
+        ));
         let token = self.shutdown.clone();
         let listener = self.listener;
         self.tasks.spawn(async move {
@@ -98,33 +107,33 @@ impl Process {
             ("http", served.map_err(Into::into))
         });
         let mut failure: Option<TaskError> = None;
-        let mut record = |name: &'static str, result: Result<(), TaskError>, stopping: bool| match result {
-            Err(error) => {
-                tracing::error!(task = name, %error, "Task failed.");
-                failure.get_or_insert(error);
-            }
-            Ok(()) if !stopping => {
-                tracing::error!(task = name, "Task ended before shutdown.");
-                failure.get_or_insert_with(|| format!("task {name} ended before shutdown").into());
-            }
-            Ok(()) => tracing::debug!(task = name, "Task drained."),
-        };
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => break,
-                joined = self.tasks.join_next() => match joined {
-                    Some(Ok((name, result))) => {
-                        record(name, result, false);
-                        self.shutdown.cancel();
-                        break;
-                    }
-                    Some(Err(join_error)) => {
-                        record("task", Err(join_error.into()), false);
-                        self.shutdown.cancel();
-                        break;
-                    }
-                    None => break,
-                },
+        let mut record =
+            |name: &'static str, result: Result<(), TaskError>, stopping: bool| match result {
+                Err(error) => {
+                    tracing::error!(task = name, %error, "Task failed.");
+                    failure.get_or_insert(error);
+                }
+                Ok(()) if !stopping => {
+                    tracing::error!(task = name, "Task ended before shutdown.");
+                    failure
+                        .get_or_insert_with(|| format!("task {name} ended before shutdown").into());
+                }
+                Ok(()) => tracing::debug!(task = name, "Task drained."),
+            };
+        // Run until shutdown is requested or a task ends on its own, which is a failure:
+        // every task is meant to run until shutdown.
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => {}
+            joined = self.tasks.join_next() => {
+                // A task that ended because shutdown began in the meantime is not a failure.
+                let stopping = self.shutdown.is_cancelled();
+                match joined {
+                    Some(Ok((name, result))) => record(name, result, stopping),
+                    Some(Err(join_error)) => record("task", Err(join_error.into()), stopping),
+                    None => {}
+                }
+                self.shutdown.cancel();
             }
         }
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

@@ -47,7 +47,9 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { address: "127.0.0.1:8080".to_owned() }
+        Self {
+            address: "127.0.0.1:8080".to_owned(),
+        }
     }
 }
 
@@ -68,7 +70,10 @@ pub struct TelemetrySettings {
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info".to_owned() }
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
     }
 }
 
@@ -92,7 +97,11 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { backend: LogBackend::Embedded, partitions: 3, kafka: KafkaSettings::default() }
+        Self {
+            backend: LogBackend::Embedded,
+            partitions: 3,
+            kafka: KafkaSettings::default(),
+        }
     }
 }
 
@@ -138,7 +147,10 @@ pub struct IntakeSettings {
 
 impl Default for IntakeSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, default_agency: "local-dev".to_owned() }
+        Self {
+            max_body_bytes: 256 * 1024,
+            default_agency: "local-dev".to_owned(),
+        }
     }
 }
 
@@ -158,7 +170,9 @@ impl Default for NotifierSettings {
         Self {
             authorities: Vec::new(),
             timeout_ms: 15_000,
-            retry_delays_ms: vec![0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+            retry_delays_ms: vec![
+                0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+            ],
         }
     }
 }
@@ -177,7 +191,10 @@ impl Settings {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::Invalid(format!("config file {} does not exist", path.display())));
+                return Err(Error::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
@@ -195,15 +212,20 @@ impl Settings {
     /// Cross-field rules that types cannot express.
     pub fn validate(&self) -> Result<()> {
         if self.log.partitions < 1 {
-            return Err(Error::Invalid("log.partitions must be at least 1".to_owned()));
+            return Err(Error::Invalid(
+                "log.partitions must be at least 1".to_owned(),
+            ));
         }
         if self.log.backend == LogBackend::Kafka && self.store.url.is_none() {
             return Err(Error::Invalid(
-                "log.backend = \"kafka\" needs store.url (PostgreSQL) shared by every instance".to_owned(),
+                "log.backend = \"kafka\" needs store.url (PostgreSQL) shared by every instance"
+                    .to_owned(),
             ));
         }
         for endpoint in &self.notifier.authorities {
-            if !endpoint.webhook_url.starts_with("http://") && !endpoint.webhook_url.starts_with("https://") {
+            if !endpoint.webhook_url.starts_with("http://")
+                && !endpoint.webhook_url.starts_with("https://")
+            {
                 return Err(Error::Invalid(format!(
                     "notifier.authorities[{}].webhook_url must be an http(s) URL",
                     endpoint.code

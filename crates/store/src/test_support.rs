@@ -27,10 +27,18 @@ impl TempPostgres {
         let admin = postgres_admin_url();
         let name = format!("kinlink_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::AnyConnection::connect(&admin).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
-        let base = admin.rsplit_once('/').map(|(base, _)| base).ok_or(Error::UnsupportedUrl)?;
-        Ok(Self { url: format!("{base}/{name}"), name })
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .ok_or(Error::UnsupportedUrl)?;
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
     }
 
     /// Connects a migrated [`Store`] to this database.
@@ -41,9 +49,12 @@ impl TempPostgres {
     /// Drops the database, closing other sessions on it first.
     pub async fn drop_database(self) -> Result<()> {
         let mut conn = sqlx::AnyConnection::connect(&postgres_admin_url()).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await?;
         conn.close().await?;
         Ok(())
     }

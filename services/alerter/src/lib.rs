@@ -41,7 +41,11 @@ impl Stage for Alerter {
         vec![topics::REFERRALS_ENRICHED.to_owned()]
     }
 
-    async fn handle(&self, conn: &mut AnyConnection, record: &Record) -> Result<Vec<Output>, StageError> {
+    async fn handle(
+        &self,
+        conn: &mut AnyConnection,
+        record: &Record,
+    ) -> Result<Vec<Output>, StageError> {
         let enriched: v1::ReferralEnriched = record.envelope.decode()?;
         let raised_at = chrono::Utc::now();
         let priority = rules::priority(enriched.urgency);
@@ -57,29 +61,46 @@ impl Stage for Alerter {
             };
             for route in &routes {
                 sequence += 1;
-                let code = route.authority.as_ref().map(|a| a.gss_code.clone()).unwrap_or_default();
+                let code = route
+                    .authority
+                    .as_ref()
+                    .map(|a| a.gss_code.clone())
+                    .unwrap_or_default();
                 let other = routes
                     .iter()
                     .filter_map(|r| r.authority.as_ref())
                     .find(|a| a.gss_code != code)
                     .map(|a| a.gss_code.clone())
                     .unwrap_or_default();
-                let discriminator = format!("alert/{}/{}", subject.person_id, if code.is_empty() { "triage" } else { &code });
-                let alert_id = kinlink_eventlog::envelope::derive_id(&enriched.referral_id, &discriminator);
+                let discriminator = format!(
+                    "alert/{}/{}",
+                    subject.person_id,
+                    if code.is_empty() { "triage" } else { &code }
+                );
+                let alert_id =
+                    kinlink_eventlog::envelope::derive_id(&enriched.referral_id, &discriminator);
                 let alert = v1::AlertRaised {
                     alert_id: alert_id.clone(),
                     referral_id: enriched.referral_id.clone(),
                     person_id: subject.person_id.clone(),
                     authority_code: code.clone(),
-                    authority_name: route.authority.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+                    authority_name: route
+                        .authority
+                        .as_ref()
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default(),
                     basis: route.basis as i32,
                     other_authority_code: other,
                     priority: priority as i32,
-                    deadline: Some(kinlink_proto::timestamp_from_millis(deadline.timestamp_millis())),
+                    deadline: Some(kinlink_proto::timestamp_from_millis(
+                        deadline.timestamp_millis(),
+                    )),
                     rule: rule.to_owned(),
                     sequence,
                     routing_data_version: self.registry.version().to_owned(),
-                    raised_at: Some(kinlink_proto::timestamp_from_millis(raised_at.timestamp_millis())),
+                    raised_at: Some(kinlink_proto::timestamp_from_millis(
+                        raised_at.timestamp_millis(),
+                    )),
                 };
                 record_decision(conn, &alert, route.basis).await?;
                 tracing::info!(
@@ -105,7 +126,11 @@ impl Stage for Alerter {
     }
 }
 
-async fn record_decision(conn: &mut AnyConnection, alert: &v1::AlertRaised, basis: RoutingBasis) -> Result<(), sqlx::Error> {
+async fn record_decision(
+    conn: &mut AnyConnection,
+    alert: &v1::AlertRaised,
+    basis: RoutingBasis,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO routing_decisions (alert_id, referral_id, person_id, authority_code, basis, data_version, decided_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",

@@ -18,10 +18,20 @@ pub struct Route {
 /// body the single alert says "lives".
 pub fn route_child(locations: &[v1::Location], registry: &AuthorityRegistry) -> Vec<Route> {
     let mut ordered: Vec<&v1::Location> = locations.iter().collect();
-    ordered.sort_by_key(|l| if l.role == LocationRole::Lives as i32 { 0 } else { 1 });
+    ordered.sort_by_key(|l| {
+        if l.role == LocationRole::Lives as i32 {
+            0
+        } else {
+            1
+        }
+    });
     let mut routes: Vec<Route> = Vec::new();
     for location in ordered {
-        let basis = if location.role == LocationRole::Found as i32 { RoutingBasis::Found } else { RoutingBasis::Lives };
+        let basis = if location.role == LocationRole::Found as i32 {
+            RoutingBasis::Found
+        } else {
+            RoutingBasis::Lives
+        };
         // Postcode lookup arrives with the shipped postcode table; until then only an
         // explicit GSS code resolves.
         if location.authority_code.is_empty() {
@@ -30,13 +40,23 @@ pub fn route_child(locations: &[v1::Location], registry: &AuthorityRegistry) -> 
         let Ok(body) = registry.childrens_services(&location.authority_code) else {
             continue;
         };
-        let already = routes.iter().any(|r| r.authority.as_ref().is_some_and(|a| a.gss_code == body.gss_code));
+        let already = routes.iter().any(|r| {
+            r.authority
+                .as_ref()
+                .is_some_and(|a| a.gss_code == body.gss_code)
+        });
         if !already {
-            routes.push(Route { authority: Some(body), basis });
+            routes.push(Route {
+                authority: Some(body),
+                basis,
+            });
         }
     }
     if routes.is_empty() {
-        routes.push(Route { authority: None, basis: RoutingBasis::Triage });
+        routes.push(Route {
+            authority: None,
+            basis: RoutingBasis::Triage,
+        });
     }
     routes
 }
@@ -46,39 +66,70 @@ mod tests {
     use super::*;
 
     fn location(role: LocationRole, code: &str) -> v1::Location {
-        v1::Location { role: role as i32, authority_code: code.into(), ..Default::default() }
+        v1::Location {
+            role: role as i32,
+            authority_code: code.into(),
+            ..Default::default()
+        }
     }
 
     fn codes(routes: &[Route]) -> Vec<(Option<String>, RoutingBasis)> {
-        routes.iter().map(|r| (r.authority.as_ref().map(|a| a.gss_code.clone()), r.basis)).collect()
+        routes
+            .iter()
+            .map(|r| (r.authority.as_ref().map(|a| a.gss_code.clone()), r.basis))
+            .collect()
     }
 
     #[test]
-    fn lives_and_found_in_different_authorities_alert_both() -> Result<(), crate::authorities::RegistryError> {
+    fn lives_and_found_in_different_authorities_alert_both()
+    -> Result<(), crate::authorities::RegistryError> {
         let registry = AuthorityRegistry::shipped()?;
         let routes = route_child(
-            &[location(LocationRole::Found, "E09000033"), location(LocationRole::Lives, "E07000105")],
+            &[
+                location(LocationRole::Found, "E09000033"),
+                location(LocationRole::Lives, "E07000105"),
+            ],
             &registry,
         );
         assert_eq!(
             codes(&routes),
-            [(Some("E10000016".into()), RoutingBasis::Lives), (Some("E09000033".into()), RoutingBasis::Found)]
+            [
+                (Some("E10000016".into()), RoutingBasis::Lives),
+                (Some("E09000033".into()), RoutingBasis::Found)
+            ]
         );
         Ok(())
     }
 
     #[test]
-    fn same_body_twice_is_one_route_and_nothing_resolvable_is_triage() -> Result<(), crate::authorities::RegistryError> {
+    fn same_body_twice_is_one_route_and_nothing_resolvable_is_triage()
+    -> Result<(), crate::authorities::RegistryError> {
         let registry = AuthorityRegistry::shipped()?;
         // Ashford and Kent: both route to Kent County Council.
         let routes = route_child(
-            &[location(LocationRole::Lives, "E07000105"), location(LocationRole::Found, "E10000016")],
+            &[
+                location(LocationRole::Lives, "E07000105"),
+                location(LocationRole::Found, "E10000016"),
+            ],
             &registry,
         );
-        assert_eq!(codes(&routes), [(Some("E10000016".into()), RoutingBasis::Lives)]);
-        let overseas = v1::Location { role: LocationRole::Found as i32, overseas: true, ..Default::default() };
-        assert_eq!(codes(&route_child(&[overseas], &registry)), [(None, RoutingBasis::Triage)]);
-        assert_eq!(codes(&route_child(&[], &registry)), [(None, RoutingBasis::Triage)]);
+        assert_eq!(
+            codes(&routes),
+            [(Some("E10000016".into()), RoutingBasis::Lives)]
+        );
+        let overseas = v1::Location {
+            role: LocationRole::Found as i32,
+            overseas: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            codes(&route_child(&[overseas], &registry)),
+            [(None, RoutingBasis::Triage)]
+        );
+        assert_eq!(
+            codes(&route_child(&[], &registry)),
+            [(None, RoutingBasis::Triage)]
+        );
         Ok(())
     }
 }

@@ -37,15 +37,26 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).unwrap_or_default()
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default()
     }
 
     #[test]
     fn standard_deadlines_skip_the_weekend() {
         // Friday 2026-11-27 15:00 -> Monday 2026-11-30 15:00.
-        assert_eq!(deadline(at("2026-11-27T15:00:00Z"), Priority::Standard), at("2026-11-30T15:00:00Z"));
-        assert_eq!(deadline(at("2026-11-24T09:00:00Z"), Priority::Standard), at("2026-11-25T09:00:00Z"));
-        assert_eq!(deadline(at("2026-11-28T09:00:00Z"), Priority::Urgent), at("2026-11-28T13:00:00Z"));
+        assert_eq!(
+            deadline(at("2026-11-27T15:00:00Z"), Priority::Standard),
+            at("2026-11-30T15:00:00Z")
+        );
+        assert_eq!(
+            deadline(at("2026-11-24T09:00:00Z"), Priority::Standard),
+            at("2026-11-25T09:00:00Z")
+        );
+        assert_eq!(
+            deadline(at("2026-11-28T09:00:00Z"), Priority::Urgent),
+            at("2026-11-28T13:00:00Z")
+        );
     }
 
     #[test]

@@ -28,7 +28,11 @@ impl Stage for Enricher {
         vec![topics::REFERRALS_RECEIVED.to_owned()]
     }
 
-    async fn handle(&self, conn: &mut AnyConnection, record: &Record) -> Result<Vec<Output>, StageError> {
+    async fn handle(
+        &self,
+        conn: &mut AnyConnection,
+        record: &Record,
+    ) -> Result<Vec<Output>, StageError> {
         let referral: v1::ReferralReceived = record.envelope.decode()?;
         let enriched = enrich(conn, &record.envelope.id, &referral).await?;
         let envelope = record.envelope.derive(
@@ -68,18 +72,36 @@ async fn enrich(
         .date_naive();
 
     let people = std::iter::once((SubjectRole::ReferralSubject, 0u32, subject, 0i32)).chain(
-        referral.dependants.iter().enumerate().filter_map(|(index, dependant)| {
-            let index = u32::try_from(index).ok()?;
-            Some((SubjectRole::Dependant, index, dependant.person.as_ref()?, dependant.relationship))
-        }),
+        referral
+            .dependants
+            .iter()
+            .enumerate()
+            .filter_map(|(index, dependant)| {
+                let index = u32::try_from(index).ok()?;
+                Some((
+                    SubjectRole::Dependant,
+                    index,
+                    dependant.person.as_ref()?,
+                    dependant.relationship,
+                ))
+            }),
     );
     let mut subjects = Vec::new();
     for (role, index, person, _) in people.clone() {
         // Derived from the event id: a redelivered referral creates the same person ids.
-        let new_id = kinlink_eventlog::envelope::derive_id(event_id, &format!("person/{}/{index}", role as i32));
+        let new_id = kinlink_eventlog::envelope::derive_id(
+            event_id,
+            &format!("person/{}/{index}", role as i32),
+        );
         let resolved = registry::resolve(conn, person, &new_id, &referral.referral_id).await?;
-        let in_own_right =
-            registry::record_appearance(conn, &referral.referral_id, &resolved.person_id, role, index).await?;
+        let in_own_right = registry::record_appearance(
+            conn,
+            &referral.referral_id,
+            &resolved.person_id,
+            role,
+            index,
+        )
+        .await?;
         let (is_child, basis) = linking::child_status(person, received);
         subjects.push(v1::EnrichedSubject {
             person_id: resolved.person_id,
@@ -96,20 +118,48 @@ async fn enrich(
 
     // Household: the subject and each related dependant, and siblings among the children.
     let relationships: Vec<i32> = people.map(|(_, _, _, relationship)| relationship).collect();
-    let subject_id = subjects.first().map(|s| s.person_id.clone()).unwrap_or_default();
+    let subject_id = subjects
+        .first()
+        .map(|s| s.person_id.clone())
+        .unwrap_or_default();
     let mut children_of_subject = Vec::new();
     for position in 1..subjects.len() {
-        let Some((dependant_is, subject_is)) = linking::household_link(relationships[position]) else {
+        let Some((dependant_is, subject_is)) = linking::household_link(relationships[position])
+        else {
             continue;
         };
         let dependant_id = subjects[position].person_id.clone();
         if dependant_id == subject_id {
             continue;
         }
-        registry::link(conn, &subject_id, &dependant_id, dependant_is, relationships[position], &referral.referral_id).await?;
-        registry::link(conn, &dependant_id, &subject_id, subject_is, relationships[position], &referral.referral_id).await?;
-        subjects[0].links.push(PersonLink { kind: dependant_is as i32, person_id: dependant_id.clone(), relationship: relationships[position] });
-        subjects[position].links.push(PersonLink { kind: subject_is as i32, person_id: subject_id.clone(), relationship: relationships[position] });
+        registry::link(
+            conn,
+            &subject_id,
+            &dependant_id,
+            dependant_is,
+            relationships[position],
+            &referral.referral_id,
+        )
+        .await?;
+        registry::link(
+            conn,
+            &dependant_id,
+            &subject_id,
+            subject_is,
+            relationships[position],
+            &referral.referral_id,
+        )
+        .await?;
+        subjects[0].links.push(PersonLink {
+            kind: dependant_is as i32,
+            person_id: dependant_id.clone(),
+            relationship: relationships[position],
+        });
+        subjects[position].links.push(PersonLink {
+            kind: subject_is as i32,
+            person_id: subject_id.clone(),
+            relationship: relationships[position],
+        });
         if dependant_is == v1::LinkKind::Child {
             children_of_subject.push(position);
         }
@@ -121,10 +171,34 @@ async fn enrich(
                 continue;
             }
             let sibling = v1::Relationship::Sibling as i32;
-            registry::link(conn, &id_a, &id_b, v1::LinkKind::Sibling, sibling, &referral.referral_id).await?;
-            registry::link(conn, &id_b, &id_a, v1::LinkKind::Sibling, sibling, &referral.referral_id).await?;
-            subjects[a].links.push(PersonLink { kind: v1::LinkKind::Sibling as i32, person_id: id_b, relationship: sibling });
-            subjects[b].links.push(PersonLink { kind: v1::LinkKind::Sibling as i32, person_id: id_a, relationship: sibling });
+            registry::link(
+                conn,
+                &id_a,
+                &id_b,
+                v1::LinkKind::Sibling,
+                sibling,
+                &referral.referral_id,
+            )
+            .await?;
+            registry::link(
+                conn,
+                &id_b,
+                &id_a,
+                v1::LinkKind::Sibling,
+                sibling,
+                &referral.referral_id,
+            )
+            .await?;
+            subjects[a].links.push(PersonLink {
+                kind: v1::LinkKind::Sibling as i32,
+                person_id: id_b,
+                relationship: sibling,
+            });
+            subjects[b].links.push(PersonLink {
+                kind: v1::LinkKind::Sibling as i32,
+                person_id: id_a,
+                relationship: sibling,
+            });
         }
     }
 

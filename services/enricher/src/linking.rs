@@ -16,9 +16,20 @@ pub const LINKAGE_VERSION: &str = "exact-v1";
 /// Anyone who *may* be under 18 is a child (Modern Slavery Act s51): a partial or estimated
 /// date of birth is read as the youngest date it allows, and an unknown age counts as a child.
 pub fn child_status(person: &v1::Person, at: NaiveDate) -> (bool, ChildBasis) {
-    if let Some(youngest) = person.date_of_birth.as_ref().and_then(|dob| latest_possible_birth(&dob.value)) {
+    if let Some(youngest) = person
+        .date_of_birth
+        .as_ref()
+        .and_then(|dob| latest_possible_birth(&dob.value))
+    {
         let child = age_on(youngest, at) < 18;
-        return (child, if child { ChildBasis::DateOfBirth } else { ChildBasis::Adult });
+        return (
+            child,
+            if child {
+                ChildBasis::DateOfBirth
+            } else {
+                ChildBasis::Adult
+            },
+        );
     }
     match person.claimed_age {
         Some(age) if age < 18 => (true, ChildBasis::ClaimedAge),
@@ -42,7 +53,9 @@ fn latest_possible_birth(value: &str) -> Option<NaiveDate> {
             };
             first_of_next.pred_opt()
         }
-        (Some(month), Some(day)) => NaiveDate::from_ymd_opt(year, month.parse().ok()?, day.parse().ok()?),
+        (Some(month), Some(day)) => {
+            NaiveDate::from_ymd_opt(year, month.parse().ok()?, day.parse().ok()?)
+        }
     }
 }
 
@@ -56,7 +69,11 @@ fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
 
 /// Strong identifiers compare without spaces, dashes or case ("485 777 3456" = "4857773456").
 pub fn normalise_identifier(value: &str) -> String {
-    value.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_uppercase).collect()
+    value
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect()
 }
 
 /// The exact-match key: both names and a full date of birth, normalised. None when any is
@@ -77,7 +94,12 @@ pub fn match_key(person: &v1::Person) -> Option<String> {
 
 fn normalise_name(name: &str) -> String {
     name.split_whitespace()
-        .map(|word| word.chars().filter(|c| c.is_alphabetic()).flat_map(char::to_lowercase).collect::<String>())
+        .map(|word| {
+            word.chars()
+                .filter(|c| c.is_alphabetic())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -87,9 +109,10 @@ fn normalise_name(name: &str) -> String {
 /// the subject, what the subject is to the dependant). None for unrelated dependants.
 pub fn household_link(relationship: i32) -> Option<(LinkKind, LinkKind)> {
     match Relationship::try_from(relationship).unwrap_or(Relationship::Unspecified) {
-        Relationship::Child | Relationship::Stepchild | Relationship::Grandchild | Relationship::Unspecified => {
-            Some((LinkKind::Child, LinkKind::Parent))
-        }
+        Relationship::Child
+        | Relationship::Stepchild
+        | Relationship::Grandchild
+        | Relationship::Unspecified => Some((LinkKind::Child, LinkKind::Parent)),
         Relationship::Sibling => Some((LinkKind::Sibling, LinkKind::Sibling)),
         Relationship::OtherRelative | Relationship::Unrelated => None,
     }
@@ -103,7 +126,10 @@ mod tests {
         v1::Person {
             given_name: "Ana".into(),
             family_name: "Hoxha".into(),
-            date_of_birth: dob.map(|(value, precision)| v1::DateOfBirth { value: value.into(), precision: precision as i32 }),
+            date_of_birth: dob.map(|(value, precision)| v1::DateOfBirth {
+                value: value.into(),
+                precision: precision as i32,
+            }),
             claimed_age,
             ..Default::default()
         }
@@ -116,15 +142,45 @@ mod tests {
     #[test]
     fn may_be_under_18_is_a_child() {
         let at = day("2026-11-23");
-        assert_eq!(child_status(&person(Some(("2008-11-24", v1::DobPrecision::Exact)), None), at), (true, ChildBasis::DateOfBirth));
-        assert_eq!(child_status(&person(Some(("2008-11-23", v1::DobPrecision::Exact)), None), at), (false, ChildBasis::Adult));
+        assert_eq!(
+            child_status(
+                &person(Some(("2008-11-24", v1::DobPrecision::Exact)), None),
+                at
+            ),
+            (true, ChildBasis::DateOfBirth)
+        );
+        assert_eq!(
+            child_status(
+                &person(Some(("2008-11-23", v1::DobPrecision::Exact)), None),
+                at
+            ),
+            (false, ChildBasis::Adult)
+        );
         // Year only: could be born 2008-12-31, so may be 17.
-        assert_eq!(child_status(&person(Some(("2008", v1::DobPrecision::Year)), None), at).0, true);
-        assert_eq!(child_status(&person(Some(("2008-10", v1::DobPrecision::Month)), None), at).0, false);
-        assert_eq!(child_status(&person(None, Some(16)), at), (true, ChildBasis::ClaimedAge));
-        assert_eq!(child_status(&person(None, Some(0)), at), (true, ChildBasis::ClaimedAge));
-        assert_eq!(child_status(&person(None, Some(30)), at), (false, ChildBasis::Adult));
-        assert_eq!(child_status(&person(None, None), at), (true, ChildBasis::AgeUncertain));
+        assert!(child_status(&person(Some(("2008", v1::DobPrecision::Year)), None), at).0);
+        assert!(
+            !child_status(
+                &person(Some(("2008-10", v1::DobPrecision::Month)), None),
+                at
+            )
+            .0
+        );
+        assert_eq!(
+            child_status(&person(None, Some(16)), at),
+            (true, ChildBasis::ClaimedAge)
+        );
+        assert_eq!(
+            child_status(&person(None, Some(0)), at),
+            (true, ChildBasis::ClaimedAge)
+        );
+        assert_eq!(
+            child_status(&person(None, Some(30)), at),
+            (false, ChildBasis::Adult)
+        );
+        assert_eq!(
+            child_status(&person(None, None), at),
+            (true, ChildBasis::AgeUncertain)
+        );
     }
 
     #[test]
@@ -133,8 +189,17 @@ mod tests {
             match_key(&person(Some(("2015-03-02", v1::DobPrecision::Exact)), None)).as_deref(),
             Some("ana|hoxha|2015-03-02")
         );
-        assert_eq!(match_key(&person(Some(("2015-01-01", v1::DobPrecision::Estimated)), None)), None);
-        assert_eq!(match_key(&person(Some(("2015", v1::DobPrecision::Year)), None)), None);
+        assert_eq!(
+            match_key(&person(
+                Some(("2015-01-01", v1::DobPrecision::Estimated)),
+                None
+            )),
+            None
+        );
+        assert_eq!(
+            match_key(&person(Some(("2015", v1::DobPrecision::Year)), None)),
+            None
+        );
         let mut spaced = person(Some(("2015-03-02", v1::DobPrecision::Exact)), None);
         spaced.given_name = "  ANA ".into();
         assert_eq!(match_key(&spaced).as_deref(), Some("ana|hoxha|2015-03-02"));

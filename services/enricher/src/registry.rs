@@ -26,11 +26,12 @@ pub async fn resolve(
 ) -> Result<Resolved, sqlx::Error> {
     let mut by_identifier: Vec<String> = Vec::new();
     for identifier in &person.identifiers {
-        let row = sqlx::query("SELECT person_id FROM person_identifiers WHERE kind = $1 AND value = $2")
-            .bind(i64::from(identifier.kind))
-            .bind(normalise_identifier(&identifier.value))
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row =
+            sqlx::query("SELECT person_id FROM person_identifiers WHERE kind = $1 AND value = $2")
+                .bind(i64::from(identifier.kind))
+                .bind(normalise_identifier(&identifier.value))
+                .fetch_optional(&mut *conn)
+                .await?;
         if let Some(row) = row {
             let id: String = row.try_get("person_id")?;
             if !by_identifier.contains(&id) {
@@ -40,7 +41,10 @@ pub async fn resolve(
     }
     let key = match_key(person);
     let resolved = match by_identifier.as_slice() {
-        [one] => Some(Resolved { person_id: one.clone(), method: MatchMethod::StrongIdentifier }),
+        [one] => Some(Resolved {
+            person_id: one.clone(),
+            method: MatchMethod::StrongIdentifier,
+        }),
         [] => match &key {
             Some(key) => sqlx::query("SELECT person_id FROM persons WHERE match_key = $1")
                 .bind(key)
@@ -48,7 +52,10 @@ pub async fn resolve(
                 .await?
                 .map(|row| row.try_get::<String, _>("person_id"))
                 .transpose()?
-                .map(|person_id| Resolved { person_id, method: MatchMethod::ExactNameAndDob }),
+                .map(|person_id| Resolved {
+                    person_id,
+                    method: MatchMethod::ExactNameAndDob,
+                }),
             None => None,
         },
         _ => {
@@ -71,7 +78,10 @@ pub async fn resolve(
             .bind(kinlink_store::now_millis())
             .execute(&mut *conn)
             .await?;
-            Resolved { person_id: new_person_id.to_owned(), method: MatchMethod::NewPerson }
+            Resolved {
+                person_id: new_person_id.to_owned(),
+                method: MatchMethod::NewPerson,
+            }
         }
     };
     for identifier in &person.identifiers {

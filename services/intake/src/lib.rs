@@ -36,7 +36,10 @@ pub fn router(log: EventLog, settings: &kinlink_runtime::settings::IntakeSetting
     Router::new()
         .route("/v1/referrals", post(post_referral))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .with_state(IntakeState { log, agency_id: settings.default_agency.clone() })
+        .with_state(IntakeState {
+            log,
+            agency_id: settings.default_agency.clone(),
+        })
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +48,11 @@ struct Accepted {
     warnings: Vec<String>,
 }
 
-async fn post_referral(State(state): State<IntakeState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_referral(
+    State(state): State<IntakeState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -77,7 +84,11 @@ async fn post_referral(State(state): State<IntakeState>, headers: HeaderMap, bod
         received_at,
         &event,
     );
-    if let Err(error) = state.log.publish(topics::REFERRALS_RECEIVED, &envelope).await {
+    if let Err(error) = state
+        .log
+        .publish(topics::REFERRALS_RECEIVED, &envelope)
+        .await
+    {
         tracing::error!(%referral_id, %error, "Referral not accepted: the log did not take it.");
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -87,5 +98,12 @@ async fn post_referral(State(state): State<IntakeState>, headers: HeaderMap, bod
         .into_response();
     }
     tracing::info!(%referral_id, dependants = event.dependants.len(), "Referral accepted.");
-    (StatusCode::ACCEPTED, axum::Json(Accepted { referral_id, warnings })).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(Accepted {
+            referral_id,
+            warnings,
+        }),
+    )
+        .into_response()
 }

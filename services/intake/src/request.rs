@@ -147,11 +147,19 @@ pub fn parse_body(body: &[u8]) -> Result<ReferralRequest, FieldError> {
         let pointer = if path == "." {
             String::new()
         } else {
-            format!("/{}", path.replace('.', "/").replace(['[', ']'], "/").replace("//", "/"))
-                .trim_end_matches('/')
-                .to_owned()
+            format!(
+                "/{}",
+                path.replace('.', "/")
+                    .replace(['[', ']'], "/")
+                    .replace("//", "/")
+            )
+            .trim_end_matches('/')
+            .to_owned()
         };
-        FieldError { pointer, reason: describe_serde_error(error.inner()) }
+        FieldError {
+            pointer,
+            reason: describe_serde_error(error.inner()),
+        }
     })
 }
 
@@ -163,14 +171,26 @@ fn describe_serde_error(error: &serde_json::Error) -> String {
         match text.split_once(", expected") {
             Some((kind, expected)) => {
                 let kind = kind.split('`').next().unwrap_or("unknown value").trim();
-                format!("{kind}; expected{}", expected.split(" at line").next().unwrap_or(""))
+                format!(
+                    "{kind}; expected{}",
+                    expected.split(" at line").next().unwrap_or("")
+                )
             }
             None => "unknown value".to_owned(),
         }
     } else if text.starts_with("missing field") {
-        text.split(" at line").next().unwrap_or("missing field").to_owned()
+        text.split(" at line")
+            .next()
+            .unwrap_or("missing field")
+            .to_owned()
     } else if text.starts_with("invalid type") {
-        text.split(" at line").next().unwrap_or("invalid type").split(':').next().unwrap_or("invalid type").to_owned()
+        text.split(" at line")
+            .next()
+            .unwrap_or("invalid type")
+            .split(':')
+            .next()
+            .unwrap_or("invalid type")
+            .to_owned()
     } else if error.is_syntax() || error.is_eof() {
         "body is not valid JSON".to_owned()
     } else {
@@ -182,18 +202,31 @@ fn describe_serde_error(error: &serde_json::Error) -> String {
 pub fn warnings(request: &ReferralRequest) -> Vec<String> {
     let mut warnings = Vec::new();
     let people = std::iter::once(("/subject".to_owned(), &request.subject)).chain(
-        request.dependants.iter().enumerate().map(|(i, d)| (format!("/dependants/{i}/person"), &d.person)),
+        request
+            .dependants
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("/dependants/{i}/person"), &d.person)),
     );
     for (pointer, person) in people {
         if person.date_of_birth.is_none() && person.claimed_age.is_none() {
-            warnings.push(format!("{pointer}: no date of birth or claimed age; treated as a child"));
+            warnings.push(format!(
+                "{pointer}: no date of birth or claimed age; treated as a child"
+            ));
         }
-        if !person.locations.iter().any(|l| !l.postcode.is_empty() || !l.authority_code.is_empty()) {
-            warnings.push(format!("{pointer}: no postcode or authority code; routing will need triage"));
+        if !person
+            .locations
+            .iter()
+            .any(|l| !l.postcode.is_empty() || !l.authority_code.is_empty())
+        {
+            warnings.push(format!(
+                "{pointer}: no postcode or authority code; routing will need triage"
+            ));
         }
     }
     if request.dependants.is_empty() {
-        warnings.push("/dependants: none recorded; ask whether the subject has children".to_owned());
+        warnings
+            .push("/dependants: none recorded; ask whether the subject has children".to_owned());
     }
     warnings
 }
@@ -209,7 +242,10 @@ pub fn into_event(
     let subject = person(request.subject, "/subject", &mut errors);
     let mut dependants = Vec::new();
     if request.dependants.len() > MAX_DEPENDANTS {
-        errors.push(error("/dependants", &format!("at most {MAX_DEPENDANTS} dependants")));
+        errors.push(error(
+            "/dependants",
+            &format!("at most {MAX_DEPENDANTS} dependants"),
+        ));
     }
     for (index, dependant) in request.dependants.into_iter().enumerate() {
         let pointer = format!("/dependants/{index}/person");
@@ -219,7 +255,12 @@ pub fn into_event(
             with_subject: dependant.with_subject,
         });
     }
-    check_len(&request.external_reference, 100, "/external_reference", &mut errors);
+    check_len(
+        &request.external_reference,
+        100,
+        "/external_reference",
+        &mut errors,
+    );
     check_len(&request.concern, MAX_CONCERN, "/concern", &mut errors);
     if request.exploitation_types.len() > 6 {
         errors.push(error("/exploitation_types", "at most 6 exploitation types"));
@@ -233,10 +274,20 @@ pub fn into_event(
         external_reference: request.external_reference,
         subject: Some(subject),
         dependants,
-        exploitation_types: request.exploitation_types.into_iter().map(i32::from).collect(),
+        exploitation_types: request
+            .exploitation_types
+            .into_iter()
+            .map(i32::from)
+            .collect(),
         county_lines: request.county_lines,
-        exploitation_location: request.exploitation_location.map(i32::from).unwrap_or_default(),
-        urgency: request.urgency.map(i32::from).unwrap_or(v1::Urgency::Routine as i32),
+        exploitation_location: request
+            .exploitation_location
+            .map(i32::from)
+            .unwrap_or_default(),
+        urgency: request
+            .urgency
+            .map(i32::from)
+            .unwrap_or(v1::Urgency::Routine as i32),
         pregnant: request.pregnant,
         consent: request.consent.map(i32::from).unwrap_or_default(),
         received_at: Some(kinlink_proto::timestamp_from_millis(received_at_ms)),
@@ -245,7 +296,10 @@ pub fn into_event(
 }
 
 fn error(pointer: &str, reason: &str) -> FieldError {
-    FieldError { pointer: pointer.to_owned(), reason: reason.to_owned() }
+    FieldError {
+        pointer: pointer.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 fn check_len(value: &str, max: usize, pointer: &str, errors: &mut Vec<FieldError>) {
@@ -255,18 +309,37 @@ fn check_len(value: &str, max: usize, pointer: &str, errors: &mut Vec<FieldError
 }
 
 fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1::Person {
-    if request.given_name.trim().is_empty() && request.family_name.trim().is_empty() && request.aliases.is_empty() {
-        errors.push(error(&format!("{at}/given_name"), "a given name, family name or alias is required"));
+    if request.given_name.trim().is_empty()
+        && request.family_name.trim().is_empty()
+        && request.aliases.is_empty()
+    {
+        errors.push(error(
+            &format!("{at}/given_name"),
+            "a given name, family name or alias is required",
+        ));
     }
-    check_len(&request.given_name, MAX_NAME, &format!("{at}/given_name"), errors);
-    check_len(&request.family_name, MAX_NAME, &format!("{at}/family_name"), errors);
+    check_len(
+        &request.given_name,
+        MAX_NAME,
+        &format!("{at}/given_name"),
+        errors,
+    );
+    check_len(
+        &request.family_name,
+        MAX_NAME,
+        &format!("{at}/family_name"),
+        errors,
+    );
     for (name, list) in [
         ("aliases", &request.aliases),
         ("nationalities", &request.nationalities),
         ("languages", &request.languages),
     ] {
         if list.len() > MAX_LIST {
-            errors.push(error(&format!("{at}/{name}"), &format!("at most {MAX_LIST} entries")));
+            errors.push(error(
+                &format!("{at}/{name}"),
+                &format!("at most {MAX_LIST} entries"),
+            ));
         }
         for (i, item) in list.iter().enumerate() {
             check_len(item, MAX_NAME, &format!("{at}/{name}/{i}"), errors);
@@ -274,20 +347,35 @@ fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1:
     }
     let date_of_birth = request.date_of_birth.map(|dob| {
         if !valid_partial_date(&dob.value) {
-            errors.push(error(&format!("{at}/date_of_birth/value"), "expected YYYY-MM-DD, YYYY-MM or YYYY"));
+            errors.push(error(
+                &format!("{at}/date_of_birth/value"),
+                "expected YYYY-MM-DD, YYYY-MM or YYYY",
+            ));
         }
-        let precision = dob.precision.map(i32::from).unwrap_or_else(|| match dob.value.len() {
-            4 => v1::DobPrecision::Year as i32,
-            7 => v1::DobPrecision::Month as i32,
-            _ => v1::DobPrecision::Exact as i32,
-        });
-        v1::DateOfBirth { value: dob.value, precision }
+        let precision = dob
+            .precision
+            .map(i32::from)
+            .unwrap_or_else(|| match dob.value.len() {
+                4 => v1::DobPrecision::Year as i32,
+                7 => v1::DobPrecision::Month as i32,
+                _ => v1::DobPrecision::Exact as i32,
+            });
+        v1::DateOfBirth {
+            value: dob.value,
+            precision,
+        }
     });
     if request.claimed_age.is_some_and(|age| age > 130) {
-        errors.push(error(&format!("{at}/claimed_age"), "must be between 0 and 130"));
+        errors.push(error(
+            &format!("{at}/claimed_age"),
+            "must be between 0 and 130",
+        ));
     }
     if request.identifiers.len() > MAX_LIST {
-        errors.push(error(&format!("{at}/identifiers"), &format!("at most {MAX_LIST} entries")));
+        errors.push(error(
+            &format!("{at}/identifiers"),
+            &format!("at most {MAX_LIST} entries"),
+        ));
     }
     let identifiers = request
         .identifiers
@@ -296,9 +384,15 @@ fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1:
         .map(|(i, id)| {
             let value = id.value.trim().to_owned();
             if value.is_empty() || value.chars().count() > 64 {
-                errors.push(error(&format!("{at}/identifiers/{i}/value"), "must be 1 to 64 characters"));
+                errors.push(error(
+                    &format!("{at}/identifiers/{i}/value"),
+                    "must be 1 to 64 characters",
+                ));
             }
-            v1::Identifier { kind: id.kind.into(), value }
+            v1::Identifier {
+                kind: id.kind.into(),
+                value,
+            }
         })
         .collect();
     if request.locations.len() > 10 {
@@ -312,13 +406,27 @@ fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1:
             let here = format!("{at}/locations/{i}");
             let postcode = location.postcode.trim().to_owned();
             let authority_code = location.authority_code.trim().to_ascii_uppercase();
-            if postcode.chars().count() > 10 || !postcode.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ') {
-                errors.push(error(&format!("{here}/postcode"), "not a UK postcode (letters, digits, one space)"));
+            if postcode.chars().count() > 10
+                || !postcode
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ')
+            {
+                errors.push(error(
+                    &format!("{here}/postcode"),
+                    "not a UK postcode (letters, digits, one space)",
+                ));
             }
             if !authority_code.is_empty() && !valid_gss_code(&authority_code) {
-                errors.push(error(&format!("{here}/authority_code"), "expected a GSS code such as E06000023"));
+                errors.push(error(
+                    &format!("{here}/authority_code"),
+                    "expected a GSS code such as E06000023",
+                ));
             }
-            if postcode.is_empty() && authority_code.is_empty() && !location.overseas && !location.no_fixed_abode {
+            if postcode.is_empty()
+                && authority_code.is_empty()
+                && !location.overseas
+                && !location.no_fixed_abode
+            {
                 errors.push(error(
                     &here,
                     "give a postcode or authority code, or set overseas or no_fixed_abode",
@@ -381,8 +489,14 @@ mod tests {
         }));
         let err = parse_body(&raw).err();
         let err = err.as_ref();
-        assert_eq!(err.map(|e| e.pointer.as_str()), Some("/subject/locations/0/role"));
-        assert!(err.is_some_and(|e| !e.reason.contains("somewhere-secret")), "{err:?}");
+        assert_eq!(
+            err.map(|e| e.pointer.as_str()),
+            Some("/subject/locations/0/role")
+        );
+        assert!(
+            err.is_some_and(|e| !e.reason.contains("somewhere-secret")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -393,20 +507,33 @@ mod tests {
                              "relationship": "child" }]
         }));
         let request = parse_body(&raw).map_err(|e| e.reason);
-        let Ok(request) = request else { panic!("parse failed: {request:?}") };
+        let Ok(request) = request else {
+            panic!("parse failed: {request:?}")
+        };
         let errors = into_event(request, "r", "a", 0).err().unwrap_or_default();
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(
             pointers,
-            ["/subject/given_name", "/subject/date_of_birth/value", "/dependants/0/person/locations/0/authority_code"]
+            [
+                "/subject/given_name",
+                "/subject/date_of_birth/value",
+                "/dependants/0/person/locations/0/authority_code"
+            ]
         );
     }
 
     #[test]
     fn precision_defaults_from_the_date_shape() {
-        let raw = body(serde_json::json!({ "subject": { "given_name": "A", "date_of_birth": { "value": "2019" } } }));
-        let event = parse_body(&raw).ok().and_then(|r| into_event(r, "r", "a", 0).ok());
-        let precision = event.and_then(|e| e.subject).and_then(|s| s.date_of_birth).map(|d| d.precision);
+        let raw = body(
+            serde_json::json!({ "subject": { "given_name": "A", "date_of_birth": { "value": "2019" } } }),
+        );
+        let event = parse_body(&raw)
+            .ok()
+            .and_then(|r| into_event(r, "r", "a", 0).ok());
+        let precision = event
+            .and_then(|e| e.subject)
+            .and_then(|s| s.date_of_birth)
+            .map(|d| d.precision);
         assert_eq!(precision, Some(v1::DobPrecision::Year as i32));
     }
 }

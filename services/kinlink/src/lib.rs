@@ -15,7 +15,11 @@ use kinlink_runtime::settings::LogBackend;
 use kinlink_runtime::{Process, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "kinlink", version, about = "Links dependent children to modern-slavery referrals and alerts the responsible authority.")]
+#[command(
+    name = "kinlink",
+    version,
+    about = "Links dependent children to modern-slavery referrals and alerts the responsible authority."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -59,7 +63,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let registry = Arc::new(kinlink_alerter::authorities::AuthorityRegistry::shipped()?);
     let embedded = settings.log.backend == LogBackend::Embedded;
     let data_dir = settings.data_dir.clone();
-    let mut process = Process::build(settings).await.context("starting the pipeline")?;
+    let mut process = Process::build(settings)
+        .await
+        .context("starting the pipeline")?;
     process.spawn_stage(kinlink_enricher::Enricher);
     process.spawn_stage(kinlink_alerter::Alerter::new(registry));
     kinlink_notifier::spawn(&mut process, embedded)?;
@@ -69,16 +75,28 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "kinlink listening on http://{address}")?;
     if embedded {
-        writeln!(stdout, "embedded store and log: {}", data_dir.join("kinlink.db").display())?;
+        writeln!(
+            stdout,
+            "embedded store and log: {}",
+            data_dir.join("kinlink.db").display()
+        )?;
     } else {
         writeln!(stdout, "scale-out backends: Kafka log, PostgreSQL store")?;
     }
-    writeln!(stdout, "intake: POST http://{address}/v1/referrals   ops: /livez /readyz /metrics   stop: Ctrl-C")?;
+    writeln!(
+        stdout,
+        "intake: POST http://{address}/v1/referrals   ops: /livez /readyz /metrics   stop: Ctrl-C"
+    )?;
     stdout.flush()?;
     drop(stdout);
 
-    tokio::spawn(kinlink_runtime::shutdown_on_signal(process.shutdown.clone()));
-    process.run_until_stopped(api).await.map_err(|error| anyhow::anyhow!(error))?;
+    tokio::spawn(kinlink_runtime::shutdown_on_signal(
+        process.shutdown.clone(),
+    ));
+    process
+        .run_until_stopped(api)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))?;
     println!("kinlink stopped cleanly");
     Ok(())
 }

@@ -72,12 +72,20 @@ impl Stage for AlertInbox {
         vec![topics::ALERTS_RAISED.to_owned()]
     }
 
-    async fn handle(&self, conn: &mut AnyConnection, record: &Record) -> Result<Vec<Output>, StageError> {
+    async fn handle(
+        &self,
+        conn: &mut AnyConnection,
+        record: &Record,
+    ) -> Result<Vec<Output>, StageError> {
         let alert: v1::AlertRaised = record.envelope.decode()?;
         if alert.alert_id.is_empty() {
             return Err(StageError::Rejected("alert has no alert_id".to_owned()));
         }
-        let initial = if alert.authority_code.is_empty() { state::TRIAGE } else { state::PENDING };
+        let initial = if alert.authority_code.is_empty() {
+            state::TRIAGE
+        } else {
+            state::PENDING
+        };
         let now = kinlink_store::now_millis();
         sqlx::query(
             "INSERT INTO deliveries (alert_id, referral_id, authority_code, state, attempts, next_attempt_at_ms, \
@@ -116,7 +124,12 @@ pub struct DeliveryWorker {
 const POLL: Duration = Duration::from_millis(250);
 
 impl DeliveryWorker {
-    pub fn new(store: Store, log: EventLog, settings: &NotifierSettings, registry: &mut Registry) -> Result<Self, Error> {
+    pub fn new(
+        store: Store,
+        log: EventLog,
+        settings: &NotifierSettings,
+        registry: &mut Registry,
+    ) -> Result<Self, Error> {
         let attempts = Family::<AttemptLabels, Counter>::default();
         registry.register(
             "kinlink_notifier_delivery_attempts",
@@ -127,8 +140,16 @@ impl DeliveryWorker {
             store,
             log,
             client: webhook::WebhookClient::new(Duration::from_millis(settings.timeout_ms))?,
-            endpoints: settings.authorities.iter().map(|a| (a.code.clone(), a.webhook_url.clone())).collect(),
-            delays: settings.retry_delays_ms.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            endpoints: settings
+                .authorities
+                .iter()
+                .map(|a| (a.code.clone(), a.webhook_url.clone()))
+                .collect(),
+            delays: settings
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
             attempts,
         })
     }
@@ -191,7 +212,8 @@ impl DeliveryWorker {
             let alert_id: String = row.try_get("alert_id")?;
             let attempts: i64 = row.try_get("attempts")?;
             if let Some(alert) = self.claim(&alert_id, attempts).await? {
-                self.attempt(alert, u32::try_from(attempts + 1).unwrap_or(u32::MAX)).await?;
+                self.attempt(alert, u32::try_from(attempts + 1).unwrap_or(u32::MAX))
+                    .await?;
                 attempted += 1;
             }
         }
@@ -226,10 +248,14 @@ impl DeliveryWorker {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT alert FROM deliveries WHERE alert_id = $1").bind(alert_id).fetch_one(&mut *tx).await?;
+        let row = sqlx::query("SELECT alert FROM deliveries WHERE alert_id = $1")
+            .bind(alert_id)
+            .fetch_one(&mut *tx)
+            .await?;
         let bytes: Vec<u8> = row.try_get("alert")?;
-        let alert = v1::AlertRaised::decode(bytes.as_slice())
-            .map_err(|_| Error::CorruptAlert { alert_id: alert_id.to_owned() })?;
+        let alert = v1::AlertRaised::decode(bytes.as_slice()).map_err(|_| Error::CorruptAlert {
+            alert_id: alert_id.to_owned(),
+        })?;
         tx.commit().await?;
         Ok(Some(alert))
     }
@@ -247,7 +273,10 @@ impl DeliveryWorker {
             AttemptOutcome::NoEndpoint => ("no_endpoint", 0),
         };
         self.attempts
-            .get_or_create(&AttemptLabels { authority: alert.authority_code.clone(), outcome: label.to_owned() })
+            .get_or_create(&AttemptLabels {
+                authority: alert.authority_code.clone(),
+                outcome: label.to_owned(),
+            })
             .inc();
         let now = kinlink_store::now_millis();
         let now_ts = Some(kinlink_proto::timestamp_from_millis(now));
@@ -260,16 +289,28 @@ impl DeliveryWorker {
                     http_status: u32::from(status),
                     delivered_at: now_ts,
                 };
-                (state::DELIVERED, now, self.lifecycle(&alert.alert_id, "delivered", now, &delivered))
+                (
+                    state::DELIVERED,
+                    now,
+                    self.lifecycle(&alert.alert_id, "delivered", now, &delivered),
+                )
             }
             NextStep::RetryAfter(delay) => {
                 let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
                 let failed = failure(&alert, attempt, status, label, Some(at), now);
-                (state::PENDING, at, self.lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed))
+                (
+                    state::PENDING,
+                    at,
+                    self.lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed),
+                )
             }
             NextStep::GiveUp => {
                 let failed = failure(&alert, attempt, status, label, None, now);
-                (state::FAILED, now, self.lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed))
+                (
+                    state::FAILED,
+                    now,
+                    self.lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed),
+                )
             }
         };
         let mut tx = self.store.begin().await?;
@@ -290,15 +331,30 @@ impl DeliveryWorker {
             .bind(&alert.alert_id)
             .execute(&mut *tx)
             .await?;
-        self.log.append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event).await?;
+        self.log
+            .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+            .await?;
         tx.commit().await?;
         self.log.notify_appended();
         tracing::info!(alert_id = %alert.alert_id, authority = %alert.authority_code, attempt, outcome = label, state = new_state, "Delivery attempt recorded.");
         Ok(())
     }
 
-    fn lifecycle<M: prost::Message + prost::Name>(&self, alert_id: &str, what: &str, now: i64, message: &M) -> Envelope {
-        Envelope::new(kinlink_eventlog::envelope::derive_id(alert_id, what), SOURCE, alert_id, alert_id, now, message)
+    fn lifecycle<M: prost::Message + prost::Name>(
+        &self,
+        alert_id: &str,
+        what: &str,
+        now: i64,
+        message: &M,
+    ) -> Envelope {
+        Envelope::new(
+            kinlink_eventlog::envelope::derive_id(alert_id, what),
+            SOURCE,
+            alert_id,
+            alert_id,
+            now,
+            message,
+        )
     }
 }
 
@@ -318,7 +374,10 @@ pub fn spawn(process: &mut kinlink_runtime::Process, sole_notifier: bool) -> Res
         if sole_notifier {
             let released = worker.release_claims().await?;
             if released > 0 {
-                tracing::info!(released, "Released delivery claims left by the previous run.");
+                tracing::info!(
+                    released,
+                    "Released delivery claims left by the previous run."
+                );
             }
         }
         worker.run(shutdown).await.map_err(Into::into)
@@ -326,7 +385,14 @@ pub fn spawn(process: &mut kinlink_runtime::Process, sole_notifier: bool) -> Res
     Ok(())
 }
 
-fn failure(alert: &v1::AlertRaised, attempt: u32, status: u16, reason: &str, next_at: Option<i64>, now: i64) -> v1::AlertDeliveryFailed {
+fn failure(
+    alert: &v1::AlertRaised,
+    attempt: u32,
+    status: u16,
+    reason: &str,
+    next_at: Option<i64>,
+    now: i64,
+) -> v1::AlertDeliveryFailed {
     v1::AlertDeliveryFailed {
         alert_id: alert.alert_id.clone(),
         authority_code: alert.authority_code.clone(),

@@ -35,7 +35,9 @@ pub fn next_step(outcome: AttemptOutcome, attempts_made: u32, delays: &[Duration
         AttemptOutcome::Status(410) | AttemptOutcome::NoEndpoint => NextStep::GiveUp,
         AttemptOutcome::Status(_) | AttemptOutcome::NoResponse => {
             let index = usize::try_from(attempts_made.saturating_sub(1)).unwrap_or(usize::MAX);
-            delays.get(index).map_or(NextStep::GiveUp, |delay| NextStep::RetryAfter(*delay))
+            delays
+                .get(index)
+                .map_or(NextStep::GiveUp, |delay| NextStep::RetryAfter(*delay))
         }
     }
 }
@@ -47,11 +49,29 @@ mod tests {
     #[test]
     fn retries_follow_the_schedule_then_give_up() {
         let delays = [Duration::from_secs(0), Duration::from_secs(5)];
-        assert_eq!(next_step(AttemptOutcome::Accepted(204), 1, &delays), NextStep::Delivered);
-        assert_eq!(next_step(AttemptOutcome::Status(503), 1, &delays), NextStep::RetryAfter(Duration::from_secs(0)));
-        assert_eq!(next_step(AttemptOutcome::NoResponse, 2, &delays), NextStep::RetryAfter(Duration::from_secs(5)));
-        assert_eq!(next_step(AttemptOutcome::Status(500), 3, &delays), NextStep::GiveUp);
-        assert_eq!(next_step(AttemptOutcome::Status(410), 1, &delays), NextStep::GiveUp);
-        assert_eq!(next_step(AttemptOutcome::NoEndpoint, 1, &delays), NextStep::GiveUp);
+        assert_eq!(
+            next_step(AttemptOutcome::Accepted(204), 1, &delays),
+            NextStep::Delivered
+        );
+        assert_eq!(
+            next_step(AttemptOutcome::Status(503), 1, &delays),
+            NextStep::RetryAfter(Duration::from_secs(0))
+        );
+        assert_eq!(
+            next_step(AttemptOutcome::NoResponse, 2, &delays),
+            NextStep::RetryAfter(Duration::from_secs(5))
+        );
+        assert_eq!(
+            next_step(AttemptOutcome::Status(500), 3, &delays),
+            NextStep::GiveUp
+        );
+        assert_eq!(
+            next_step(AttemptOutcome::Status(410), 1, &delays),
+            NextStep::GiveUp
+        );
+        assert_eq!(
+            next_step(AttemptOutcome::NoEndpoint, 1, &delays),
+            NextStep::GiveUp
+        );
     }
 }

@@ -48,7 +48,11 @@ impl<'a> WebhookPayload<'a> {
             deadline: alert
                 .deadline
                 .as_ref()
-                .and_then(|ts| chrono::DateTime::from_timestamp_millis(kinlink_proto::millis_from_timestamp(ts)))
+                .and_then(|ts| {
+                    chrono::DateTime::from_timestamp_millis(kinlink_proto::millis_from_timestamp(
+                        ts,
+                    ))
+                })
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             routing_data_version: &alert.routing_data_version,
         }
@@ -64,7 +68,10 @@ pub struct WebhookClient {
 
 impl WebhookClient {
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).user_agent("kinlink-notifier").build()?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent("kinlink-notifier")
+            .build()?;
         Ok(Self { http, timeout })
     }
 
@@ -84,7 +91,9 @@ impl WebhookClient {
             .send()
             .await;
         match response {
-            Ok(response) if response.status().is_success() => AttemptOutcome::Accepted(response.status().as_u16()),
+            Ok(response) if response.status().is_success() => {
+                AttemptOutcome::Accepted(response.status().as_u16())
+            }
             Ok(response) => AttemptOutcome::Status(response.status().as_u16()),
             Err(error) => {
                 tracing::debug!(alert_id = %alert.alert_id, error = %error.without_url(), "Webhook request failed.");
