@@ -163,16 +163,34 @@ pub struct Kinlink {
 }
 
 impl Kinlink {
-    /// Starts `kinlink up` and waits for it to print its address.
+    /// Starts `kinlink up` (every service in one process) and waits for its address.
     pub async fn up(data_dir: &Path, config: &Path) -> TestResult<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        command
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--config")
             .arg(config)
             .arg("--address")
-            .arg("127.0.0.1:0")
+            .arg("127.0.0.1:0");
+        Self::spawn(command, "kinlink listening on ").await
+    }
+
+    /// Starts `kinlink serve <service>` (one service, scale-out shape) on a free port.
+    pub async fn serve(service: &str, config: &Path) -> TestResult<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        command
+            .arg("serve")
+            .arg(service)
+            .arg("--config")
+            .arg(config)
+            .env("KINLINK__HTTP__ADDRESS", "127.0.0.1:0");
+        Self::spawn(command, &format!("kinlink {service} listening on ")).await
+    }
+
+    async fn spawn(mut command: Command, ready_prefix: &str) -> TestResult<Self> {
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -186,7 +204,7 @@ impl Kinlink {
         let mut lines = BufReader::new(stdout).lines();
         let base_url = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("kinlink listening on ") {
+                if let Some(url) = line.strip_prefix(ready_prefix) {
                     return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
                 }
             }

@@ -98,8 +98,10 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
     Ok(())
 }
 
+/// The scale-out shape: each service in its own process, the enricher and the notifier twice,
+/// sharing a Kafka-protocol broker (tansu) and one PostgreSQL database.
 #[tokio::test]
-async fn kafka_and_postgres_alert_each_childs_authority_once() -> TestResult {
+async fn scale_out_on_kafka_and_postgres_alerts_each_childs_authority_once() -> TestResult {
     let dir = TempDir::new("e2e-kafka")?;
     let tansu = Tansu::start(&dir.0).await?;
     let database = TempPostgres::create()
@@ -111,13 +113,20 @@ async fn kafka_and_postgres_alert_each_childs_authority_once() -> TestResult {
         tansu.bootstrap, database.name, database.url
     );
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
-    let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
-    let outcome = family_reaches_both_authorities(&kinlink, &receiver, &database.url).await;
-    let status = kinlink.interrupt().await;
+    let intake = Kinlink::serve("intake", &config).await?;
+    let mut workers = Vec::new();
+    for service in ["enricher", "enricher", "alerter", "notifier", "notifier"] {
+        workers.push(Kinlink::serve(service, &config).await?);
+    }
+    let outcome = family_reaches_both_authorities(&intake, &receiver, &database.url).await;
+    let mut clean = intake.interrupt().await?.success();
+    for worker in workers {
+        clean &= worker.interrupt().await?.success();
+    }
     drop(tansu);
     database.drop_database().await?;
     outcome?;
-    assert!(status?.success(), "Ctrl-C drains and exits cleanly");
+    assert!(clean, "every process drains and exits cleanly on Ctrl-C");
     Ok(())
 }
 

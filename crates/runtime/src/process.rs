@@ -157,19 +157,30 @@ impl Process {
     }
 }
 
-/// The whole life of a single-service binary: settings from `KINLINK_CONFIG` (a TOML file)
-/// and `KINLINK__*` variables, telemetry, backends, then `setup` adds the service's tasks
-/// and returns its API routes; runs until SIGINT/SIGTERM.
-pub async fn run_service<F>(setup: F) -> Result<(), TaskError>
-where
-    F: FnOnce(&mut Process) -> Router,
-{
-    let config = std::env::var_os("KINLINK_CONFIG").map(std::path::PathBuf::from);
-    let settings = Settings::load(config.as_deref())?;
+/// What a service adds to a process: its tasks (spawned on the process) and its API routes.
+pub type Install = fn(&mut Process) -> Result<Router, TaskError>;
+
+/// The whole life of a single-service process: settings from `config` (a TOML file) and
+/// `KINLINK__*` variables, telemetry, backends, then `install` adds the service; prints the
+/// address it listens on and runs until SIGINT/SIGTERM. Used by each service's own binary
+/// and by `kinlink serve <service>`.
+pub async fn run_service(
+    name: &str,
+    config: Option<&std::path::Path>,
+    install: Install,
+) -> Result<(), TaskError> {
+    let settings = Settings::load(config)?;
     crate::telemetry::init(&settings.telemetry)?;
     let mut process = Process::build(settings).await?;
-    let api = setup(&mut process);
-    tracing::info!(address = %process.local_addr()?, "Listening.");
+    let api = install(&mut process)?;
+    let address = process.local_addr()?;
+    tracing::info!(service = name, %address, "Listening.");
+    println!("kinlink {name} listening on http://{address}");
     tokio::spawn(crate::shutdown_on_signal(process.shutdown.clone()));
     process.run_until_stopped(api).await
+}
+
+/// The config file a single-service binary reads: the `KINLINK_CONFIG` variable.
+pub fn config_from_env() -> Option<std::path::PathBuf> {
+    std::env::var_os("KINLINK_CONFIG").map(std::path::PathBuf::from)
 }

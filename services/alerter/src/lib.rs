@@ -20,6 +20,15 @@ use crate::authorities::AuthorityRegistry;
 /// CloudEvents `source` of events the alerter emits.
 pub const SOURCE: &str = "/kinlink/alerter";
 
+/// Adds the alerter stage, with the shipped authority register, to a process.
+pub fn install(
+    process: &mut kinlink_runtime::Process,
+) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
+    let registry = Arc::new(AuthorityRegistry::shipped()?);
+    process.spawn_stage(Alerter::new(registry));
+    Ok(axum::Router::new())
+}
+
 /// The alerter stage.
 #[derive(Debug, Clone)]
 pub struct Alerter {

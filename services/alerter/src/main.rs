@@ -1,14 +1,10 @@
 //! `kinlink-alerter`: the alerter alone, for the scale-out shape (Kafka + PostgreSQL).
-
-use std::sync::Arc;
+//! Same as `kinlink serve alerter`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let registry = Arc::new(kinlink_alerter::authorities::AuthorityRegistry::shipped()?);
-    kinlink_runtime::process::run_service(|process| {
-        process.spawn_stage(kinlink_alerter::Alerter::new(registry));
-        axum::Router::new()
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!(error))
+    let config = kinlink_runtime::process::config_from_env();
+    kinlink_runtime::process::run_service("alerter", config.as_deref(), kinlink_alerter::install)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
 }

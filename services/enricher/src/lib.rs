@@ -15,6 +15,14 @@ use sqlx::AnyConnection;
 /// CloudEvents `source` of events the enricher emits.
 pub const SOURCE: &str = "/kinlink/enricher";
 
+/// Adds the enricher stage to a process.
+pub fn install(
+    process: &mut kinlink_runtime::Process,
+) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
+    process.spawn_stage(Enricher);
+    Ok(axum::Router::new())
+}
+
 /// The enricher stage.
 #[derive(Debug, Default, Clone)]
 pub struct Enricher;

@@ -1,11 +1,10 @@
 //! `kinlink-enricher`: the enricher alone, for the scale-out shape (Kafka + PostgreSQL).
+//! Same as `kinlink serve enricher`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    kinlink_runtime::process::run_service(|process| {
-        process.spawn_stage(kinlink_enricher::Enricher);
-        axum::Router::new()
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!(error))
+    let config = kinlink_runtime::process::config_from_env();
+    kinlink_runtime::process::run_service("enricher", config.as_deref(), kinlink_enricher::install)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
 }

@@ -31,6 +31,13 @@ struct IntakeState {
     agency_id: String,
 }
 
+/// Adds intake to a process: the API routes only (intake consumes no topic).
+pub fn install(
+    process: &mut kinlink_runtime::Process,
+) -> Result<Router, kinlink_runtime::process::TaskError> {
+    Ok(router(process.log.clone(), &process.settings.intake))
+}
+
 /// The intake API routes.
 pub fn router(log: EventLog, settings: &kinlink_runtime::settings::IntakeSettings) -> Router {
     Router::new()

@@ -1,10 +1,10 @@
-//! `kinlink-intake`: the intake API alone, for the scale-out shape (Kafka + PostgreSQL).
+//! `kinlink-intake`: the intake alone, for the scale-out shape (Kafka + PostgreSQL).
+//! Same as `kinlink serve intake`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    kinlink_runtime::process::run_service(|process| {
-        kinlink_intake::router(process.log.clone(), &process.settings.intake)
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!(error))
+    let config = kinlink_runtime::process::config_from_env();
+    kinlink_runtime::process::run_service("intake", config.as_deref(), kinlink_intake::install)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
 }

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -29,6 +28,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole pipeline in this process (embedded storage by default).
     Up(UpArgs),
+    /// Run one service, for the scale-out shape (several processes sharing Kafka and
+    /// PostgreSQL). Same as the service's own binary, e.g. `kinlink-enricher`.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Service {
+    Intake,
+    Enricher,
+    Alerter,
+    Notifier,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    pub service: Service,
+    /// TOML settings file; `KINLINK__SECTION__KEY` variables override it.
+    #[arg(long, env = "KINLINK_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +66,20 @@ pub struct UpArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Serve(args) => serve(args).await,
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (name, install): (&str, kinlink_runtime::process::Install) = match args.service {
+        Service::Intake => ("intake", kinlink_intake::install),
+        Service::Enricher => ("enricher", kinlink_enricher::install),
+        Service::Alerter => ("alerter", kinlink_alerter::install),
+        Service::Notifier => ("notifier", kinlink_notifier::install),
+    };
+    kinlink_runtime::process::run_service(name, args.config.as_deref(), install)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -60,16 +91,22 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         settings.http.address = address;
     }
     kinlink_runtime::telemetry::init(&settings.telemetry)?;
-    let registry = Arc::new(kinlink_alerter::authorities::AuthorityRegistry::shipped()?);
     let embedded = settings.log.backend == LogBackend::Embedded;
     let data_dir = settings.data_dir.clone();
     let mut process = Process::build(settings)
         .await
         .context("starting the pipeline")?;
-    process.spawn_stage(kinlink_enricher::Enricher);
-    process.spawn_stage(kinlink_alerter::Alerter::new(registry));
+    let mut api = axum::Router::new();
+    let installs: [kinlink_runtime::process::Install; 3] = [
+        kinlink_intake::install,
+        kinlink_enricher::install,
+        kinlink_alerter::install,
+    ];
+    for install in installs {
+        api = api.merge(install(&mut process).map_err(|e| anyhow::anyhow!(e))?);
+    }
+    // The only notifier on an embedded store: claims left by a crash are released at once.
     kinlink_notifier::spawn(&mut process, embedded)?;
-    let api = kinlink_intake::router(process.log.clone(), &process.settings.intake);
 
     let address = process.local_addr()?;
     let mut stdout = std::io::stdout().lock();

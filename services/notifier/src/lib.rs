@@ -358,6 +358,14 @@ impl DeliveryWorker {
     }
 }
 
+/// Adds the notifier to a process that may share its store with other notifiers.
+pub fn install(
+    process: &mut kinlink_runtime::Process,
+) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
+    spawn(process, false)?;
+    Ok(axum::Router::new())
+}
+
 /// Adds the notifier to a process: the alert inbox stage and the delivery worker.
 /// `sole_notifier` is true when no other process delivers from the same store (the embedded
 /// default): claims left by a crash are then released at once instead of after the lease.

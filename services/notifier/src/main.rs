@@ -1,14 +1,10 @@
 //! `kinlink-notifier`: the notifier alone, for the scale-out shape (Kafka + PostgreSQL).
+//! Same as `kinlink serve notifier`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    kinlink_runtime::process::run_service(|process| {
-        if let Err(error) = kinlink_notifier::spawn(process, false) {
-            tracing::error!(%error, "Notifier could not start.");
-            process.shutdown.cancel();
-        }
-        axum::Router::new()
-    })
-    .await
-    .map_err(|error| anyhow::anyhow!(error))
+    let config = kinlink_runtime::process::config_from_env();
+    kinlink_runtime::process::run_service("notifier", config.as_deref(), kinlink_notifier::install)
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
 }
