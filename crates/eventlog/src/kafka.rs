@@ -49,6 +49,8 @@ pub struct KafkaConfig {
     pub produce_timeout: Duration,
     /// Extra librdkafka properties, applied last (e.g. security settings).
     pub client_options: BTreeMap<String, String>,
+    /// Create missing topics at start-up. Off where topics are provisioned separately.
+    pub create_topics: bool,
 }
 
 impl KafkaConfig {
@@ -104,7 +106,9 @@ impl KafkaLog {
             outbox_written: Arc::new(Notify::new()),
             metrics,
         };
-        log.create_topics().await?;
+        if log.config.create_topics {
+            log.create_topics().await?;
+        }
         Ok(log)
     }
 

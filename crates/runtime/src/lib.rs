@@ -57,6 +57,7 @@ pub async fn open_backends(settings: &Settings, metrics: LogMetrics) -> Result<(
                 group_prefix: kafka.group_prefix.clone(),
                 produce_timeout: std::time::Duration::from_millis(kafka.produce_timeout_ms),
                 client_options: kafka.options.clone(),
+                create_topics: kafka.create_topics,
             };
             EventLog::Kafka(KafkaLog::connect(config, store.clone(), metrics).await?)
         }

@@ -115,6 +115,9 @@ pub struct KafkaSettings {
     pub produce_timeout_ms: u64,
     /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
     pub options: BTreeMap<String, String>,
+    /// Create missing topics (with `log.partitions`) at start-up; turn off where topics are
+    /// provisioned separately.
+    pub create_topics: bool,
 }
 
 impl Default for KafkaSettings {
@@ -125,6 +128,7 @@ impl Default for KafkaSettings {
             group_prefix: "kinlink-".to_owned(),
             produce_timeout_ms: 30_000,
             options: BTreeMap::new(),
+            create_topics: true,
         }
     }
 }
