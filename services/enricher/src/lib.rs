@@ -126,88 +126,56 @@ async fn enrich(
 
     // Household: the subject and each related dependant, and siblings among the children.
     let relationships: Vec<i32> = people.map(|(_, _, _, relationship)| relationship).collect();
-    let subject_id = subjects
-        .first()
-        .map(|s| s.person_id.clone())
-        .unwrap_or_default();
+    let mut pairs = Vec::new();
     let mut children_of_subject = Vec::new();
-    for position in 1..subjects.len() {
-        let Some((dependant_is, subject_is)) = linking::household_link(relationships[position])
-        else {
-            continue;
-        };
-        let dependant_id = subjects[position].person_id.clone();
-        if dependant_id == subject_id {
-            continue;
-        }
-        registry::link(
-            conn,
-            &subject_id,
-            &dependant_id,
-            dependant_is,
-            relationships[position],
-            &referral.referral_id,
-        )
-        .await?;
-        registry::link(
-            conn,
-            &dependant_id,
-            &subject_id,
-            subject_is,
-            relationships[position],
-            &referral.referral_id,
-        )
-        .await?;
-        subjects[0].links.push(PersonLink {
-            kind: dependant_is as i32,
-            person_id: dependant_id.clone(),
-            relationship: relationships[position],
-        });
-        subjects[position].links.push(PersonLink {
-            kind: subject_is as i32,
-            person_id: subject_id.clone(),
-            relationship: relationships[position],
-        });
-        if dependant_is == v1::LinkKind::Child {
-            children_of_subject.push(position);
+    for (position, relationship) in relationships.iter().enumerate().skip(1) {
+        if let Some((dependant_is, subject_is)) = linking::household_link(*relationship) {
+            pairs.push((0, position, dependant_is, subject_is, *relationship));
+            if dependant_is == v1::LinkKind::Child {
+                children_of_subject.push(position);
+            }
         }
     }
     for (i, &a) in children_of_subject.iter().enumerate() {
         for &b in &children_of_subject[i + 1..] {
-            let (id_a, id_b) = (subjects[a].person_id.clone(), subjects[b].person_id.clone());
-            if id_a == id_b {
-                continue;
-            }
-            let sibling = v1::Relationship::Sibling as i32;
-            registry::link(
-                conn,
-                &id_a,
-                &id_b,
-                v1::LinkKind::Sibling,
-                sibling,
-                &referral.referral_id,
-            )
-            .await?;
-            registry::link(
-                conn,
-                &id_b,
-                &id_a,
-                v1::LinkKind::Sibling,
-                sibling,
-                &referral.referral_id,
-            )
-            .await?;
-            subjects[a].links.push(PersonLink {
-                kind: v1::LinkKind::Sibling as i32,
-                person_id: id_b,
-                relationship: sibling,
-            });
-            subjects[b].links.push(PersonLink {
-                kind: v1::LinkKind::Sibling as i32,
-                person_id: id_a,
-                relationship: sibling,
-            });
+            let sibling = v1::LinkKind::Sibling;
+            pairs.push((a, b, sibling, sibling, v1::Relationship::Sibling as i32));
         }
+    }
+    for (a, b, b_is, a_is, relationship) in pairs {
+        let (id_a, id_b) = (subjects[a].person_id.clone(), subjects[b].person_id.clone());
+        // The same person twice on one referral (a data error) links to nobody.
+        if id_a == id_b {
+            continue;
+        }
+        registry::link(
+            conn,
+            &id_a,
+            &id_b,
+            b_is,
+            relationship,
+            &referral.referral_id,
+        )
+        .await?;
+        registry::link(
+            conn,
+            &id_b,
+            &id_a,
+            a_is,
+            relationship,
+            &referral.referral_id,
+        )
+        .await?;
+        subjects[a].links.push(PersonLink {
+            kind: b_is as i32,
+            person_id: id_b,
+            relationship,
+        });
+        subjects[b].links.push(PersonLink {
+            kind: a_is as i32,
+            person_id: id_a,
+            relationship,
+        });
     }
 
     Ok(v1::ReferralEnriched {

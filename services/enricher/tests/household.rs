@@ -1,0 +1,182 @@
+//! The enricher against a real (SQLite) store: household links, child decisions, and the same
+//! child recognised across referrals by strong identifier or exact name and date of birth.
+
+use kinlink_enricher::Enricher;
+use kinlink_eventlog::{Envelope, Record, Stage};
+use kinlink_proto::v1::{self, ChildBasis, LinkKind, MatchMethod, SubjectRole};
+use kinlink_store::Store;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn person(given: &str, dob: Option<&str>, nhs: Option<&str>) -> v1::Person {
+    v1::Person {
+        given_name: given.into(),
+        family_name: "Tesfay".into(),
+        date_of_birth: dob.map(|d| v1::DateOfBirth {
+            value: d.into(),
+            precision: v1::DobPrecision::Exact as i32,
+        }),
+        identifiers: nhs
+            .map(|n| {
+                vec![v1::Identifier {
+                    kind: v1::IdentifierKind::NhsNumber as i32,
+                    value: n.into(),
+                }]
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn referral(id: &str, subject: v1::Person, dependants: Vec<v1::Person>) -> Record {
+    let event = v1::ReferralReceived {
+        referral_id: id.into(),
+        subject: Some(subject),
+        dependants: dependants
+            .into_iter()
+            .map(|p| v1::Dependant {
+                person: Some(p),
+                relationship: v1::Relationship::Child as i32,
+                with_subject: true,
+            })
+            .collect(),
+        received_at: Some(kinlink_proto::timestamp_from_millis(1_795_000_000_000)), // 2026-11
+        ..Default::default()
+    };
+    let envelope = Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event);
+    Record {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        envelope,
+    }
+}
+
+async fn enrich(
+    store: &Store,
+    record: &Record,
+) -> Result<v1::ReferralEnriched, Box<dyn std::error::Error>> {
+    let mut tx = store.begin().await?;
+    let outputs = Enricher.handle(&mut tx, record).await?;
+    tx.commit().await?;
+    Ok(outputs.first().ok_or("no output")?.envelope.decode()?)
+}
+
+fn kinds(subject: &v1::EnrichedSubject) -> Vec<i32> {
+    let mut kinds: Vec<i32> = subject.links.iter().map(|l| l.kind).collect();
+    kinds.sort();
+    kinds
+}
+
+#[tokio::test]
+async fn households_link_and_children_are_recognised_across_referrals() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-enricher-{}", std::process::id()));
+    let store = Store::open_embedded(&dir).await?;
+
+    // An adult with two children: one with an NHS number, one with an exact date of birth.
+    let first = enrich(
+        &store,
+        &referral(
+            "r1",
+            person("Selam", Some("1988-02-11"), None),
+            vec![
+                person("Yonas", None, Some("485 777 3456")),
+                person("Hana", Some("2017-06-30"), None),
+            ],
+        ),
+    )
+    .await?;
+    let [adult, yonas, hana] = first.subjects.as_slice() else {
+        return Err("expected three persons".into());
+    };
+    assert_eq!(
+        (adult.is_child, adult.child_basis),
+        (false, ChildBasis::Adult as i32)
+    );
+    assert_eq!(
+        (yonas.is_child, yonas.child_basis),
+        (true, ChildBasis::AgeUncertain as i32)
+    );
+    assert_eq!(
+        (hana.is_child, hana.child_basis),
+        (true, ChildBasis::DateOfBirth as i32)
+    );
+    assert_eq!(
+        kinds(adult),
+        [LinkKind::Child as i32, LinkKind::Child as i32]
+    );
+    assert_eq!(
+        kinds(yonas),
+        [LinkKind::Parent as i32, LinkKind::Sibling as i32]
+    );
+    assert!(
+        hana.links
+            .iter()
+            .any(|l| l.kind == LinkKind::Sibling as i32 && l.person_id == yonas.person_id)
+    );
+    assert!(
+        first
+            .subjects
+            .iter()
+            .all(|s| s.match_method == MatchMethod::NewPerson as i32)
+    );
+    assert!(!yonas.ever_referred_in_own_right);
+
+    // Later Yonas is referred in his own right; the NHS number is written differently.
+    let second = enrich(
+        &store,
+        &referral("r2", person("Jonas", None, Some("4857773456")), vec![]),
+    )
+    .await?;
+    let own = &second.subjects[0];
+    assert_eq!(
+        own.person_id, yonas.person_id,
+        "same child by strong identifier"
+    );
+    assert_eq!(own.match_method, MatchMethod::StrongIdentifier as i32);
+    assert_eq!(own.role, SubjectRole::ReferralSubject as i32);
+    assert!(own.ever_referred_in_own_right);
+
+    // Hana appears as another adult's dependant with the same names and date of birth.
+    let third = enrich(
+        &store,
+        &referral(
+            "r3",
+            person("Mebrat", None, None),
+            vec![person("Hana", Some("2017-06-30"), None)],
+        ),
+    )
+    .await?;
+    assert_eq!(
+        third.subjects[1].person_id, hana.person_id,
+        "same child by exact name and date of birth"
+    );
+    assert_eq!(
+        third.subjects[1].match_method,
+        MatchMethod::ExactNameAndDob as i32
+    );
+
+    // Conflicting strong identifiers never merge automatically.
+    enrich(
+        &store,
+        &referral("r4", person("Other", None, Some("9999999999")), vec![]),
+    )
+    .await?;
+    let mut clash = person("Yonas", None, Some("4857773456"));
+    clash.identifiers.push(v1::Identifier {
+        kind: v1::IdentifierKind::NhsNumber as i32,
+        value: "9999999999".into(),
+    });
+    let fifth = enrich(
+        &store,
+        &referral("r5", person("Adult", None, None), vec![clash]),
+    )
+    .await?;
+    let resolved = &fifth.subjects[1];
+    assert_eq!(resolved.match_method, MatchMethod::NewPerson as i32);
+    assert_ne!(resolved.person_id, yonas.person_id);
+
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
