@@ -20,6 +20,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub store: StoreSettings,
     pub intake: IntakeSettings,
+    pub alerter: AlerterSettings,
     pub notifier: NotifierSettings,
 }
 
@@ -32,6 +33,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             store: StoreSettings::default(),
             intake: IntakeSettings::default(),
+            alerter: AlerterSettings::default(),
             notifier: NotifierSettings::default(),
         }
     }
@@ -156,6 +158,60 @@ impl Default for IntakeSettings {
             default_agency: "local-dev".to_owned(),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlerterSettings {
+    /// A child on another referral within this many days raises `repeat_referral`.
+    pub repeat_window_days: u32,
+    /// How long an alert may wait in the triage queue for a person to route it.
+    pub triage_sla_minutes: u32,
+    /// Acknowledgement deadlines for every authority without an override.
+    pub deadlines: DeadlineSettings,
+    /// Per-authority deadline overrides.
+    pub authority_deadlines: Vec<AuthorityDeadlines>,
+}
+
+impl Default for AlerterSettings {
+    fn default() -> Self {
+        Self {
+            repeat_window_days: 365,
+            triage_sla_minutes: 60,
+            deadlines: DeadlineSettings::default(),
+            authority_deadlines: Vec::new(),
+        }
+    }
+}
+
+/// Red is wall-clock time (24/7); amber and green count working time (09:00–17:00 UK time,
+/// Monday to Friday, England and Wales bank holidays excluded).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeadlineSettings {
+    pub red_minutes: u32,
+    pub amber_working_minutes: u32,
+    pub green_working_days: u32,
+}
+
+impl Default for DeadlineSettings {
+    fn default() -> Self {
+        Self {
+            red_minutes: 60,
+            amber_working_minutes: 240,
+            green_working_days: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityDeadlines {
+    /// Code of the children's-services body.
+    pub code: String,
+    pub red_minutes: u32,
+    pub amber_working_minutes: u32,
+    pub green_working_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

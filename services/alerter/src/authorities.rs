@@ -4,8 +4,14 @@
 //! (E06), metropolitan (E08) and London (E09) authorities run their own children's services;
 //! a two-tier district (E07) routes to its county (E10). Welsh (W06) and Scottish (S12)
 //! councils run their own. An abolished authority routes through its successor when there is
-//! exactly one. Northern Ireland's districts (N09) route to Health and Social Care Trusts,
-//! which this register does not hold yet, so they stay unresolved (triage).
+//! exactly one, and names every successor for triage otherwise.
+//!
+//! Northern Ireland: children's services are run by five Health and Social Care Trusts, whose
+//! areas follow the 26 council areas that existed before 2015. Seven of today's 11 districts
+//! (N09) lie within one trust; four straddle two (Causeway Coast and Glens, Lisburn and
+//! Castlereagh, Mid Ulster, Newry Mourne and Down). Nothing finer than the district is shipped,
+//! so those four name both candidate trusts and go to triage. Trusts have no GSS code; kinlink
+//! identifies them as `HSCT-<NAME>`.
 
 use std::collections::HashMap;
 
@@ -24,17 +30,73 @@ pub struct ChildrensServices {
     pub via_district: Option<String>,
 }
 
-/// Why a GSS code did not resolve.
+/// Why a GSS code did not resolve to one body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unresolved {
     #[error("unknown GSS code")]
     UnknownCode,
-    #[error("abolished authority with several successors")]
-    SplitSuccessors,
-    #[error("Northern Ireland district: HSC Trust routing not available")]
-    NorthernIreland,
+    /// Several bodies may be responsible (an abolished authority split between successors, or
+    /// a Northern Ireland district straddling two trusts): a person must choose.
+    #[error("{reason}")]
+    SeveralBodies {
+        reason: &'static str,
+        candidates: Vec<ChildrensServices>,
+    },
     #[error("not an authority that runs children's services")]
     NotChildrensServices,
+}
+
+/// Codes ONS issued after the register was compiled: Barnsley and Sheffield were recoded
+/// after their 2024 boundary change. The register still lists their earlier codes.
+fn current_code_alias(gss: &str) -> &str {
+    match gss {
+        "E08000038" => "E08000016",
+        "E08000039" => "E08000019",
+        other => other,
+    }
+}
+
+/// The five Northern Ireland Health and Social Care Trusts.
+const TRUSTS: [(&str, &str); 5] = [
+    ("HSCT-BELFAST", "Belfast Health and Social Care Trust"),
+    ("HSCT-NORTHERN", "Northern Health and Social Care Trust"),
+    (
+        "HSCT-SOUTH-EASTERN",
+        "South Eastern Health and Social Care Trust",
+    ),
+    ("HSCT-SOUTHERN", "Southern Health and Social Care Trust"),
+    ("HSCT-WESTERN", "Western Health and Social Care Trust"),
+];
+
+/// The trust(s) serving each Northern Ireland district, from the pre-2015 council areas each
+/// district was formed from.
+fn trusts_for_district(gss: &str) -> &'static [&'static str] {
+    match gss {
+        "N09000001" => &["HSCT-NORTHERN"], // Antrim and Newtownabbey
+        "N09000002" => &["HSCT-SOUTHERN"], // Armagh City, Banbridge and Craigavon
+        "N09000003" => &["HSCT-BELFAST"],  // Belfast
+        "N09000004" => &["HSCT-NORTHERN", "HSCT-WESTERN"], // Causeway Coast and Glens (Limavady: Western)
+        "N09000005" => &["HSCT-WESTERN"],                  // Derry City and Strabane
+        "N09000006" => &["HSCT-WESTERN"],                  // Fermanagh and Omagh
+        "N09000007" => &["HSCT-SOUTH-EASTERN", "HSCT-BELFAST"], // Lisburn and Castlereagh (Castlereagh: Belfast)
+        "N09000008" => &["HSCT-NORTHERN"],                      // Mid and East Antrim
+        "N09000009" => &["HSCT-NORTHERN", "HSCT-SOUTHERN"],     // Mid Ulster (Dungannon: Southern)
+        "N09000010" => &["HSCT-SOUTHERN", "HSCT-SOUTH-EASTERN"], // Newry, Mourne and Down (Down: South Eastern)
+        "N09000011" => &["HSCT-SOUTH-EASTERN"],                  // Ards and North Down
+        _ => &[],
+    }
+}
+
+fn trust(code: &str, via_district: &str) -> Option<ChildrensServices> {
+    TRUSTS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(c, name)| ChildrensServices {
+            gss_code: (*c).to_owned(),
+            name: (*name).to_owned(),
+            nation: "Northern Ireland".to_owned(),
+            via_district: Some(via_district.to_owned()),
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,6 +176,7 @@ impl AuthorityRegistry {
 
     /// The body running children's services for the authority with this GSS code.
     pub fn childrens_services(&self, gss: &str) -> Result<ChildrensServices, Unresolved> {
+        let gss = current_code_alias(gss);
         let mut index = *self.by_gss.get(gss).ok_or(Unresolved::UnknownCode)?;
         let mut via_district = None;
         // Follow successors of abolished authorities (bounded: chains are short).
@@ -129,7 +192,17 @@ impl AuthorityRegistry {
                 .collect();
             match successors.as_slice() {
                 [one] => index = *self.by_code.get(*one).ok_or(Unresolved::UnknownCode)?,
-                _ => return Err(Unresolved::SplitSuccessors),
+                many => {
+                    let candidates = many
+                        .iter()
+                        .filter_map(|code| self.by_code.get(*code))
+                        .filter_map(|i| self.childrens_services(&self.rows[*i].gss).ok())
+                        .collect();
+                    return Err(Unresolved::SeveralBodies {
+                        reason: "abolished authority split between successors",
+                        candidates,
+                    });
+                }
             }
         }
         let row = &self.rows[index];
@@ -144,7 +217,19 @@ impl AuthorityRegistry {
                     .ok_or(Unresolved::UnknownCode)?;
                 &self.rows[*county]
             }
-            "N09" => return Err(Unresolved::NorthernIreland),
+            "N09" => {
+                let trusts: Vec<ChildrensServices> = trusts_for_district(&row.gss)
+                    .iter()
+                    .filter_map(|code| trust(code, &row.gss))
+                    .collect();
+                return match <[ChildrensServices; 1]>::try_from(trusts) {
+                    Ok([one]) => Ok(one),
+                    Err(candidates) => Err(Unresolved::SeveralBodies {
+                        reason: "district straddles two Health and Social Care Trusts",
+                        candidates,
+                    }),
+                };
+            }
             _ => return Err(Unresolved::NotChildrensServices),
         };
         Ok(ChildrensServices {
@@ -200,18 +285,62 @@ mod tests {
     fn abolished_authorities_follow_a_single_successor_only() -> TestResult {
         let registry = registry()?;
         // Cumbria county council was split in two in 2023: a person must decide.
+        let codes = |r: Result<ChildrensServices, Unresolved>| match r {
+            Err(Unresolved::SeveralBodies { candidates, .. }) => candidates
+                .into_iter()
+                .map(|c| c.gss_code)
+                .collect::<Vec<_>>(),
+            other => panic!("expected several bodies, got {other:?}"),
+        };
         assert_eq!(
-            registry.childrens_services("E10000006"),
-            Err(Unresolved::SplitSuccessors)
+            codes(registry.childrens_services("E10000006")),
+            ["E06000063", "E06000064"]
         );
         assert_eq!(
             registry.childrens_services("E99999999"),
             Err(Unresolved::UnknownCode)
         );
+        // A district of the abolished Allerdale routes through Cumberland.
         assert_eq!(
-            registry.childrens_services("N09000003"),
-            Err(Unresolved::NorthernIreland)
+            registry.childrens_services("E07000026").map(|b| b.gss_code),
+            Ok("E06000063".into())
         );
+        Ok(())
+    }
+
+    #[test]
+    fn northern_ireland_routes_to_trusts() -> TestResult {
+        let registry = registry()?;
+        let single = [
+            ("N09000001", "HSCT-NORTHERN"),
+            ("N09000002", "HSCT-SOUTHERN"),
+            ("N09000003", "HSCT-BELFAST"),
+            ("N09000005", "HSCT-WESTERN"),
+            ("N09000006", "HSCT-WESTERN"),
+            ("N09000008", "HSCT-NORTHERN"),
+            ("N09000011", "HSCT-SOUTH-EASTERN"),
+        ];
+        for (district, trust) in single {
+            assert_eq!(
+                registry.childrens_services(district).map(|b| b.gss_code),
+                Ok(trust.to_owned()),
+                "{district}"
+            );
+        }
+        for district in ["N09000004", "N09000007", "N09000009", "N09000010"] {
+            assert!(
+                matches!(registry.childrens_services(district), Err(Unresolved::SeveralBodies { candidates, .. }) if candidates.len() == 2),
+                "{district} straddles two trusts"
+            );
+        }
+        let all: std::collections::BTreeSet<String> = (1..=11)
+            .flat_map(|n| {
+                trusts_for_district(&format!("N09{n:06}"))
+                    .iter()
+                    .map(|t| (*t).to_owned())
+            })
+            .collect();
+        assert_eq!(all.len(), 5, "every trust serves some district");
         Ok(())
     }
 

@@ -71,11 +71,12 @@ async fn enrich(
         .subject
         .as_ref()
         .ok_or_else(|| StageError::Rejected("referral has no subject".to_owned()))?;
-    let received = referral
+    let received_ms = referral
         .received_at
         .as_ref()
         .map(kinlink_proto::millis_from_timestamp)
-        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(kinlink_store::now_millis);
+    let received = chrono::DateTime::from_timestamp_millis(received_ms)
         .unwrap_or_else(chrono::Utc::now)
         .date_naive();
 
@@ -108,6 +109,7 @@ async fn enrich(
             &resolved.person_id,
             role,
             index,
+            received_ms,
         )
         .await?;
         let (is_child, basis) = linking::child_status(person, received);

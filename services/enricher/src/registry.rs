@@ -103,15 +103,17 @@ pub async fn record_appearance(
     person_id: &str,
     role: v1::SubjectRole,
     index: u32,
+    seen_at_ms: i64,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO referral_persons (referral_id, person_id, role, dependant_index) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
+        "INSERT INTO referral_persons (referral_id, person_id, role, dependant_index, seen_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
     .bind(referral_id)
     .bind(person_id)
     .bind(role as i64)
     .bind(i64::from(index))
+    .bind(seen_at_ms)
     .execute(&mut *conn)
     .await?;
     if role == v1::SubjectRole::ReferralSubject {

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod ops;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kinlink_runtime::settings::LogBackend;
@@ -31,6 +33,45 @@ pub enum Command {
     /// Run one service, for the scale-out shape (several processes sharing Kafka and
     /// PostgreSQL). Same as the service's own binary, e.g. `kinlink-enricher`.
     Serve(ServeArgs),
+    /// Show which body runs children's services for a postcode or GSS code, as routing would
+    /// decide it. Exit code 2 when it cannot be resolved to one body.
+    Authority(AuthorityArgs),
+    /// The triage queue: alerts no body could be found for, waiting for a person.
+    Triage(TriageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuthorityArgs {
+    /// A full or partial postcode (`SW1A 2AA`, `SW1A 2`, `SW1A`) or a GSS code (`E07000105`).
+    pub place: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TriageArgs {
+    #[command(subcommand)]
+    pub command: TriageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriageCommand {
+    /// List open triage items, oldest first, with their SLA.
+    List(StoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded database.
+    #[arg(long, env = "KINLINK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML settings file (for a PostgreSQL store: `store.url`).
+    #[arg(long, env = "KINLINK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -67,6 +108,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up(args).await,
         Command::Serve(args) => serve(args).await,
+        Command::Authority(args) => ops::authority(&args),
+        Command::Triage(TriageArgs {
+            command: TriageCommand::List(args),
+        }) => ops::triage_list(&args).await,
     }
 }
 

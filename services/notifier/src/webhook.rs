@@ -23,6 +23,32 @@ pub struct WebhookPayload<'a> {
     pub sequence: u32,
     pub deadline: Option<String>,
     pub routing_data_version: &'a str,
+    /// red, amber or green.
+    pub rag: &'static str,
+    /// One section per child of the household this body must act for.
+    pub children: Vec<ChildSection<'a>>,
+    pub rules_version: &'a str,
+}
+
+/// A child's part of a grouped alert: ids and rule names only.
+#[derive(Debug, Serialize)]
+pub struct ChildSection<'a> {
+    pub person_id: &'a str,
+    pub rules: &'a [String],
+    pub basis: &'static str,
+    pub other_authority_code: &'a str,
+    pub previous_authority_codes: &'a [String],
+    pub ever_referred_in_own_right: bool,
+}
+
+fn basis_name(basis: i32) -> &'static str {
+    match v1::RoutingBasis::try_from(basis) {
+        Ok(v1::RoutingBasis::Lives) => "lives",
+        Ok(v1::RoutingBasis::Found) => "found",
+        Ok(v1::RoutingBasis::PlacingAuthority) => "placing_authority",
+        Ok(v1::RoutingBasis::PreviousAuthority) => "previous_authority",
+        _ => "triage",
+    }
 }
 
 impl<'a> WebhookPayload<'a> {
@@ -34,11 +60,7 @@ impl<'a> WebhookPayload<'a> {
             authority_code: &alert.authority_code,
             authority_name: &alert.authority_name,
             other_authority_code: &alert.other_authority_code,
-            basis: match v1::RoutingBasis::try_from(alert.basis) {
-                Ok(v1::RoutingBasis::Lives) => "lives",
-                Ok(v1::RoutingBasis::Found) => "found",
-                _ => "triage",
-            },
+            basis: basis_name(alert.basis),
             priority: match v1::Priority::try_from(alert.priority) {
                 Ok(v1::Priority::Urgent) => "urgent",
                 _ => "standard",
@@ -55,6 +77,24 @@ impl<'a> WebhookPayload<'a> {
                 })
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             routing_data_version: &alert.routing_data_version,
+            rag: match v1::Rag::try_from(alert.rag) {
+                Ok(v1::Rag::Red) => "red",
+                Ok(v1::Rag::Amber) => "amber",
+                _ => "green",
+            },
+            children: alert
+                .sections
+                .iter()
+                .map(|s| ChildSection {
+                    person_id: &s.person_id,
+                    rules: &s.rules,
+                    basis: basis_name(s.basis),
+                    other_authority_code: &s.other_authority_code,
+                    previous_authority_codes: &s.previous_authority_codes,
+                    ever_referred_in_own_right: s.ever_referred_in_own_right,
+                })
+                .collect(),
+            rules_version: &alert.rules_version,
         }
     }
 }

@@ -1,0 +1,86 @@
+//! What the store knows about a child before this event: where they were routed and when
+//! they were last on a referral. Read inside the alerter's transaction.
+
+use sqlx::{AnyConnection, Row};
+
+use kinlink_proto::v1::{SubjectRef, subject_ref::Target};
+
+/// Bodies the person was routed to by earlier referrals (not `except_referral`), oldest first.
+pub async fn previous_bodies(
+    conn: &mut AnyConnection,
+    person_id: &str,
+    except_referral: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT authority_code, MIN(decided_at_ms) AS first FROM routing_decisions \
+         WHERE person_id = $1 AND referral_id <> $2 AND authority_code <> '' \
+         GROUP BY authority_code ORDER BY first, authority_code",
+    )
+    .bind(person_id)
+    .bind(except_referral)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.try_get("authority_code")).collect()
+}
+
+/// When the person was last on a referral other than `except_referral`.
+pub async fn previously_seen(
+    conn: &mut AnyConnection,
+    person_id: &str,
+    except_referral: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT MAX(seen_at_ms) AS seen FROM referral_persons WHERE person_id = $1 AND referral_id <> $2",
+    )
+    .bind(person_id)
+    .bind(except_referral)
+    .fetch_one(conn)
+    .await?;
+    row.try_get::<Option<i64>, _>("seen")
+}
+
+/// The person a follow-up event points at, if the referral has been enriched.
+pub async fn person_of(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+    subject: Option<&SubjectRef>,
+) -> Result<Option<String>, sqlx::Error> {
+    let (role, index) = match subject.and_then(|s| s.target.as_ref()) {
+        Some(Target::PersonId(id)) => return Ok(Some(id.clone())),
+        Some(Target::DependantIndex(index)) => (2i64, i64::from(*index)),
+        Some(Target::ReferralSubject(_)) | None => (1i64, 0i64),
+    };
+    let row = sqlx::query(
+        "SELECT person_id FROM referral_persons WHERE referral_id = $1 AND role = $2 AND dependant_index = $3",
+    )
+    .bind(referral_id)
+    .bind(role)
+    .bind(index)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get("person_id")).transpose()
+}
+
+/// The children linked to a person (their dependants).
+pub async fn children_of(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT to_person_id FROM person_links WHERE from_person_id = $1 AND kind = $2 ORDER BY to_person_id",
+    )
+    .bind(person_id)
+    .bind(kinlink_proto::v1::LinkKind::Child as i64)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.try_get("to_person_id")).collect()
+}
+
+/// Whether the person was ever routed as a child.
+pub async fn was_routed(conn: &mut AnyConnection, person_id: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM routing_decisions WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}

@@ -1,0 +1,198 @@
+//! Commands for on-call staff: check a routing decision, look at the triage queue. Output
+//! carries ids, codes and reasons only, never personal data.
+
+use std::io::Write;
+
+use anyhow::Context;
+use kinlink_alerter::routing::{AuthorityResolver, Resolution};
+use kinlink_runtime::Settings;
+use kinlink_store::Store;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{AuthorityArgs, StoreArgs};
+
+#[derive(Debug, Serialize)]
+struct AuthorityAnswer {
+    query: String,
+    resolved: bool,
+    code: Option<String>,
+    name: Option<String>,
+    nation: Option<String>,
+    district: Option<String>,
+    terminated_postcode: bool,
+    reason: Option<String>,
+    candidates: Vec<String>,
+    data_version: String,
+}
+
+/// `kinlink authority <place>`: exits with code 2 when the place does not resolve to one body.
+pub fn authority(args: &AuthorityArgs) -> anyhow::Result<()> {
+    let resolver = AuthorityResolver::shipped().context("loading the shipped reference data")?;
+    let place = args.place.trim();
+    let looks_like_code = place.len() == 9 && place[1..].chars().all(|c| c.is_ascii_digit());
+    let resolution = if looks_like_code {
+        resolver.resolve_code(&place.to_ascii_uppercase())
+    } else {
+        resolver.resolve_postcode(place)
+    };
+    let answer = match resolution {
+        Resolution::Resolved {
+            body,
+            district,
+            terminated_postcode,
+        } => AuthorityAnswer {
+            query: place.to_owned(),
+            resolved: true,
+            code: Some(body.gss_code),
+            name: Some(body.name),
+            nation: Some(body.nation),
+            district: body.via_district.or(if district.is_empty() {
+                None
+            } else {
+                Some(district)
+            }),
+            terminated_postcode,
+            reason: None,
+            candidates: Vec::new(),
+            data_version: resolver.version().to_owned(),
+        },
+        Resolution::Unresolved { reason, candidates } => AuthorityAnswer {
+            query: place.to_owned(),
+            resolved: false,
+            code: None,
+            name: None,
+            nation: None,
+            district: None,
+            terminated_postcode: false,
+            reason: Some(reason.to_string()),
+            candidates: candidates
+                .into_iter()
+                .map(|c| format!("{} {}", c.gss_code, c.name))
+                .collect(),
+            data_version: resolver.version().to_owned(),
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+    } else if answer.resolved {
+        writeln!(
+            out,
+            "{} {} ({})",
+            answer.code.as_deref().unwrap_or_default(),
+            answer.name.as_deref().unwrap_or_default(),
+            answer.nation.as_deref().unwrap_or_default()
+        )?;
+        if let Some(district) = &answer.district {
+            writeln!(out, "  via district {district}")?;
+        }
+        if answer.terminated_postcode {
+            writeln!(
+                out,
+                "  postcode is terminated: routed through its last district"
+            )?;
+        }
+        writeln!(out, "  data: {}", answer.data_version)?;
+    } else {
+        writeln!(
+            out,
+            "unresolved: {}",
+            answer.reason.as_deref().unwrap_or_default()
+        )?;
+        for candidate in &answer.candidates {
+            writeln!(out, "  candidate: {candidate}")?;
+        }
+        writeln!(out, "  data: {}", answer.data_version)?;
+    }
+    out.flush()?;
+    if !answer.resolved {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct TriageItem {
+    alert_id: String,
+    referral_id: String,
+    reasons: Vec<String>,
+    candidates: Vec<String>,
+    created_at: String,
+    sla_deadline: String,
+    overdue: bool,
+}
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+    let mut settings = Settings::load(args.config.as_deref()).context("loading settings")?;
+    if let Some(dir) = &args.data_dir {
+        settings.data_dir = dir.clone();
+    }
+    Ok(match &settings.store.url {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_embedded(&settings.data_dir).await?,
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// `kinlink triage list`.
+pub async fn triage_list(args: &StoreArgs) -> anyhow::Result<()> {
+    let store = open_store(args).await?;
+    let now = kinlink_store::now_millis();
+    let rows = sqlx::query(
+        "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
+         WHERE state = 'open' ORDER BY created_at_ms",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let split = |text: String| {
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut items = Vec::new();
+    for row in rows {
+        let deadline: i64 = row.try_get("sla_deadline_ms")?;
+        items.push(TriageItem {
+            alert_id: row.try_get("alert_id")?,
+            referral_id: row.try_get("referral_id")?,
+            reasons: split(row.try_get("reasons")?),
+            candidates: split(row.try_get("candidates")?),
+            created_at: rfc3339(row.try_get("created_at_ms")?),
+            sla_deadline: rfc3339(deadline),
+            overdue: deadline < now,
+        });
+    }
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
+    } else if items.is_empty() {
+        writeln!(out, "triage queue is empty")?;
+    } else {
+        writeln!(out, "{} open triage item(s), oldest first:", items.len())?;
+        for item in &items {
+            writeln!(
+                out,
+                "{}  referral {}  due {}{}  reasons: {}  candidates: {}",
+                item.alert_id,
+                item.referral_id,
+                item.sla_deadline,
+                if item.overdue { " (OVERDUE)" } else { "" },
+                item.reasons.join(","),
+                if item.candidates.is_empty() {
+                    "-".to_owned()
+                } else {
+                    item.candidates.join(",")
+                }
+            )?;
+        }
+    }
+    Ok(())
+}
