@@ -22,6 +22,7 @@ pub struct Settings {
     pub intake: IntakeSettings,
     pub alerter: AlerterSettings,
     pub notifier: NotifierSettings,
+    pub ops: OpsSettings,
 }
 
 impl Default for Settings {
@@ -35,6 +36,7 @@ impl Default for Settings {
             intake: IntakeSettings::default(),
             alerter: AlerterSettings::default(),
             notifier: NotifierSettings::default(),
+            ops: OpsSettings::default(),
         }
     }
 }
@@ -234,6 +236,23 @@ impl Default for NotifierSettings {
                 0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
             ],
         }
+    }
+}
+
+/// Access for on-call operators to operational APIs (the triage queue).
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Bearer token for `/v1/triage`. Give it through the environment
+    /// (`KINLINK__OPS__API_TOKEN`), never in a committed file. Unset: the API is disabled.
+    pub api_token: Option<String>,
+}
+
+impl std::fmt::Debug for OpsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsSettings")
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 

@@ -17,6 +17,7 @@ pub mod postcode;
 pub mod postcode_table;
 pub mod routing;
 pub mod rules;
+pub mod triage_api;
 
 use std::collections::HashMap;
 
@@ -46,7 +47,10 @@ pub fn install(
         &process.settings.alerter,
     );
     process.spawn_stage(alerter);
-    Ok(axum::Router::new())
+    Ok(triage_api::router(
+        process.store.clone(),
+        process.settings.ops.api_token.clone(),
+    ))
 }
 
 /// The alerter stage.
@@ -525,6 +529,19 @@ impl Alerter {
         for part in &alert.sections {
             if part.person_id.is_empty() {
                 continue;
+            }
+            if part.basis == RoutingBasis::Lives as i32 && !part.other_authority_code.is_empty() {
+                sqlx::query(
+                    "INSERT INTO handoffs (referral_id, person_id, home_authority, found_authority, state, created_at_ms, \
+                     updated_at_ms) VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&alert.referral_id)
+                .bind(&part.person_id)
+                .bind(&alert.authority_code)
+                .bind(&part.other_authority_code)
+                .bind(now_ms)
+                .execute(&mut *conn)
+                .await?;
             }
             sqlx::query(
                 "INSERT INTO routing_decisions (referral_id, person_id, authority_code, basis, alert_id, rules, reasons, \

@@ -125,7 +125,7 @@ wire_enum!(Sex => v1::Sex { Female => Female, Male => Male, Other => Other, Unkn
 wire_enum!(IdentifierKind => v1::IdentifierKind {
     NhsNumber => NhsNumber, HomeOfficeReference => HomeOfficeReference, Upn => Upn, LaChildId => LaChildId
 });
-wire_enum!(LocationRole => v1::LocationRole { Lives => Lives, Found => Found });
+wire_enum!(LocationRole => v1::LocationRole { Lives => Lives, Found => Found, PlacingAuthority => PlacingAuthority });
 wire_enum!(Relationship => v1::Relationship {
     Child => Child, Stepchild => Stepchild, Sibling => Sibling, Grandchild => Grandchild,
     OtherRelative => OtherRelative, Unrelated => Unrelated

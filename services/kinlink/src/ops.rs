@@ -8,7 +8,6 @@ use kinlink_alerter::routing::{AuthorityResolver, Resolution};
 use kinlink_runtime::Settings;
 use kinlink_store::Store;
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::{AuthorityArgs, StoreArgs};
 
@@ -112,17 +111,6 @@ pub fn authority(args: &AuthorityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct TriageItem {
-    alert_id: String,
-    referral_id: String,
-    reasons: Vec<String>,
-    candidates: Vec<String>,
-    created_at: String,
-    sla_deadline: String,
-    overdue: bool,
-}
-
 async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
     let mut settings = Settings::load(args.config.as_deref()).context("loading settings")?;
     if let Some(dir) = &args.data_dir {
@@ -143,32 +131,7 @@ fn rfc3339(ms: i64) -> String {
 /// `kinlink triage list`.
 pub async fn triage_list(args: &StoreArgs) -> anyhow::Result<()> {
     let store = open_store(args).await?;
-    let now = kinlink_store::now_millis();
-    let rows = sqlx::query(
-        "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
-         WHERE state = 'open' ORDER BY created_at_ms",
-    )
-    .fetch_all(store.pool())
-    .await?;
-    let split = |text: String| {
-        text.split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    let mut items = Vec::new();
-    for row in rows {
-        let deadline: i64 = row.try_get("sla_deadline_ms")?;
-        items.push(TriageItem {
-            alert_id: row.try_get("alert_id")?,
-            referral_id: row.try_get("referral_id")?,
-            reasons: split(row.try_get("reasons")?),
-            candidates: split(row.try_get("candidates")?),
-            created_at: rfc3339(row.try_get("created_at_ms")?),
-            sla_deadline: rfc3339(deadline),
-            overdue: deadline < now,
-        });
-    }
+    let items = kinlink_alerter::triage_api::open_items(&store).await?;
     store.close().await;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -183,7 +146,7 @@ pub async fn triage_list(args: &StoreArgs) -> anyhow::Result<()> {
                 "{}  referral {}  due {}{}  reasons: {}  candidates: {}",
                 item.alert_id,
                 item.referral_id,
-                item.sla_deadline,
+                rfc3339(item.sla_deadline_ms),
                 if item.overdue { " (OVERDUE)" } else { "" },
                 item.reasons.join(","),
                 if item.candidates.is_empty() {

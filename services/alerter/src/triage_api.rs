@@ -1,0 +1,103 @@
+//! `GET /v1/triage`: the open triage queue for on-call operators, oldest first, with each
+//! item's SLA. Ids, reason codes and candidate codes only. Protected by the operators' bearer
+//! token (`ops.api_token`); without one configured the endpoint answers 404.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kinlink_store::Store;
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone)]
+struct TriageState {
+    store: Store,
+    token: Option<String>,
+}
+
+/// One open triage item.
+#[derive(Debug, Serialize)]
+pub struct TriageItem {
+    pub alert_id: String,
+    pub referral_id: String,
+    pub reasons: Vec<String>,
+    pub candidates: Vec<String>,
+    pub created_at_ms: i64,
+    pub sla_deadline_ms: i64,
+    pub overdue: bool,
+}
+
+pub fn router(store: Store, token: Option<String>) -> Router {
+    Router::new()
+        .route("/v1/triage", get(list))
+        .with_state(TriageState { store, token })
+}
+
+/// Equal-length, constant-time comparison, so response timing does not reveal the token.
+fn same_token(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn list(State(state): State<TriageState>, headers: HeaderMap) -> Response {
+    let Some(expected) = state.token.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same_token(given, expected) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+        )
+            .into_response();
+    }
+    match open_items(&state.store).await {
+        Ok(items) => Json(items).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "Triage queue read failed.");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Open triage items, oldest first.
+pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
+    let now = kinlink_store::now_millis();
+    let rows = sqlx::query(
+        "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
+         WHERE state = 'open' ORDER BY created_at_ms, alert_id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let split = |text: String| {
+        text.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    rows.into_iter()
+        .map(|row| {
+            let sla_deadline_ms: i64 = row.try_get("sla_deadline_ms")?;
+            Ok(TriageItem {
+                alert_id: row.try_get("alert_id")?,
+                referral_id: row.try_get("referral_id")?,
+                reasons: split(row.try_get("reasons")?),
+                candidates: split(row.try_get("candidates")?),
+                created_at_ms: row.try_get("created_at_ms")?,
+                sla_deadline_ms,
+                overdue: sla_deadline_ms < now,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,378 @@
+#![allow(clippy::panic)] // Test helpers fail the test on broken fixtures.
+//! The alerter stage against a real (SQLite) store, fed by the real enricher: grouping,
+//! lives/found double routing, every rule, and replays that raise nothing new.
+
+use kinlink_alerter::Alerter;
+use kinlink_alerter::deadline::WorkingCalendar;
+use kinlink_alerter::routing::AuthorityResolver;
+use kinlink_enricher::Enricher;
+use kinlink_eventlog::{Envelope, Record, Stage};
+use kinlink_proto::v1::{self, LocationRole, Relationship, subject_ref};
+use kinlink_runtime::settings::AlerterSettings;
+use kinlink_store::Store;
+use sqlx::Row;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Harness {
+    store: Store,
+    alerter: Alerter,
+    dir: std::path::PathBuf,
+}
+
+impl Harness {
+    async fn new(name: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir =
+            std::env::temp_dir().join(format!("kinlink-alerter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_embedded(&dir).await?;
+        let alerter = Alerter::new(
+            AuthorityResolver::shipped()?,
+            WorkingCalendar::england_and_wales()?,
+            &AlerterSettings::default(),
+        );
+        Ok(Self {
+            store,
+            alerter,
+            dir,
+        })
+    }
+
+    /// Runs a referral through the enricher and the alerter; returns the alerts.
+    async fn refer(
+        &self,
+        referral: v1::ReferralReceived,
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
+        Ok(self.refer_keeping_input(referral).await?.0)
+    }
+
+    /// Like `refer`, and also returns the enriched event the alerter consumed.
+    async fn refer_keeping_input(
+        &self,
+        referral: v1::ReferralReceived,
+    ) -> Result<(Vec<v1::AlertRaised>, Record), Box<dyn std::error::Error>> {
+        let id = referral.referral_id.clone();
+        let received = record(Envelope::new(
+            format!("event-{id}"),
+            "/test",
+            &id,
+            &id,
+            0,
+            &referral,
+        ));
+        let mut tx = self.store.begin().await?;
+        let enriched = Enricher.handle(&mut tx, &received).await?;
+        tx.commit().await?;
+        let enriched = enriched
+            .into_iter()
+            .next()
+            .ok_or("enricher emitted nothing")?;
+        let enriched = record(enriched.envelope);
+        Ok((self.alert(&enriched).await?, enriched))
+    }
+
+    async fn alert(
+        &self,
+        input: &Record,
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
+        let mut tx = self.store.begin().await?;
+        let outputs = self.alerter.handle(&mut tx, input).await?;
+        tx.commit().await?;
+        Ok(outputs
+            .iter()
+            .map(|o| o.envelope.decode())
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn follow_up<M: prost::Message + prost::Name>(
+        &self,
+        id: &str,
+        message: &M,
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
+        self.alert(&record(Envelope::new(
+            id.into(),
+            "/test",
+            id,
+            id,
+            0,
+            message,
+        )))
+        .await
+    }
+
+    async fn close(self) {
+        self.store.close().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn record(envelope: Envelope) -> Record {
+    Record {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        envelope,
+    }
+}
+
+fn location(role: LocationRole, postcode: &str) -> v1::Location {
+    v1::Location {
+        role: role as i32,
+        postcode: postcode.into(),
+        ..Default::default()
+    }
+}
+
+fn person(given: &str, dob: &str, locations: Vec<v1::Location>) -> v1::Person {
+    v1::Person {
+        given_name: given.into(),
+        family_name: "Nguyen".into(),
+        date_of_birth: Some(v1::DateOfBirth {
+            value: dob.into(),
+            precision: v1::DobPrecision::Exact as i32,
+        }),
+        locations,
+        ..Default::default()
+    }
+}
+
+fn referral(id: &str, subject: v1::Person, children: Vec<v1::Person>) -> v1::ReferralReceived {
+    v1::ReferralReceived {
+        referral_id: id.into(),
+        subject: Some(subject),
+        dependants: children
+            .into_iter()
+            .map(|p| v1::Dependant {
+                person: Some(p),
+                relationship: Relationship::Child as i32,
+                with_subject: true,
+            })
+            .collect(),
+        urgency: v1::Urgency::Routine as i32,
+        received_at: Some(kinlink_proto::timestamp_from_millis(
+            kinlink_store::now_millis(),
+        )),
+        ..Default::default()
+    }
+}
+
+fn rules_of(alert: &v1::AlertRaised, person_id: &str) -> Vec<String> {
+    alert
+        .sections
+        .iter()
+        .filter(|s| s.person_id == person_id)
+        .flat_map(|s| s.rules.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_household_groups_per_body_and_lives_found_alerts_both() -> TestResult {
+    let h = Harness::new("grouping").await?;
+    // Two children living in Canterbury (Kent); the second is found in Westminster.
+    let (alerts, enriched) = h
+        .refer_keeping_input(referral(
+            "r-group",
+            person(
+                "Lan",
+                "1985-05-05",
+                vec![location(LocationRole::Found, "SW1A 2AA")],
+            ),
+            vec![
+                person(
+                    "Minh",
+                    "2015-03-03",
+                    vec![location(LocationRole::Lives, "CT1 2RR")],
+                ),
+                person(
+                    "Thu",
+                    "2018-08-08",
+                    vec![
+                        location(LocationRole::Lives, "CT1 2RR"),
+                        location(LocationRole::Found, "SW1A 2AA"),
+                    ],
+                ),
+            ],
+        ))
+        .await?;
+    let codes: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["E10000016", "E09000033"],
+        "one alert per body, Kent first"
+    );
+    let kent = &alerts[0];
+    assert_eq!(kent.sections.len(), 2, "both children in one Kent alert");
+    assert_eq!(
+        kent.sections[0].rules,
+        ["child_referral", "unrecognised_dependant"]
+    );
+    assert_eq!(kent.rag, v1::Rag::Amber as i32);
+    let westminster = &alerts[1];
+    assert_eq!(westminster.sections.len(), 1);
+    let thu = &westminster.sections[0];
+    assert_eq!(thu.basis, v1::RoutingBasis::Found as i32);
+    assert_eq!(
+        thu.other_authority_code, "E10000016",
+        "the found authority's alert names the home authority"
+    );
+    let thu_in_kent = kent
+        .sections
+        .iter()
+        .find(|s| s.person_id == thu.person_id)
+        .ok_or("Thu missing from Kent")?;
+    assert_eq!(
+        thu_in_kent.other_authority_code, "E09000033",
+        "and the other way round"
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|a| !a.routing_data_version.is_empty() && a.rules_version == "rules-v1")
+    );
+
+    // Replaying the same enriched event raises the same alerts (same ids and dedup keys), so
+    // downstream drops them; the store records each decision once.
+    let again = h.alert(&enriched).await?;
+    let ids = |a: &[v1::AlertRaised]| {
+        a.iter()
+            .map(|x| (x.alert_id.clone(), x.dedup_key.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&again), ids(&alerts));
+    let rows = sqlx::query(
+        "SELECT COUNT(DISTINCT alert_id) AS n FROM routing_decisions WHERE referral_id = 'r-group'",
+    )
+    .fetch_one(h.store.pool())
+    .await?;
+    assert_eq!(rows.try_get::<i64, _>("n")?, 2);
+    h.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
+    let h = Harness::new("rules").await?;
+    let first = h
+        .refer(referral(
+            "r1",
+            person("Hoa", "1980-01-02", vec![]),
+            vec![person(
+                "Bao",
+                "2014-02-02",
+                vec![location(LocationRole::Lives, "B1 1BB")],
+            )],
+        ))
+        .await?;
+    let bao = first[0].sections[0].person_id.clone();
+    assert_eq!(first[0].authority_code, "E08000025");
+
+    // Bao is referred in his own right months later, found in Bristol: a linked child in a
+    // new authority. Bristol hears it (repeat, reappearance); Birmingham hears he reappeared.
+    let second = h
+        .refer(referral(
+            "r2",
+            person(
+                "Bao",
+                "2014-02-02",
+                vec![location(LocationRole::Found, "BS1 5TR")],
+            ),
+            vec![],
+        ))
+        .await?;
+    let codes: Vec<&str> = second.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(codes, ["E06000023", "E08000025"]);
+    let bristol_rules = rules_of(&second[0], &bao);
+    for rule in [
+        "child_referral",
+        "cross_authority_reappearance",
+        "repeat_referral",
+    ] {
+        assert!(
+            bristol_rules.contains(&rule.to_owned()),
+            "{rule} missing from {bristol_rules:?}"
+        );
+    }
+    assert_eq!(rules_of(&second[1], &bao), ["cross_authority_reappearance"]);
+    assert_eq!(
+        second[1].sections[0].basis,
+        v1::RoutingBasis::PreviousAuthority as i32
+    );
+
+    // Bao goes missing: every body that knew him hears it, red.
+    let missing = v1::MissingEpisodeReported {
+        referral_id: "r2".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::ReferralSubject(true)),
+        }),
+        ..Default::default()
+    };
+    let alerts = h.follow_up("missing-1", &missing).await?;
+    let codes: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(codes, ["E08000025", "E06000023"]);
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.rag == v1::Rag::Red as i32 && rules_of(a, &bao) == ["missing_child"])
+    );
+
+    // A conclusive grounds decision on the mother concerns her child.
+    let nrm = v1::NrmDecisionRecorded {
+        referral_id: "r1".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::ReferralSubject(true)),
+        }),
+        stage: v1::NrmDecisionStage::ConclusiveGrounds as i32,
+        outcome: v1::NrmDecisionOutcome::Positive as i32,
+        ..Default::default()
+    };
+    let alerts = h.follow_up("nrm-1", &nrm).await?;
+    assert!(
+        !alerts.is_empty()
+            && alerts
+                .iter()
+                .all(|a| rules_of(a, &bao) == ["nrm_decision"] && a.rag == v1::Rag::Green as i32)
+    );
+
+    // Assessed adult after being treated as a child: an age dispute for the same bodies.
+    let age = v1::AgeAssessmentRecorded {
+        referral_id: "r2".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::PersonId(bao.clone())),
+        }),
+        outcome: v1::AgeAssessmentOutcome::Adult as i32,
+        ..Default::default()
+    };
+    let alerts = h.follow_up("age-1", &age).await?;
+    assert!(!alerts.is_empty() && alerts.iter().all(|a| rules_of(a, &bao) == ["age_dispute"]));
+
+    // A child whose age is unknown raises an age dispute on the referral itself; an unknown
+    // postcode sends the child to triage, recorded in the triage queue.
+    let unknown_age = v1::Person {
+        given_name: "Khanh".into(),
+        locations: vec![location(LocationRole::Lives, "ZZ99 9ZZ")],
+        ..Default::default()
+    };
+    let alerts = h
+        .refer(referral(
+            "r3",
+            person("Mai", "1990-09-09", vec![]),
+            vec![unknown_age],
+        ))
+        .await?;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].authority_code, "", "triage");
+    assert_eq!(alerts[0].triage_reasons, ["unknown_postcode"]);
+    assert!(
+        alerts[0].sections[0]
+            .rules
+            .contains(&"age_dispute".to_owned())
+    );
+    let queued = sqlx::query(
+        "SELECT COUNT(*) AS n FROM triage_queue WHERE referral_id = 'r3' AND state = 'open'",
+    )
+    .fetch_one(h.store.pool())
+    .await?;
+    assert_eq!(queued.try_get::<i64, _>("n")?, 1);
+    h.close().await;
+    Ok(())
+}
