@@ -221,6 +221,14 @@ pub struct AuthorityDeadlines {
 pub struct NotifierSettings {
     /// Where each authority receives alerts.
     pub authorities: Vec<AuthorityEndpoint>,
+    /// Base URL of this deployment's API, for the link in each webhook to the alert's full
+    /// content (`<base>/v1/alerts/<id>`).
+    pub public_base_url: String,
+    /// Minutes after an unacknowledged alert's deadline before kinlink on-call is paged
+    /// (the authority's secondary contact is tried at the deadline itself).
+    pub on_call_after_minutes: u32,
+    /// kinlink on-call: a PagerDuty Events API v2 compatible endpoint.
+    pub on_call: OnCallSettings,
     /// Per-request timeout of a webhook delivery.
     pub timeout_ms: u64,
     /// Pause before each retry of a failed delivery, in order; exhausted means failed.
@@ -231,6 +239,9 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             authorities: Vec::new(),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            on_call_after_minutes: 30,
+            on_call: OnCallSettings::default(),
             timeout_ms: 15_000,
             retry_delays_ms: vec![
                 0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
@@ -262,6 +273,38 @@ pub struct AuthorityEndpoint {
     /// GSS code of the body running children's services, e.g. `E10000016`.
     pub code: String,
     pub webhook_url: String,
+    /// Standard Webhooks secrets (`whsec_...`, or `env:NAME` to read one from the
+    /// environment). Every secret signs, so a rotation lists the old and the new.
+    #[serde(default)]
+    pub signing_secrets: Vec<String>,
+    /// Secondary / out-of-hours contact, alerted when the deadline passes unacknowledged.
+    #[serde(default)]
+    pub secondary_webhook_url: Option<String>,
+    /// Overrides `notifier.on_call_after_minutes` for this authority.
+    #[serde(default)]
+    pub on_call_after_minutes: Option<u32>,
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnCallSettings {
+    /// e.g. `https://events.pagerduty.com/v2/enqueue`. Unset: on-call escalation is logged
+    /// as failed, which the `kinlink_notifier_escalations_total{outcome="failed"}` alert catches.
+    pub events_url: Option<String>,
+    /// Integration routing key (`env:NAME` reads it from the environment).
+    pub routing_key: Option<String>,
+}
+
+impl std::fmt::Debug for OnCallSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnCallSettings")
+            .field("events_url", &self.events_url)
+            .field(
+                "routing_key",
+                &self.routing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Settings {

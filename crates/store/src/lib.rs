@@ -16,8 +16,10 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub mod audit;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+pub mod tokens;
 
 /// A transaction on either backend.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

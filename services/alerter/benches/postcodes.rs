@@ -13,7 +13,11 @@ use kinlink_alerter::routing::{AuthorityResolver, Resolution};
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|pages| pages.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -36,16 +40,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         loads.push(started.elapsed().as_secs_f64() * 1e3);
     }
     loads.sort_by(f64::total_cmp);
-    println!("load time over 5 runs: median {:.0} ms, min {:.0} ms", loads[2], loads[0]);
+    println!(
+        "load time over 5 runs: median {:.0} ms, min {:.0} ms",
+        loads[2], loads[0]
+    );
 
     let resolver = AuthorityResolver::shipped()?;
     // Every 13th postcode (about 200,000), in lower case with the space removed, as typed.
-    let queries: Vec<String> =
-        table.postcodes().step_by(13).map(|p| p.to_ascii_lowercase().replace(' ', "")).collect();
+    let queries: Vec<String> = table
+        .postcodes()
+        .step_by(13)
+        .map(|p| p.to_ascii_lowercase().replace(' ', ""))
+        .collect();
     let mut resolved = 0usize;
     let started = Instant::now();
     for query in &queries {
-        if matches!(black_box(resolver.resolve_postcode(query)), Resolution::Resolved { .. }) {
+        if matches!(
+            black_box(resolver.resolve_postcode(query)),
+            Resolution::Resolved { .. }
+        ) {
             resolved += 1;
         }
     }

@@ -60,9 +60,21 @@ impl PostcodeTable {
     /// The table shipped with kinlink, loaded once per process.
     pub fn shipped() -> Result<&'static PostcodeTable, &'static TableError> {
         static TABLE: OnceLock<Result<PostcodeTable, TableError>> = OnceLock::new();
-        TABLE
-            .get_or_init(|| Self::from_gzip(TABLE_GZ, TABLE_VERSION.trim()))
-            .as_ref()
+        TABLE.get_or_init(Self::load_shipped).as_ref()
+    }
+
+    /// Decompresses and parses the shipped table (uncached; benchmarks measure this).
+    pub fn load_shipped() -> Result<Self, TableError> {
+        Self::from_gzip(TABLE_GZ, TABLE_VERSION.trim())
+    }
+
+    /// Every full postcode in the table, as `OUTWARD INWARD`, in sector order.
+    pub fn postcodes(&self) -> impl Iterator<Item = String> + '_ {
+        self.sectors.iter().flat_map(|(sector, units)| {
+            units
+                .iter()
+                .map(move |u| format!("{sector}{}{}", char::from(u.code[0]), char::from(u.code[1])))
+        })
     }
 
     /// Parses a table in the format above.

@@ -151,7 +151,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         api = api.merge(install(&mut process).map_err(|e| anyhow::anyhow!(e))?);
     }
     // The only notifier on an embedded store: claims left by a crash are released at once.
-    kinlink_notifier::spawn(&mut process, embedded)?;
+    api = api.merge(kinlink_notifier::spawn(&mut process, embedded)?);
 
     let address = process.local_addr()?;
     let mut stdout = std::io::stdout().lock();

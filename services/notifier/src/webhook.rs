@@ -6,7 +6,8 @@ use std::time::Duration;
 use kinlink_proto::v1;
 use serde::Serialize;
 
-use crate::policy::AttemptOutcome;
+use crate::policy::{AttemptOutcome, parse_retry_after};
+use crate::signing::{SigningSecret, signature_header};
 
 /// The webhook body.
 #[derive(Debug, Serialize)]
@@ -28,6 +29,11 @@ pub struct WebhookPayload<'a> {
     /// One section per child of the household this body must act for.
     pub children: Vec<ChildSection<'a>>,
     pub rules_version: &'a str,
+    /// Where the authority fetches the full alert with its API token.
+    pub content_url: String,
+    /// Set on messages to a secondary contact: the alert passed its deadline unacknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<&'static str>,
 }
 
 /// A child's part of a grouped alert: ids and rule names only.
@@ -52,7 +58,7 @@ fn basis_name(basis: i32) -> &'static str {
 }
 
 impl<'a> WebhookPayload<'a> {
-    pub fn from_alert(alert: &'a v1::AlertRaised) -> Self {
+    pub fn from_alert(alert: &'a v1::AlertRaised, public_base_url: &str) -> Self {
         Self {
             alert_id: &alert.alert_id,
             referral_id: &alert.referral_id,
@@ -95,6 +101,12 @@ impl<'a> WebhookPayload<'a> {
                 })
                 .collect(),
             rules_version: &alert.rules_version,
+            content_url: format!(
+                "{}/v1/alerts/{}",
+                public_base_url.trim_end_matches('/'),
+                alert.alert_id
+            ),
+            escalation: None,
         }
     }
 }
@@ -119,24 +131,45 @@ impl WebhookClient {
         self.timeout
     }
 
-    /// Sends one attempt. Only 2xx counts as delivered.
-    pub async fn send(&self, url: &str, alert: &v1::AlertRaised) -> AttemptOutcome {
-        let timestamp = chrono::Utc::now().timestamp().to_string();
-        let response = self
+    /// Sends one signed message. `message_id` is the `webhook-id`: the same on every retry,
+    /// so receivers drop repeats. Only 2xx counts as delivered.
+    pub async fn send<T: Serialize>(
+        &self,
+        url: &str,
+        message_id: &str,
+        body: &T,
+        secrets: &[SigningSecret],
+    ) -> AttemptOutcome {
+        let Ok(body) = serde_json::to_vec(body) else {
+            return AttemptOutcome::NoEndpoint;
+        };
+        let timestamp = chrono::Utc::now().timestamp();
+        let mut request = self
             .http
             .post(url)
-            .header("webhook-id", &alert.alert_id)
-            .header("webhook-timestamp", timestamp)
-            .json(&WebhookPayload::from_alert(alert))
-            .send()
-            .await;
-        match response {
+            .header("content-type", "application/json")
+            .header("webhook-id", message_id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if !secrets.is_empty() {
+            request = request.header(
+                "webhook-signature",
+                signature_header(secrets, message_id, timestamp, &body),
+            );
+        }
+        match request.body(body).send().await {
             Ok(response) if response.status().is_success() => {
                 AttemptOutcome::Accepted(response.status().as_u16())
             }
-            Ok(response) => AttemptOutcome::Status(response.status().as_u16()),
+            Ok(response) => {
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                AttemptOutcome::Status(response.status().as_u16(), retry_after)
+            }
             Err(error) => {
-                tracing::debug!(alert_id = %alert.alert_id, error = %error.without_url(), "Webhook request failed.");
+                tracing::debug!(message_id, error = %error.without_url(), "Webhook request failed.");
                 AttemptOutcome::NoResponse
             }
         }

@@ -1,0 +1,422 @@
+//! The API authorities use: their inbox, an alert's full content, acknowledgement, accepting
+//! responsibility in a lives/found hand-off, and resolution. Every call needs a token bound to
+//! one authority (`kinlink tokens create --authority CODE`). Another authority's alert answers
+//! 404, as if it did not exist, and the attempt is audited. Reads are audited as disclosures.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kinlink_eventlog::{EventLog, topics};
+use kinlink_proto::v1;
+use kinlink_store::Store;
+use kinlink_store::audit::{self, AuditEntry};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::delivery::lifecycle;
+use crate::inbox::LEVEL_ON_CALL;
+use crate::webhook::WebhookPayload;
+
+/// Token kind for authorities.
+pub const TOKEN_KIND: &str = "authority";
+
+#[derive(Debug, Clone)]
+struct ApiState {
+    store: Store,
+    log: EventLog,
+    base_url: String,
+}
+
+pub fn router(store: Store, log: EventLog, base_url: String) -> Router {
+    Router::new()
+        .route("/v1/authorities/{code}/alerts", get(inbox))
+        .route("/v1/alerts/{id}", get(read_alert))
+        .route("/v1/alerts/{id}/acknowledge", post(acknowledge))
+        .route(
+            "/v1/alerts/{id}/accept-responsibility",
+            post(accept_responsibility),
+        )
+        .route("/v1/alerts/{id}/resolve", post(resolve))
+        .with_state(ApiState {
+            store,
+            log,
+            base_url,
+        })
+}
+
+/// The authority and token a request carries.
+struct Caller {
+    authority: String,
+    token_id: String,
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "Authority API storage failure.");
+    problem(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
+}
+
+async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
+    match kinlink_store::tokens::authenticate(&state.store, TOKEN_KIND, secret).await {
+        Ok(Some((authority, token_id))) => Ok(Caller {
+            authority,
+            token_id,
+        }),
+        Ok(None) => Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "unknown or revoked token",
+        )),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+async fn audit_now(state: &ApiState, entry: AuditEntry<'_>) -> Result<(), Response> {
+    let mut tx = state.store.begin().await.map_err(unavailable)?;
+    audit::append(&mut tx, &entry).await.map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
+}
+
+struct StoredAlert {
+    alert: v1::AlertRaised,
+    state: String,
+}
+
+/// The alert if it belongs to the caller; otherwise 404, with the denial audited.
+async fn own_alert(state: &ApiState, caller: &Caller, id: &str) -> Result<StoredAlert, Response> {
+    let row = sqlx::query("SELECT authority_code, state, alert FROM alerts WHERE alert_id = $1")
+        .bind(id)
+        .fetch_optional(state.store.pool())
+        .await
+        .map_err(unavailable)?;
+    let not_found = || problem(StatusCode::NOT_FOUND, "no such alert");
+    let Some(row) = row else {
+        return Err(not_found());
+    };
+    let authority: String = row.try_get("authority_code").map_err(unavailable)?;
+    if authority != caller.authority {
+        audit_now(
+            state,
+            AuditEntry {
+                action: "access_denied",
+                actor: &caller.token_id,
+                authority_code: &caller.authority,
+                alert_id: id,
+                detail: "alert of another authority",
+            },
+        )
+        .await?;
+        tracing::warn!(alert_id = id, caller_authority = %caller.authority, "Denied access to another authority's alert.");
+        return Err(not_found());
+    }
+    let bytes: Vec<u8> = row.try_get("alert").map_err(unavailable)?;
+    let alert = v1::AlertRaised::decode(bytes.as_slice()).map_err(unavailable)?;
+    Ok(StoredAlert {
+        alert,
+        state: row.try_get("state").map_err(unavailable)?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct InboxQuery {
+    state: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct InboxItem {
+    alert_id: String,
+    referral_id: String,
+    state: String,
+    deadline_ms: i64,
+}
+
+async fn inbox(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    Query(query): Query<InboxQuery>,
+) -> Response {
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    if code != caller.authority {
+        if let Err(response) = audit_now(
+            &state,
+            AuditEntry {
+                action: "access_denied",
+                actor: &caller.token_id,
+                authority_code: &caller.authority,
+                alert_id: "",
+                detail: "inbox of another authority",
+            },
+        )
+        .await
+        {
+            return response;
+        }
+        return problem(StatusCode::NOT_FOUND, "no such authority");
+    }
+    if let Some(s) = &query.state
+        && !["open", "acknowledged", "resolved"].contains(&s.as_str())
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "state must be open, acknowledged or resolved",
+        );
+    }
+    let rows = sqlx::query(
+        "SELECT alert_id, referral_id, state, deadline_ms FROM alerts WHERE authority_code = $1 \
+         AND ($2 = '' OR state = $2) ORDER BY deadline_ms",
+    )
+    .bind(&code)
+    .bind(query.state.unwrap_or_default())
+    .fetch_all(state.store.pool())
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => return unavailable(error),
+    };
+    let items: Result<Vec<InboxItem>, sqlx::Error> = rows
+        .iter()
+        .map(|r| {
+            Ok(InboxItem {
+                alert_id: r.try_get("alert_id")?,
+                referral_id: r.try_get("referral_id")?,
+                state: r.try_get("state")?,
+                deadline_ms: r.try_get("deadline_ms")?,
+            })
+        })
+        .collect();
+    match items {
+        Ok(items) => Json(items).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+async fn read_alert(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let stored = match own_alert(&state, &caller, &id).await {
+        Ok(stored) => stored,
+        Err(response) => return response,
+    };
+    if let Err(response) = audit_now(
+        &state,
+        AuditEntry {
+            action: "alert_read",
+            actor: &caller.token_id,
+            authority_code: &caller.authority,
+            alert_id: &id,
+            detail: "",
+        },
+    )
+    .await
+    {
+        return response;
+    }
+    let payload = WebhookPayload::from_alert(&stored.alert, &state.base_url);
+    let mut body = serde_json::to_value(&payload).unwrap_or_default();
+    if let Some(object) = body.as_object_mut() {
+        object.insert("state".into(), stored.state.into());
+    }
+    Json(body).into_response()
+}
+
+async fn acknowledge(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let stored = match own_alert(&state, &caller, &id).await {
+        Ok(stored) => stored,
+        Err(response) => return response,
+    };
+    if stored.state != "open" {
+        return Json(serde_json::json!({ "alert_id": id, "state": stored.state })).into_response();
+    }
+    let result = async {
+        let now = kinlink_store::now_millis();
+        let mut tx = state.store.begin().await?;
+        sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at_ms = $1 WHERE alert_id = $2 AND state = 'open'")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        // A page already sent to on-call is resolved by the worker.
+        sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
+            .bind(&id)
+            .bind(LEVEL_ON_CALL)
+            .execute(&mut *tx)
+            .await?;
+        let acknowledged = v1::AlertAcknowledged {
+            alert_id: id.clone(),
+            authority_code: caller.authority.clone(),
+            acknowledged_at: Some(kinlink_proto::timestamp_from_millis(now)),
+        };
+        state.log.append_in(&mut tx, topics::ALERTS_LIFECYCLE, &lifecycle(&id, "acknowledged", now, &acknowledged)).await?;
+        audit::append(&mut tx, &AuditEntry { action: "acknowledged", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: "" }).await?;
+        tx.commit().await?;
+        Ok::<_, crate::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            state.log.notify_appended();
+            tracing::info!(alert_id = %id, authority = %caller.authority, "Alert acknowledged.");
+            Json(serde_json::json!({ "alert_id": id, "state": "acknowledged" })).into_response()
+        }
+        Err(error) => unavailable(error),
+    }
+}
+
+async fn accept_responsibility(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let stored = match own_alert(&state, &caller, &id).await {
+        Ok(stored) => stored,
+        Err(response) => return response,
+    };
+    let result = async {
+        let mut tx = state.store.begin().await?;
+        let accepted = sqlx::query(
+            "UPDATE handoffs SET state = 'accepted', updated_at_ms = $1 WHERE referral_id = $2 AND home_authority = $3 AND state = 'pending'",
+        )
+        .bind(kinlink_store::now_millis())
+        .bind(&stored.alert.referral_id)
+        .bind(&caller.authority)
+        .execute(&mut *tx)
+        .await?;
+        if accepted.rows_affected() > 0 {
+            audit::append(&mut tx, &AuditEntry { action: "handoff_accepted", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: "" }).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, crate::Error>(accepted.rows_affected())
+    }
+    .await;
+    match result {
+        Ok(0) => problem(
+            StatusCode::CONFLICT,
+            "no pending hand-off to this authority for this alert",
+        ),
+        Ok(_) => Json(serde_json::json!({ "alert_id": id, "handoff": "accepted" })).into_response(),
+        Err(error) => unavailable(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    outcome_code: String,
+}
+
+/// Outcome codes an authority may resolve an alert with.
+pub const OUTCOME_CODES: &[&str] = &[
+    "no_further_action",
+    "early_help",
+    "child_in_need",
+    "section_47_enquiry",
+    "looked_after",
+    "transferred",
+    "duplicate",
+];
+
+async fn resolve(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    let Ok(ResolveBody { outcome_code }) = serde_json::from_slice::<ResolveBody>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"outcome_code\": ...}",
+        );
+    };
+    if !OUTCOME_CODES.contains(&outcome_code.as_str()) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!("outcome_code must be one of {}", OUTCOME_CODES.join(", ")),
+        );
+    }
+    if let Err(response) = own_alert(&state, &caller, &id).await {
+        return response;
+    }
+    let result = async {
+        let now = kinlink_store::now_millis();
+        let mut tx = state.store.begin().await?;
+        sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at_ms = $1, outcome_code = $2 WHERE alert_id = $3 AND state <> 'resolved'")
+            .bind(now)
+            .bind(&outcome_code)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
+            .bind(&id)
+            .bind(LEVEL_ON_CALL)
+            .execute(&mut *tx)
+            .await?;
+        let resolved = v1::AlertResolved {
+            alert_id: id.clone(),
+            authority_code: caller.authority.clone(),
+            outcome_code: outcome_code.clone(),
+            resolved_at: Some(kinlink_proto::timestamp_from_millis(now)),
+        };
+        state.log.append_in(&mut tx, topics::ALERTS_LIFECYCLE, &lifecycle(&id, "resolved", now, &resolved)).await?;
+        audit::append(&mut tx, &AuditEntry { action: "resolved", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: &outcome_code }).await?;
+        tx.commit().await?;
+        Ok::<_, crate::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            state.log.notify_appended();
+            Json(serde_json::json!({ "alert_id": id, "state": "resolved", "outcome_code": outcome_code })).into_response()
+        }
+        Err(error) => unavailable(error),
+    }
+}

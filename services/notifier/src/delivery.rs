@@ -1,0 +1,405 @@
+//! Sending due deliveries and recording their outcomes in the delivery ledger.
+//!
+//! An attempt is recorded as in flight *before* the request is sent and its outcome after, so
+//! a crash in between leads to one more attempt carrying the same `webhook-id` (the alert id),
+//! which the receiver can drop. A retry is the only way an alert is sent twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinlink_eventlog::{Envelope, EventLog, topics};
+use kinlink_proto::v1;
+use kinlink_store::Store;
+use kinlink_store::audit::{self, AuditEntry};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use prost::Message;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::directory::Directory;
+use crate::policy::{self, AttemptOutcome, GiveUp, NextStep};
+use crate::webhook::{WebhookClient, WebhookPayload};
+use crate::{Error, SOURCE, state};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub(crate) authority: String,
+    pub(crate) outcome: String,
+}
+
+/// Sends due deliveries, fires due escalations, records everything.
+#[derive(Debug, Clone)]
+pub struct DeliveryWorker {
+    pub(crate) store: Store,
+    pub(crate) log: EventLog,
+    pub(crate) client: WebhookClient,
+    pub(crate) directory: Arc<Directory>,
+    delays: Vec<Duration>,
+    attempts: Family<OutcomeLabels, Counter>,
+    pub(crate) escalations: Family<OutcomeLabels, Counter>,
+}
+
+/// How often the worker looks for due work. Retries and escalation timers fire within this.
+const POLL: Duration = Duration::from_millis(250);
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Store,
+        log: EventLog,
+        directory: Arc<Directory>,
+        settings: &kinlink_runtime::settings::NotifierSettings,
+        registry: &mut Registry,
+    ) -> Result<Self, Error> {
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "kinlink_notifier_delivery_attempts",
+            "Webhook delivery attempts by authority and outcome",
+            attempts.clone(),
+        );
+        let escalations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "kinlink_notifier_escalations",
+            "Escalations by authority and outcome (secondary, on_call, on_call_resolved, failed)",
+            escalations.clone(),
+        );
+        Ok(Self {
+            store,
+            log,
+            client: WebhookClient::new(Duration::from_millis(settings.timeout_ms))?,
+            directory,
+            delays: settings
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            attempts,
+            escalations,
+        })
+    }
+
+    /// Lease on a claimed delivery: longer than one request, so two workers sharing a store
+    /// do not send the same attempt, short enough that a crashed worker's claim expires.
+    fn lease(&self) -> i64 {
+        i64::try_from(self.client.timeout().as_millis()).unwrap_or(15_000) + 5_000
+    }
+
+    /// Makes in-flight attempts due again. Only for a process that is the sole notifier
+    /// (the embedded default): after a crash, its own claims would otherwise wait out the lease.
+    pub async fn release_claims(&self) -> Result<u64, Error> {
+        let result = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at_ms = $1 WHERE state = $2 AND next_attempt_at_ms > $1 \
+             AND alert_id IN (SELECT alert_id FROM delivery_attempts WHERE outcome = 'in_flight')",
+        )
+        .bind(kinlink_store::now_millis())
+        .bind(state::PENDING)
+        .execute(self.store.pool())
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Delivers and escalates until `shutdown`; the request in hand completes first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        while !shutdown.is_cancelled() {
+            let pass = async {
+                let delivered = self.deliver_due(&shutdown).await?;
+                let escalated = self.escalate_due(&shutdown).await?;
+                Ok::<_, Error>(delivered + escalated)
+            };
+            match pass.await {
+                Ok(0) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "Delivery pass failed; retrying shortly.");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass over due deliveries; returns how many were attempted.
+    pub async fn deliver_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
+        let due = sqlx::query(
+            "SELECT alert_id, attempts FROM deliveries WHERE state = $1 AND next_attempt_at_ms <= $2 \
+             ORDER BY next_attempt_at_ms LIMIT 16",
+        )
+        .bind(state::PENDING)
+        .bind(kinlink_store::now_millis())
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut attempted = 0;
+        for row in due {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let alert_id: String = row.try_get("alert_id")?;
+            let attempts: i64 = row.try_get("attempts")?;
+            if let Some(alert) = self.claim(&alert_id, attempts).await? {
+                self.attempt(alert, u32::try_from(attempts + 1).unwrap_or(u32::MAX))
+                    .await?;
+                attempted += 1;
+            }
+        }
+        Ok(attempted)
+    }
+
+    /// Claims the delivery if nobody else has since it was read (compare-and-set on the
+    /// attempt count) and records the attempt as in flight, durably, before any request.
+    async fn claim(&self, alert_id: &str, attempts: i64) -> Result<Option<v1::AlertRaised>, Error> {
+        let now = kinlink_store::now_millis();
+        let mut tx = self.store.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at_ms = $1, updated_at_ms = $2 \
+             WHERE alert_id = $3 AND attempts = $4 AND state = $5",
+        )
+        .bind(now + self.lease())
+        .bind(now)
+        .bind(alert_id)
+        .bind(attempts)
+        .bind(state::PENDING)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO delivery_attempts (alert_id, attempt, started_at_ms, outcome) VALUES ($1, $2, $3, 'in_flight') \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(alert_id)
+        .bind(attempts + 1)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT alert FROM deliveries WHERE alert_id = $1")
+            .bind(alert_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let bytes: Vec<u8> = row.try_get("alert")?;
+        let alert = v1::AlertRaised::decode(bytes.as_slice()).map_err(|_| Error::CorruptAlert {
+            alert_id: alert_id.to_owned(),
+        })?;
+        tx.commit().await?;
+        Ok(Some(alert))
+    }
+
+    async fn endpoint_disabled(&self, code: &str) -> Result<bool, Error> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM endpoint_state WHERE authority_code = $1")
+            .bind(code)
+            .fetch_one(self.store.pool())
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    async fn attempt(&self, alert: v1::AlertRaised, attempt: u32) -> Result<(), Error> {
+        let endpoint = self.directory.endpoint(&alert.authority_code);
+        let outcome = match endpoint {
+            Some(_) if self.endpoint_disabled(&alert.authority_code).await? => {
+                AttemptOutcome::NoEndpoint
+            }
+            Some(endpoint) => {
+                let payload = WebhookPayload::from_alert(&alert, &self.directory.public_base_url);
+                self.client
+                    .send(&endpoint.url, &alert.alert_id, &payload, &endpoint.secrets)
+                    .await
+            }
+            None => AttemptOutcome::NoEndpoint,
+        };
+        let next = policy::next_step(
+            outcome,
+            attempt,
+            &self.delays,
+            rand::random_range(-1.0..=1.0),
+        );
+        let (label, status) = match outcome {
+            AttemptOutcome::Accepted(code) => ("delivered", code),
+            AttemptOutcome::Status(code, _) => ("http_error", code),
+            AttemptOutcome::NoResponse => ("no_response", 0),
+            AttemptOutcome::NoEndpoint => ("no_endpoint", 0),
+        };
+        self.attempts
+            .get_or_create(&OutcomeLabels {
+                authority: alert.authority_code.clone(),
+                outcome: label.to_owned(),
+            })
+            .inc();
+        let now = kinlink_store::now_millis();
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "UPDATE delivery_attempts SET finished_at_ms = $1, http_status = $2, outcome = $3 WHERE alert_id = $4 AND attempt = $5",
+        )
+        .bind(now)
+        .bind(i64::from(status))
+        .bind(label)
+        .bind(&alert.alert_id)
+        .bind(i64::from(attempt))
+        .execute(&mut *tx)
+        .await?;
+        let (new_state, next_at) = match next {
+            NextStep::Delivered => {
+                let delivered = v1::AlertDelivered {
+                    alert_id: alert.alert_id.clone(),
+                    authority_code: alert.authority_code.clone(),
+                    attempt,
+                    http_status: u32::from(status),
+                    delivered_at: Some(kinlink_proto::timestamp_from_millis(now)),
+                };
+                let event = lifecycle(&alert.alert_id, "delivered", now, &delivered);
+                self.log
+                    .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+                    .await?;
+                let detail = format!("attempt {attempt}, HTTP {status}");
+                audit::append(
+                    &mut tx,
+                    &AuditEntry {
+                        action: "webhook_sent",
+                        actor: "notifier",
+                        authority_code: &alert.authority_code,
+                        alert_id: &alert.alert_id,
+                        detail: &detail,
+                    },
+                )
+                .await?;
+                (state::DELIVERED, now)
+            }
+            NextStep::RetryAfter(delay) => {
+                let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                let failed = failure(&alert, attempt, status, label, Some(at), now);
+                let event = lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed);
+                self.log
+                    .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+                    .await?;
+                (state::PENDING, at)
+            }
+            NextStep::GiveUp(why) => {
+                self.give_up(&mut tx, &alert, attempt, status, label, why, now)
+                    .await?;
+                (state::FAILED, now)
+            }
+        };
+        sqlx::query("UPDATE deliveries SET state = $1, next_attempt_at_ms = $2, updated_at_ms = $3 WHERE alert_id = $4")
+            .bind(new_state)
+            .bind(next_at)
+            .bind(now)
+            .bind(&alert.alert_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.log.notify_appended();
+        tracing::info!(alert_id = %alert.alert_id, authority = %alert.authority_code, attempt, outcome = label, state = new_state, "Delivery attempt recorded.");
+        Ok(())
+    }
+
+    /// Delivery failed for good: disable a withdrawn endpoint, put the alert on the
+    /// notifier's dead-letter topic with the reason, and escalate at once.
+    #[allow(clippy::too_many_arguments)]
+    async fn give_up(
+        &self,
+        tx: &mut kinlink_store::Tx,
+        alert: &v1::AlertRaised,
+        attempt: u32,
+        status: u16,
+        label: &str,
+        why: GiveUp,
+        now: i64,
+    ) -> Result<(), Error> {
+        let reason = match why {
+            GiveUp::Gone => "endpoint gone (HTTP 410); disabled",
+            GiveUp::Exhausted => "retries exhausted",
+            GiveUp::NoEndpoint => "no usable endpoint",
+        };
+        if why == GiveUp::Gone {
+            sqlx::query(
+                "INSERT INTO endpoint_state (authority_code, disabled_at_ms, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&alert.authority_code)
+            .bind(now)
+            .bind("http_410")
+            .execute(&mut **tx)
+            .await?;
+        }
+        let failed = failure(alert, attempt, status, label, None, now);
+        let event = lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed);
+        self.log
+            .append_in(tx, topics::ALERTS_LIFECYCLE, &event)
+            .await?;
+        let mut letter = lifecycle(&alert.alert_id, "dead-letter", now, alert);
+        letter.extensions.insert(
+            kinlink_eventlog::envelope::DLQ_REASON.to_owned(),
+            reason.to_owned(),
+        );
+        letter.extensions.insert(
+            kinlink_eventlog::envelope::DLQ_STAGE.to_owned(),
+            "notifier".to_owned(),
+        );
+        self.log
+            .append_in(tx, &topics::dead_letter("notifier"), &letter)
+            .await?;
+        // Escalate now rather than at the deadline: nobody has been told.
+        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = 1 AND state = 'scheduled'")
+            .bind(now)
+            .bind(&alert.alert_id)
+            .execute(&mut **tx)
+            .await?;
+        audit::append(
+            tx,
+            &AuditEntry {
+                action: "webhook_failed",
+                actor: "notifier",
+                authority_code: &alert.authority_code,
+                alert_id: &alert.alert_id,
+                detail: reason,
+            },
+        )
+        .await?;
+        tracing::warn!(alert_id = %alert.alert_id, authority = %alert.authority_code, reason, "Delivery given up; escalating.");
+        Ok(())
+    }
+}
+
+pub(crate) fn lifecycle<M: prost::Message + prost::Name>(
+    alert_id: &str,
+    what: &str,
+    now: i64,
+    message: &M,
+) -> Envelope {
+    Envelope::new(
+        kinlink_eventlog::envelope::derive_id(alert_id, what),
+        SOURCE,
+        alert_id,
+        alert_id,
+        now,
+        message,
+    )
+}
+
+fn failure(
+    alert: &v1::AlertRaised,
+    attempt: u32,
+    status: u16,
+    reason: &str,
+    next_at: Option<i64>,
+    now: i64,
+) -> v1::AlertDeliveryFailed {
+    v1::AlertDeliveryFailed {
+        alert_id: alert.alert_id.clone(),
+        authority_code: alert.authority_code.clone(),
+        attempt,
+        http_status: u32::from(status),
+        reason: reason.to_owned(),
+        will_retry: next_at.is_some(),
+        next_attempt_at: next_at.map(kinlink_proto::timestamp_from_millis),
+        failed_at: Some(kinlink_proto::timestamp_from_millis(now)),
+    }
+}

@@ -1,0 +1,114 @@
+//! The authority directory, from settings: where each body receives alerts, the secrets that
+//! sign them, its secondary contact and how long before kinlink on-call is paged.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kinlink_runtime::settings::NotifierSettings;
+
+use crate::signing::{SecretError, SigningSecret};
+
+/// One authority's delivery settings.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub secrets: Vec<SigningSecret>,
+    pub secondary_url: Option<String>,
+    pub on_call_after: Duration,
+}
+
+/// kinlink on-call (PagerDuty Events API v2 compatible).
+#[derive(Clone)]
+pub struct OnCall {
+    pub events_url: String,
+    pub routing_key: String,
+}
+
+impl std::fmt::Debug for OnCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnCall")
+            .field("events_url", &self.events_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every authority's endpoint, plus on-call.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    endpoints: HashMap<String, Endpoint>,
+    default_on_call_after: Duration,
+    pub on_call: Option<OnCall>,
+    pub public_base_url: String,
+}
+
+/// A directory entry that cannot be used. Names the authority, never the secret.
+#[derive(Debug, thiserror::Error)]
+#[error("notifier.authorities[{code}]: {source}")]
+pub struct DirectoryError {
+    pub code: String,
+    #[source]
+    pub source: SecretError,
+}
+
+impl Directory {
+    pub fn from_settings(settings: &NotifierSettings) -> Result<Self, DirectoryError> {
+        let minutes = |m: u32| Duration::from_secs(u64::from(m) * 60);
+        let mut endpoints = HashMap::new();
+        for authority in &settings.authorities {
+            let secrets = authority
+                .signing_secrets
+                .iter()
+                .map(|s| SigningSecret::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| DirectoryError {
+                    code: authority.code.clone(),
+                    source,
+                })?;
+            endpoints.insert(
+                authority.code.clone(),
+                Endpoint {
+                    url: authority.webhook_url.clone(),
+                    secrets,
+                    secondary_url: authority.secondary_webhook_url.clone(),
+                    on_call_after: minutes(
+                        authority
+                            .on_call_after_minutes
+                            .unwrap_or(settings.on_call_after_minutes),
+                    ),
+                },
+            );
+        }
+        let on_call = match (&settings.on_call.events_url, &settings.on_call.routing_key) {
+            (Some(url), Some(key)) => {
+                let routing_key = match key.strip_prefix("env:") {
+                    Some(name) => std::env::var(name).map_err(|_| DirectoryError {
+                        code: "on_call".into(),
+                        source: SecretError::MissingEnv(name.to_owned()),
+                    })?,
+                    None => key.clone(),
+                };
+                Some(OnCall {
+                    events_url: url.clone(),
+                    routing_key,
+                })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            endpoints,
+            default_on_call_after: minutes(settings.on_call_after_minutes),
+            on_call,
+            public_base_url: settings.public_base_url.clone(),
+        })
+    }
+
+    pub fn endpoint(&self, code: &str) -> Option<&Endpoint> {
+        self.endpoints.get(code)
+    }
+
+    pub fn on_call_after(&self, code: &str) -> Duration {
+        self.endpoints
+            .get(code)
+            .map_or(self.default_on_call_after, |e| e.on_call_after)
+    }
+}

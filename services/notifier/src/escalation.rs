@@ -1,0 +1,250 @@
+//! Durable escalation timers. Each filed alert has two: its authority's secondary contact at
+//! the deadline, then kinlink on-call (PagerDuty Events API v2: `trigger` with the alert id as
+//! `dedup_key`) a configured interval later. Acknowledging cancels what has not fired and
+//! sends `resolve` for an on-call page that has. Timers are rows, so they survive restarts;
+//! the worker polls every 250 ms, well within the 5 s promise.
+
+use kinlink_eventlog::topics;
+use kinlink_proto::v1;
+use kinlink_store::audit::{self, AuditEntry};
+use prost::Message;
+use serde_json::json;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::delivery::{DeliveryWorker, OutcomeLabels, lifecycle};
+use crate::inbox::{LEVEL_ON_CALL, LEVEL_SECONDARY};
+use crate::policy::AttemptOutcome;
+use crate::webhook::WebhookPayload;
+
+/// Pause before retrying an escalation whose target did not answer.
+const RETRY_MS: i64 = 30_000;
+
+impl DeliveryWorker {
+    /// Fires due escalations and pending on-call resolves; returns how many it handled.
+    pub async fn escalate_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
+        let now = kinlink_store::now_millis();
+        let rows = sqlx::query(
+            "SELECT e.alert_id, e.level, e.target, e.state, a.authority_code, a.alert FROM escalations e \
+             JOIN alerts a ON a.alert_id = e.alert_id \
+             WHERE (e.state = 'scheduled' AND e.due_at_ms <= $1 AND a.state = 'open') OR e.state = 'resolve_pending' \
+             ORDER BY e.due_at_ms LIMIT 16",
+        )
+        .bind(now)
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut handled = 0;
+        for row in rows {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let alert_id: String = row.try_get("alert_id")?;
+            let level: i64 = row.try_get("level")?;
+            let target: String = row.try_get("target")?;
+            let state: String = row.try_get("state")?;
+            let authority: String = row.try_get("authority_code")?;
+            let bytes: Vec<u8> = row.try_get("alert")?;
+            let alert =
+                v1::AlertRaised::decode(bytes.as_slice()).map_err(|_| Error::CorruptAlert {
+                    alert_id: alert_id.clone(),
+                })?;
+            if state == "resolve_pending" {
+                self.resolve_on_call(&alert).await?;
+            } else if level == LEVEL_SECONDARY {
+                self.fire_secondary(&alert, &target).await?;
+            } else if level == LEVEL_ON_CALL {
+                self.fire_on_call(&alert).await?;
+            }
+            handled += 1;
+            tracing::debug!(%alert_id, level, authority = %authority, "Escalation handled.");
+        }
+        Ok(handled)
+    }
+
+    fn count(&self, authority: &str, outcome: &str) {
+        self.escalations
+            .get_or_create(&OutcomeLabels {
+                authority: authority.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    async fn retry_later(&self, alert_id: &str, level: i64) -> Result<(), Error> {
+        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3")
+            .bind(kinlink_store::now_millis() + RETRY_MS)
+            .bind(alert_id)
+            .bind(level)
+            .execute(self.store.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn fire_secondary(&self, alert: &v1::AlertRaised, target: &str) -> Result<(), Error> {
+        if target.is_empty() {
+            // No secondary contact configured: on-call is next.
+            sqlx::query(
+                "UPDATE escalations SET state = 'skipped' WHERE alert_id = $1 AND level = $2",
+            )
+            .bind(&alert.alert_id)
+            .bind(LEVEL_SECONDARY)
+            .execute(self.store.pool())
+            .await?;
+            return Ok(());
+        }
+        let mut payload = WebhookPayload::from_alert(alert, &self.directory.public_base_url);
+        payload.escalation = Some("secondary_contact");
+        let secrets = self
+            .directory
+            .endpoint(&alert.authority_code)
+            .map(|e| e.secrets.clone())
+            .unwrap_or_default();
+        let message_id =
+            kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/secondary");
+        match self
+            .client
+            .send(target, &message_id, &payload, &secrets)
+            .await
+        {
+            AttemptOutcome::Accepted(_) => {
+                self.fired(
+                    alert,
+                    LEVEL_SECONDARY,
+                    v1::EscalationLevel::SecondaryContact,
+                    "deadline passed unacknowledged",
+                )
+                .await?;
+                self.count(&alert.authority_code, "secondary");
+            }
+            _ => {
+                self.count(&alert.authority_code, "failed");
+                tracing::warn!(alert_id = %alert.alert_id, "Secondary contact did not accept the escalation; retrying.");
+                self.retry_later(&alert.alert_id, LEVEL_SECONDARY).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fire_on_call(&self, alert: &v1::AlertRaised) -> Result<(), Error> {
+        let body = |action: &str| {
+            json!({
+                "routing_key": self.directory.on_call.as_ref().map(|o| o.routing_key.as_str()).unwrap_or_default(),
+                "event_action": action,
+                "dedup_key": alert.alert_id,
+                "payload": {
+                    "summary": format!("kinlink alert {} for {} unacknowledged past its deadline", alert.alert_id, alert.authority_code),
+                    "source": "kinlink",
+                    "severity": if alert.rag == v1::Rag::Red as i32 { "critical" } else { "error" },
+                    "custom_details": { "alert_id": alert.alert_id, "authority_code": alert.authority_code, "referral_id": alert.referral_id }
+                }
+            })
+        };
+        let Some(on_call) = &self.directory.on_call else {
+            self.count(&alert.authority_code, "failed");
+            tracing::error!(alert_id = %alert.alert_id, "On-call escalation due but notifier.on_call is not configured.");
+            return self.retry_later(&alert.alert_id, LEVEL_ON_CALL).await;
+        };
+        let message_id =
+            kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/on-call");
+        match self
+            .client
+            .send(&on_call.events_url, &message_id, &body("trigger"), &[])
+            .await
+        {
+            AttemptOutcome::Accepted(_) => {
+                self.fired(
+                    alert,
+                    LEVEL_ON_CALL,
+                    v1::EscalationLevel::OnCall,
+                    "still unacknowledged",
+                )
+                .await?;
+                self.count(&alert.authority_code, "on_call");
+            }
+            _ => {
+                self.count(&alert.authority_code, "failed");
+                tracing::error!(alert_id = %alert.alert_id, "On-call trigger failed; retrying.");
+                self.retry_later(&alert.alert_id, LEVEL_ON_CALL).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve_on_call(&self, alert: &v1::AlertRaised) -> Result<(), Error> {
+        let Some(on_call) = &self.directory.on_call else {
+            return Ok(());
+        };
+        let body = json!({
+            "routing_key": on_call.routing_key,
+            "event_action": "resolve",
+            "dedup_key": alert.alert_id,
+        });
+        let message_id =
+            kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/on-call/resolve");
+        if let AttemptOutcome::Accepted(_) = self
+            .client
+            .send(&on_call.events_url, &message_id, &body, &[])
+            .await
+        {
+            sqlx::query(
+                "UPDATE escalations SET state = 'resolved' WHERE alert_id = $1 AND level = $2",
+            )
+            .bind(&alert.alert_id)
+            .bind(LEVEL_ON_CALL)
+            .execute(self.store.pool())
+            .await?;
+            self.count(&alert.authority_code, "on_call_resolved");
+        }
+        Ok(())
+    }
+
+    async fn fired(
+        &self,
+        alert: &v1::AlertRaised,
+        level: i64,
+        proto_level: v1::EscalationLevel,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let now = kinlink_store::now_millis();
+        let mut tx = self.store.begin().await?;
+        sqlx::query("UPDATE escalations SET state = 'fired', fired_at_ms = $1 WHERE alert_id = $2 AND level = $3")
+            .bind(now)
+            .bind(&alert.alert_id)
+            .bind(level)
+            .execute(&mut *tx)
+            .await?;
+        let escalated = v1::AlertEscalated {
+            alert_id: alert.alert_id.clone(),
+            authority_code: alert.authority_code.clone(),
+            level: proto_level as i32,
+            reason: reason.to_owned(),
+            escalated_at: Some(kinlink_proto::timestamp_from_millis(now)),
+        };
+        let event = lifecycle(
+            &alert.alert_id,
+            &format!("escalated/{level}"),
+            now,
+            &escalated,
+        );
+        self.log
+            .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+            .await?;
+        let detail = format!("level {level}");
+        audit::append(
+            &mut tx,
+            &AuditEntry {
+                action: "escalated",
+                actor: "notifier",
+                authority_code: &alert.authority_code,
+                alert_id: &alert.alert_id,
+                detail: &detail,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.log.notify_appended();
+        tracing::warn!(alert_id = %alert.alert_id, authority = %alert.authority_code, level, "Alert escalated.");
+        Ok(())
+    }
+}
