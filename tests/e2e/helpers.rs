@@ -40,20 +40,47 @@ pub struct Received {
     pub authority: String,
     pub webhook_id: String,
     pub body: serde_json::Value,
+    pub at: std::time::Instant,
+    /// Whether the Standard Webhooks signature verified with the receiver's secret (checked
+    /// by the reference implementation, not kinlink's code); None when no secret is set.
+    pub signature_valid: Option<bool>,
 }
 
-/// Stands in for every authority: `POST /hooks/{code}` records the request and answers 204.
+/// A scripted answer for the next request to one path.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub delay: Duration,
+    pub retry_after: Option<&'static str>,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            delay: Duration::ZERO,
+            retry_after: None,
+        }
+    }
+}
+
+/// Stands in for every authority: `POST /hooks/{code}` records the request and answers 204,
+/// or what `script` says for that path.
 #[derive(Debug, Clone)]
 pub struct WebhookReceiver {
     pub addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
+    state: ReceiverState,
 }
+
+type Scripts = Arc<Mutex<std::collections::HashMap<String, std::collections::VecDeque<Reply>>>>;
 
 #[derive(Debug, Clone)]
 struct ReceiverState {
     received: Arc<Mutex<Vec<Received>>>,
-    /// How long each request takes to answer after it has been recorded.
+    /// How long each unscripted request takes to answer after it has been recorded.
     delay: Duration,
+    scripts: Scripts,
+    secret: Arc<Mutex<Option<String>>>,
 }
 
 impl WebhookReceiver {
@@ -64,25 +91,52 @@ impl WebhookReceiver {
     /// A receiver that records each request on arrival and answers after `delay`, so
     /// deliveries stay in flight long enough for a crash to land in the middle of one.
     pub async fn start_slow(delay: Duration) -> TestResult<Self> {
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = ReceiverState {
+            received: Arc::new(Mutex::new(Vec::new())),
+            delay,
+            scripts: Arc::new(Mutex::new(std::collections::HashMap::new())),
+            secret: Arc::new(Mutex::new(None)),
+        };
         let app = axum::Router::new()
             .route("/hooks/{code}", post(record))
-            .with_state(ReceiverState {
-                received: received.clone(),
-                delay,
-            });
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { addr, received })
+        Ok(Self { addr, state })
     }
 
     pub fn url(&self, code: &str) -> String {
         format!("http://{}/hooks/{code}", self.addr)
     }
 
+    /// Answers the next requests to `/hooks/{code}` with `replies`, in order; then 204.
+    pub fn script(&self, code: &str, replies: Vec<Reply>) {
+        if let Ok(mut scripts) = self.state.scripts.lock() {
+            scripts.insert(code.to_owned(), replies.into());
+        }
+    }
+
+    /// Verifies every request's signature with this `whsec_` secret.
+    pub fn verify_with(&self, secret: &str) {
+        if let Ok(mut slot) = self.state.secret.lock() {
+            *slot = Some(secret.to_owned());
+        }
+    }
+
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .received
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn received_by(&self, code: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.authority == code)
+            .collect()
     }
 
     /// Waits until `predicate` holds for what was received, or fails after `timeout`.
@@ -111,26 +165,52 @@ impl WebhookReceiver {
 }
 
 async fn record(
-    State(ReceiverState { received, delay }): State<ReceiverState>,
+    State(state): State<ReceiverState>,
     UrlPath(code): UrlPath<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> StatusCode {
+    raw: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let webhook_id = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    if let Ok(mut list) = received.lock() {
+    let body = serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null);
+    let secret = state.secret.lock().ok().and_then(|s| s.clone());
+    let signature_valid = secret.map(|secret| {
+        standardwebhooks::Webhook::new(&secret)
+            .is_ok_and(|hook| hook.verify(&raw, &headers).is_ok())
+    });
+    if let Ok(mut list) = state.received.lock() {
         list.push(Received {
-            authority: code,
+            authority: code.clone(),
             webhook_id,
             body,
+            at: std::time::Instant::now(),
+            signature_valid,
         });
     }
-    tokio::time::sleep(delay).await;
-    StatusCode::NO_CONTENT
+    let reply = state
+        .scripts
+        .lock()
+        .ok()
+        .and_then(|mut s| s.get_mut(&code).and_then(|q| q.pop_front()));
+    match reply {
+        Some(reply) => {
+            tokio::time::sleep(reply.delay).await;
+            let status =
+                StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            match reply.retry_after {
+                Some(after) => (status, [("retry-after", after)]).into_response(),
+                None => status.into_response(),
+            }
+        }
+        None => {
+            tokio::time::sleep(state.delay).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+    }
 }
 
 /// Writes a settings file for `kinlink up`; `extra` is appended verbatim.

@@ -224,9 +224,9 @@ pub struct NotifierSettings {
     /// Base URL of this deployment's API, for the link in each webhook to the alert's full
     /// content (`<base>/v1/alerts/<id>`).
     pub public_base_url: String,
-    /// Minutes after an unacknowledged alert's deadline before kinlink on-call is paged
+    /// Seconds after an unacknowledged alert's deadline before kinlink on-call is paged
     /// (the authority's secondary contact is tried at the deadline itself).
-    pub on_call_after_minutes: u32,
+    pub on_call_after_seconds: u64,
     /// kinlink on-call: a PagerDuty Events API v2 compatible endpoint.
     pub on_call: OnCallSettings,
     /// Per-request timeout of a webhook delivery.
@@ -240,7 +240,7 @@ impl Default for NotifierSettings {
         Self {
             authorities: Vec::new(),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
-            on_call_after_minutes: 30,
+            on_call_after_seconds: 1800,
             on_call: OnCallSettings::default(),
             timeout_ms: 15_000,
             retry_delays_ms: vec![
@@ -280,9 +280,9 @@ pub struct AuthorityEndpoint {
     /// Secondary / out-of-hours contact, alerted when the deadline passes unacknowledged.
     #[serde(default)]
     pub secondary_webhook_url: Option<String>,
-    /// Overrides `notifier.on_call_after_minutes` for this authority.
+    /// Overrides `notifier.on_call_after_seconds` for this authority.
     #[serde(default)]
-    pub on_call_after_minutes: Option<u32>,
+    pub on_call_after_seconds: Option<u64>,
 }
 
 #[derive(Clone, Default, Deserialize)]

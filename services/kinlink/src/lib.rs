@@ -38,6 +38,51 @@ pub enum Command {
     Authority(AuthorityArgs),
     /// The triage queue: alerts no body could be found for, waiting for a person.
     Triage(TriageArgs),
+    /// API tokens for authorities (shown once, stored hashed, revocable).
+    Tokens(TokensArgs),
+    /// The hash-chained audit log.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token bound to one authority; prints the secret once.
+    Create {
+        /// GSS code (or HSCT code) of the authority the token acts for.
+        #[arg(long)]
+        authority: String,
+        /// A note for operators, e.g. who holds the token.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (ids, never secrets).
+    List(StoreArgs),
+    /// Revoke a token by id.
+    Revoke {
+        token_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit code 1 if any entry was altered or removed.
+    Verify(StoreArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +157,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Triage(TriageArgs {
             command: TriageCommand::List(args),
         }) => ops::triage_list(&args).await,
+        Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
+        Command::Audit(AuditArgs {
+            command: AuditCommand::Verify(args),
+        }) => ops::audit_verify(&args).await,
     }
 }
 

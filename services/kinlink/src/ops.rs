@@ -9,7 +9,7 @@ use kinlink_runtime::Settings;
 use kinlink_store::Store;
 use serde::Serialize;
 
-use crate::{AuthorityArgs, StoreArgs};
+use crate::{AuthorityArgs, StoreArgs, TokensCommand};
 
 #[derive(Debug, Serialize)]
 struct AuthorityAnswer {
@@ -158,4 +158,104 @@ pub async fn triage_list(args: &StoreArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `kinlink tokens ...`.
+pub async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
+    use kinlink_store::tokens;
+    let mut out = std::io::stdout().lock();
+    match command {
+        TokensCommand::Create {
+            authority,
+            label,
+            store,
+        } => {
+            let db = open_store(&store).await?;
+            let token = tokens::create(
+                &db,
+                kinlink_notifier::authority_api::TOKEN_KIND,
+                &authority,
+                &label,
+            )
+            .await?;
+            db.close().await;
+            if store.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "token_id": token.token_id, "authority": authority, "token": token.secret })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "token id: {}\nauthority: {authority}\ntoken (shown once): {}",
+                    token.token_id, token.secret
+                )?;
+            }
+        }
+        TokensCommand::List(store) => {
+            let db = open_store(&store).await?;
+            let list = tokens::list(&db).await?;
+            db.close().await;
+            if store.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                for t in &list {
+                    writeln!(
+                        out,
+                        "{}  {} {}  {}{}",
+                        t.token_id,
+                        t.kind,
+                        t.principal,
+                        t.label,
+                        if t.revoked { "  (revoked)" } else { "" }
+                    )?;
+                }
+            }
+        }
+        TokensCommand::Revoke { token_id, store } => {
+            let db = open_store(&store).await?;
+            let revoked = tokens::revoke(&db, &token_id).await?;
+            db.close().await;
+            anyhow::ensure!(revoked, "no live token with id {token_id}");
+            writeln!(out, "revoked {token_id}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `kinlink audit verify`: exit code 1 when the chain is broken.
+pub async fn audit_verify(args: &StoreArgs) -> anyhow::Result<()> {
+    use kinlink_store::audit::{self, Verification};
+    let store = open_store(args).await?;
+    let verification = audit::verify(&store).await?;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    match verification {
+        Verification::Intact { entries } => {
+            if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "intact": true, "entries": entries })
+                )?;
+            } else {
+                writeln!(out, "audit log intact: {entries} entries")?;
+            }
+            Ok(())
+        }
+        Verification::Broken { seq, reason } => {
+            if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "intact": false, "seq": seq, "reason": reason })
+                )?;
+            } else {
+                writeln!(out, "audit log BROKEN at entry {seq}: {reason}")?;
+            }
+            out.flush()?;
+            std::process::exit(1);
+        }
+    }
 }

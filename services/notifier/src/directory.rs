@@ -52,7 +52,6 @@ pub struct DirectoryError {
 
 impl Directory {
     pub fn from_settings(settings: &NotifierSettings) -> Result<Self, DirectoryError> {
-        let minutes = |m: u32| Duration::from_secs(u64::from(m) * 60);
         let mut endpoints = HashMap::new();
         for authority in &settings.authorities {
             let secrets = authority
@@ -70,10 +69,10 @@ impl Directory {
                     url: authority.webhook_url.clone(),
                     secrets,
                     secondary_url: authority.secondary_webhook_url.clone(),
-                    on_call_after: minutes(
+                    on_call_after: Duration::from_secs(
                         authority
-                            .on_call_after_minutes
-                            .unwrap_or(settings.on_call_after_minutes),
+                            .on_call_after_seconds
+                            .unwrap_or(settings.on_call_after_seconds),
                     ),
                 },
             );
@@ -96,7 +95,7 @@ impl Directory {
         };
         Ok(Self {
             endpoints,
-            default_on_call_after: minutes(settings.on_call_after_minutes),
+            default_on_call_after: Duration::from_secs(settings.on_call_after_seconds),
             on_call,
             public_base_url: settings.public_base_url.clone(),
         })
