@@ -30,6 +30,10 @@ fn config(
             receiver.url(code),
             receiver.url(&format!("secondary-{code}"))
         ));
+        if code == BRISTOL {
+            // Bristol opted in to full payloads.
+            text.push_str("full_payload = true\n");
+        }
     }
     text.push_str(extra);
     let path = dir.join("kinlink.toml");
@@ -127,6 +131,14 @@ async fn signed_delivery_with_retries_410_and_exhausted_retries() -> TestResult 
     let bristol = receiver.received_by(BRISTOL);
     assert_eq!(bristol.len(), 2);
     assert_eq!(bristol[0].webhook_id, bristol[1].webhook_id);
+    // Bristol opted in to full payloads and gets the child's details; Kent gets a thin one.
+    assert_eq!(
+        bristol[1].body["children"][0]["details"]["given_name"],
+        "Abena"
+    );
+    assert_eq!(bristol[1].body["children"][0]["details"]["claimed_age"], 7);
+    assert!(kent[2].body["children"][0].get("details").is_none());
+    assert!(!kent[2].body.to_string().contains("Kofi"));
     // 410: one attempt only, then the secondary contact hears at once.
     assert_eq!(receiver.received_by(WESTMINSTER).len(), 1);
     let secondary = receiver.received_by(&format!("secondary-{WESTMINSTER}"));

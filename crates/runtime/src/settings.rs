@@ -280,6 +280,11 @@ pub struct AuthorityEndpoint {
     /// Secondary / out-of-hours contact, alerted when the deadline passes unacknowledged.
     #[serde(default)]
     pub secondary_webhook_url: Option<String>,
+    /// Send the child's details (names, date of birth, locations) in webhooks. Off by default:
+    /// the thin payload carries ids and a link, and the authority fetches the rest with its
+    /// API token.
+    #[serde(default)]
+    pub full_payload: bool,
     /// Overrides `notifier.on_call_after_seconds` for this authority.
     #[serde(default)]
     pub on_call_after_seconds: Option<u64>,

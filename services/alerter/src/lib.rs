@@ -103,6 +103,14 @@ impl Alerter {
     }
 }
 
+/// What the event says about the referral as a whole.
+#[derive(Debug, Default)]
+struct Context {
+    urgency: i32,
+    exploitation_types: Vec<i32>,
+    county_lines: bool,
+}
+
 /// An alert being assembled for one body (or triage).
 #[derive(Debug)]
 struct Draft {
@@ -189,13 +197,18 @@ impl Stage for Alerter {
     ) -> Result<Vec<Output>, StageError> {
         let envelope = &record.envelope;
         let now = chrono::Utc::now();
-        let (referral_id, drafts, urgency) = match envelope.event_type.as_str() {
+        let (referral_id, drafts, context) = match envelope.event_type.as_str() {
             t if t == v1::ReferralEnriched::full_name() => {
                 let enriched: v1::ReferralEnriched = envelope.decode()?;
                 let drafts = self
                     .on_referral(conn, &enriched, now.timestamp_millis())
                     .await?;
-                (enriched.referral_id, drafts, enriched.urgency)
+                let context = Context {
+                    urgency: enriched.urgency,
+                    exploitation_types: enriched.exploitation_types.clone(),
+                    county_lines: enriched.county_lines,
+                };
+                (enriched.referral_id, drafts, context)
             }
             t if t == v1::MissingEpisodeReported::full_name() => {
                 let missing: v1::MissingEpisodeReported = envelope.decode()?;
@@ -210,7 +223,7 @@ impl Stage for Alerter {
                         missing.last_seen.as_ref(),
                     )
                     .await?;
-                (missing.referral_id, drafts, 0)
+                (missing.referral_id, drafts, Context::default())
             }
             t if t == v1::NrmDecisionRecorded::full_name() => {
                 let decision: v1::NrmDecisionRecorded = envelope.decode()?;
@@ -237,7 +250,7 @@ impl Stage for Alerter {
                         .on_person_event(conn, None, Rule::NrmDecision, None)
                         .await?;
                 }
-                (decision.referral_id, drafts, 0)
+                (decision.referral_id, drafts, Context::default())
             }
             t if t == v1::AgeAssessmentRecorded::full_name() => {
                 let assessment: v1::AgeAssessmentRecorded = envelope.decode()?;
@@ -255,7 +268,7 @@ impl Stage for Alerter {
                 } else {
                     Drafts::default()
                 };
-                (assessment.referral_id, drafts, 0)
+                (assessment.referral_id, drafts, Context::default())
             }
             // Found episodes and withdrawals raise no alert of their own (yet).
             t if t == v1::FoundEpisodeReported::full_name()
@@ -269,7 +282,7 @@ impl Stage for Alerter {
                 )));
             }
         };
-        self.raise(conn, envelope, &referral_id, drafts, urgency, now)
+        self.raise(conn, envelope, &referral_id, drafts, &context, now)
             .await
     }
 }
@@ -325,6 +338,7 @@ impl Alerter {
                 );
                 part.ever_referred_in_own_right = child.ever_referred_in_own_right;
                 part.previous_authority_codes = previous.clone();
+                part.child = child.person.clone();
                 match &route.target {
                     Target::Body {
                         body,
@@ -433,9 +447,10 @@ impl Alerter {
         envelope: &Envelope,
         referral_id: &str,
         drafts: Drafts,
-        urgency: i32,
+        context: &Context,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Output>, StageError> {
+        let urgency = context.urgency;
         let mut outputs = Vec::new();
         for (index, draft) in drafts.0.into_iter().enumerate() {
             let Some(first) = draft.sections.first() else {
@@ -496,6 +511,8 @@ impl Alerter {
                 sections: draft.sections,
                 dedup_key,
                 rules_version: rules::RULES_VERSION.to_owned(),
+                exploitation_types: context.exploitation_types.clone(),
+                county_lines: context.county_lines,
             };
             self.record(conn, &alert, now.timestamp_millis()).await?;
             tracing::info!(

@@ -123,6 +123,7 @@ async fn enrich(
             links: Vec::new(),
             locations: person.locations.clone(),
             ever_referred_in_own_right: in_own_right,
+            person: Some(person.clone()),
         });
     }
 
@@ -187,5 +188,7 @@ async fn enrich(
         consent: referral.consent,
         subjects,
         linkage_version: linking::LINKAGE_VERSION.to_owned(),
+        exploitation_types: referral.exploitation_types.clone(),
+        county_lines: referral.county_lines,
     })
 }

@@ -237,7 +237,9 @@ async fn read_alert(
     {
         return response;
     }
-    let payload = WebhookPayload::from_alert(&stored.alert, &state.base_url);
+    // The authority API always gives the full content: the caller is authenticated as the
+    // alert's authority, and the read is audited as a disclosure.
+    let payload = WebhookPayload::from_alert(&stored.alert, &state.base_url, true);
     let mut body = serde_json::to_value(&payload).unwrap_or_default();
     if let Some(object) = body.as_object_mut() {
         object.insert("state".into(), stored.state.into());

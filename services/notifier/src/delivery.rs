@@ -209,7 +209,11 @@ impl DeliveryWorker {
                 AttemptOutcome::NoEndpoint
             }
             Some(endpoint) => {
-                let payload = WebhookPayload::from_alert(&alert, &self.directory.public_base_url);
+                let payload = WebhookPayload::from_alert(
+                    &alert,
+                    &self.directory.public_base_url,
+                    endpoint.full_payload,
+                );
                 self.client
                     .send(&endpoint.url, &alert.alert_id, &payload, &endpoint.secrets)
                     .await

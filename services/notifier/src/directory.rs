@@ -15,6 +15,8 @@ pub struct Endpoint {
     pub secrets: Vec<SigningSecret>,
     pub secondary_url: Option<String>,
     pub on_call_after: Duration,
+    /// Webhooks carry the children's details.
+    pub full_payload: bool,
 }
 
 /// kinlink on-call (PagerDuty Events API v2 compatible).
@@ -69,6 +71,7 @@ impl Directory {
                     url: authority.webhook_url.clone(),
                     secrets,
                     secondary_url: authority.secondary_webhook_url.clone(),
+                    full_payload: authority.full_payload,
                     on_call_after: Duration::from_secs(
                         authority
                             .on_call_after_seconds

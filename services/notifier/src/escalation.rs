@@ -93,7 +93,11 @@ impl DeliveryWorker {
             .await?;
             return Ok(());
         }
-        let mut payload = WebhookPayload::from_alert(alert, &self.directory.public_base_url);
+        let full = self
+            .directory
+            .endpoint(&alert.authority_code)
+            .is_some_and(|e| e.full_payload);
+        let mut payload = WebhookPayload::from_alert(alert, &self.directory.public_base_url, full);
         payload.escalation = Some("secondary_contact");
         let secrets = self
             .directory

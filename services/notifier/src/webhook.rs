@@ -34,6 +34,104 @@ pub struct WebhookPayload<'a> {
     /// Set on messages to a secondary contact: the alert passed its deadline unacknowledged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation: Option<&'static str>,
+    /// Full payloads only: the referral's exploitation types and county-lines flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exploitation: Option<Exploitation>,
+}
+
+/// Referral context in full payloads.
+#[derive(Debug, Serialize)]
+pub struct Exploitation {
+    pub types: Vec<String>,
+    pub county_lines: bool,
+}
+
+/// A child's own details, in full payloads and through the authority API only.
+#[derive(Debug, Serialize)]
+pub struct ChildDetails<'a> {
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub aliases: &'a [String],
+    pub date_of_birth: Option<&'a str>,
+    pub date_of_birth_precision: Option<String>,
+    pub claimed_age: Option<u32>,
+    pub sex: String,
+    pub nationalities: &'a [String],
+    pub languages: &'a [String],
+    pub identifiers: Vec<(String, &'a str)>,
+    pub locations: Vec<LocationDetails<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LocationDetails<'a> {
+    pub role: String,
+    pub postcode: &'a str,
+    pub authority_code: &'a str,
+    pub overseas: bool,
+    pub no_fixed_abode: bool,
+}
+
+/// The proto enum name without its prefix, lower case: `EXPLOITATION_TYPE_LABOUR` -> `labour`.
+fn enum_name(name: Option<&str>, prefix: &str) -> String {
+    name.map(|n| n.trim_start_matches(prefix).to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+impl<'a> ChildDetails<'a> {
+    fn from_person(p: &'a v1::Person) -> Self {
+        Self {
+            given_name: &p.given_name,
+            family_name: &p.family_name,
+            aliases: &p.aliases,
+            date_of_birth: p.date_of_birth.as_ref().map(|d| d.value.as_str()),
+            date_of_birth_precision: p.date_of_birth.as_ref().map(|d| {
+                enum_name(
+                    v1::DobPrecision::try_from(d.precision)
+                        .ok()
+                        .map(|e| e.as_str_name()),
+                    "DOB_PRECISION_",
+                )
+            }),
+            claimed_age: p.claimed_age,
+            sex: enum_name(
+                v1::Sex::try_from(p.sex).ok().map(|e| e.as_str_name()),
+                "SEX_",
+            ),
+            nationalities: &p.nationalities,
+            languages: &p.languages,
+            identifiers: p
+                .identifiers
+                .iter()
+                .map(|i| {
+                    (
+                        enum_name(
+                            v1::IdentifierKind::try_from(i.kind)
+                                .ok()
+                                .map(|e| e.as_str_name()),
+                            "IDENTIFIER_KIND_",
+                        ),
+                        i.value.as_str(),
+                    )
+                })
+                .collect(),
+            locations: p
+                .locations
+                .iter()
+                .map(|l| LocationDetails {
+                    role: enum_name(
+                        v1::LocationRole::try_from(l.role)
+                            .ok()
+                            .map(|e| e.as_str_name()),
+                        "LOCATION_ROLE_",
+                    ),
+                    postcode: &l.postcode,
+                    authority_code: &l.authority_code,
+                    overseas: l.overseas,
+                    no_fixed_abode: l.no_fixed_abode,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A child's part of a grouped alert: ids and rule names only.
@@ -45,6 +143,8 @@ pub struct ChildSection<'a> {
     pub other_authority_code: &'a str,
     pub previous_authority_codes: &'a [String],
     pub ever_referred_in_own_right: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<ChildDetails<'a>>,
 }
 
 fn basis_name(basis: i32) -> &'static str {
@@ -58,7 +158,8 @@ fn basis_name(basis: i32) -> &'static str {
 }
 
 impl<'a> WebhookPayload<'a> {
-    pub fn from_alert(alert: &'a v1::AlertRaised, public_base_url: &str) -> Self {
+    /// The payload for `alert`; `full` adds the children's details and the referral context.
+    pub fn from_alert(alert: &'a v1::AlertRaised, public_base_url: &str, full: bool) -> Self {
         Self {
             alert_id: &alert.alert_id,
             referral_id: &alert.referral_id,
@@ -98,6 +199,11 @@ impl<'a> WebhookPayload<'a> {
                     other_authority_code: &s.other_authority_code,
                     previous_authority_codes: &s.previous_authority_codes,
                     ever_referred_in_own_right: s.ever_referred_in_own_right,
+                    details: if full {
+                        s.child.as_ref().map(ChildDetails::from_person)
+                    } else {
+                        None
+                    },
                 })
                 .collect(),
             rules_version: &alert.rules_version,
@@ -107,6 +213,21 @@ impl<'a> WebhookPayload<'a> {
                 alert.alert_id
             ),
             escalation: None,
+            exploitation: full.then(|| Exploitation {
+                types: alert
+                    .exploitation_types
+                    .iter()
+                    .map(|t| {
+                        enum_name(
+                            v1::ExploitationType::try_from(*t)
+                                .ok()
+                                .map(|e| e.as_str_name()),
+                            "EXPLOITATION_TYPE_",
+                        )
+                    })
+                    .collect(),
+                county_lines: alert.county_lines,
+            }),
         }
     }
 }
