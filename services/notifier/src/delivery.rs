@@ -31,7 +31,7 @@ pub(crate) struct OutcomeLabels {
 }
 
 /// Sends due deliveries, fires due escalations, records everything.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliveryWorker {
     pub(crate) store: Store,
     pub(crate) log: EventLog,
@@ -40,6 +40,19 @@ pub struct DeliveryWorker {
     delays: Vec<Duration>,
     attempts: Family<OutcomeLabels, Counter>,
     pub(crate) escalations: Family<OutcomeLabels, Counter>,
+    clock: Clock,
+}
+
+/// Where the worker reads the time (milliseconds since the Unix epoch). The system clock in
+/// production; tests drive their own to step through retry and escalation timers.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+impl std::fmt::Debug for DeliveryWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryWorker")
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How often the worker looks for due work. Retries and escalation timers fire within this.
@@ -77,7 +90,18 @@ impl DeliveryWorker {
                 .collect(),
             attempts,
             escalations,
+            clock: Arc::new(kinlink_store::now_millis),
         })
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Lease on a claimed delivery: longer than one request, so two workers sharing a store
@@ -93,7 +117,7 @@ impl DeliveryWorker {
             "UPDATE deliveries SET next_attempt_at_ms = $1 WHERE state = $2 AND next_attempt_at_ms > $1 \
              AND alert_id IN (SELECT alert_id FROM delivery_attempts WHERE outcome = 'in_flight')",
         )
-        .bind(kinlink_store::now_millis())
+        .bind(self.now())
         .bind(state::PENDING)
         .execute(self.store.pool())
         .await?;
@@ -135,7 +159,7 @@ impl DeliveryWorker {
              ORDER BY next_attempt_at_ms LIMIT 16",
         )
         .bind(state::PENDING)
-        .bind(kinlink_store::now_millis())
+        .bind(self.now())
         .fetch_all(self.store.pool())
         .await?;
         let mut attempted = 0;
@@ -157,7 +181,7 @@ impl DeliveryWorker {
     /// Claims the delivery if nobody else has since it was read (compare-and-set on the
     /// attempt count) and records the attempt as in flight, durably, before any request.
     async fn claim(&self, alert_id: &str, attempts: i64) -> Result<Option<v1::AlertRaised>, Error> {
-        let now = kinlink_store::now_millis();
+        let now = self.now();
         let mut tx = self.store.begin().await?;
         let claimed = sqlx::query(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at_ms = $1, updated_at_ms = $2 \
@@ -238,7 +262,7 @@ impl DeliveryWorker {
                 outcome: label.to_owned(),
             })
             .inc();
-        let now = kinlink_store::now_millis();
+        let now = self.now();
         let mut tx = self.store.begin().await?;
         sqlx::query(
             "UPDATE delivery_attempts SET finished_at_ms = $1, http_status = $2, outcome = $3 WHERE alert_id = $4 AND attempt = $5",

@@ -24,7 +24,7 @@ const RETRY_MS: i64 = 30_000;
 impl DeliveryWorker {
     /// Fires due escalations and pending on-call resolves; returns how many it handled.
     pub async fn escalate_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
-        let now = kinlink_store::now_millis();
+        let now = self.now();
         let rows = sqlx::query(
             "SELECT e.alert_id, e.level, e.target, e.state, a.authority_code, a.alert FROM escalations e \
              JOIN alerts a ON a.alert_id = e.alert_id \
@@ -73,7 +73,7 @@ impl DeliveryWorker {
 
     async fn retry_later(&self, alert_id: &str, level: i64) -> Result<(), Error> {
         sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3")
-            .bind(kinlink_store::now_millis() + RETRY_MS)
+            .bind(self.now() + RETRY_MS)
             .bind(alert_id)
             .bind(level)
             .execute(self.store.pool())
@@ -210,7 +210,7 @@ impl DeliveryWorker {
         proto_level: v1::EscalationLevel,
         reason: &str,
     ) -> Result<(), Error> {
-        let now = kinlink_store::now_millis();
+        let now = self.now();
         let mut tx = self.store.begin().await?;
         sqlx::query("UPDATE escalations SET state = 'fired', fired_at_ms = $1 WHERE alert_id = $2 AND level = $3")
             .bind(now)

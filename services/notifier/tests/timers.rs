@@ -1,0 +1,138 @@
+//! Escalation timers driven by a controllable clock, against a real (SQLite) store and a
+//! local HTTP receiver: nothing fires before the deadline, the secondary contact at it, on-call
+//! after the configured interval, and the timers survive a new worker (a restart).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Record, Stage};
+use kinlink_notifier::directory::Directory;
+use kinlink_notifier::{AlertInbox, DeliveryWorker};
+use kinlink_proto::v1;
+use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings, OnCallSettings};
+use kinlink_store::Store;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+type Hits = Arc<Mutex<Vec<String>>>;
+
+async fn receiver() -> Result<(String, Hits), Box<dyn std::error::Error>> {
+    let hits: Hits = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/{path}",
+            post(
+                |State(hits): State<Hits>, Path(path): Path<String>| async move {
+                    if let Ok(mut h) = hits.lock() {
+                        h.push(path);
+                    }
+                    axum::http::StatusCode::ACCEPTED
+                },
+            ),
+        )
+        .with_state(hits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((base, hits))
+}
+
+fn hits(h: &Hits) -> Vec<String> {
+    h.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResult {
+    let (base, received) = receiver().await?;
+    let settings = NotifierSettings {
+        authorities: vec![AuthorityEndpoint {
+            code: "E10000016".into(),
+            webhook_url: format!("{base}/primary"),
+            signing_secrets: vec![],
+            secondary_webhook_url: Some(format!("{base}/secondary")),
+            full_payload: false,
+            on_call_after_seconds: Some(1800),
+        }],
+        on_call: OnCallSettings {
+            events_url: Some(format!("{base}/pagerduty")),
+            routing_key: Some("key".into()),
+        },
+        ..NotifierSettings::default()
+    };
+    let dir = std::env::temp_dir().join(format!("kinlink-timers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+
+    // File an alert whose deadline is one hour from "now" (the test's clock).
+    let start = 1_900_000_000_000i64;
+    let deadline = start + 3_600_000;
+    let alert = v1::AlertRaised {
+        alert_id: "alert-1".into(),
+        referral_id: "r-1".into(),
+        authority_code: "E10000016".into(),
+        deadline: Some(kinlink_proto::timestamp_from_millis(deadline)),
+        ..Default::default()
+    };
+    let envelope = Envelope::new("e-1".into(), "/t", "alert-1", "r-1", 0, &alert);
+    let record = Record {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        envelope,
+    };
+    let mut tx = store.begin().await?;
+    AlertInbox::new(directory.clone())
+        .handle(&mut tx, &record)
+        .await?;
+    tx.commit().await?;
+
+    let clock = Arc::new(AtomicI64::new(start));
+    let worker = |clock: Arc<AtomicI64>| -> Result<DeliveryWorker, kinlink_notifier::Error> {
+        Ok(DeliveryWorker::new(
+            store.clone(),
+            log.clone(),
+            directory.clone(),
+            &settings,
+            &mut Registry::default(),
+        )?
+        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst))))
+    };
+    let shutdown = CancellationToken::new();
+    let first = worker(clock.clone())?;
+
+    // The alert was filed due at the system time; the test clock is far ahead of it.
+    assert_eq!(first.deliver_due(&shutdown).await?, 1);
+    clock.store(deadline - 1, Ordering::SeqCst);
+    assert_eq!(
+        first.escalate_due(&shutdown).await?,
+        0,
+        "nothing before the deadline"
+    );
+    assert_eq!(hits(&received), ["primary"]);
+
+    // At the deadline: the secondary contact.
+    clock.store(deadline, Ordering::SeqCst);
+    assert_eq!(first.escalate_due(&shutdown).await?, 1);
+    assert_eq!(hits(&received), ["primary", "secondary"]);
+
+    // A new worker (a restart) picks up the on-call timer from the store, on time.
+    drop(first);
+    let second = worker(clock.clone())?;
+    clock.store(deadline + 1_799_999, Ordering::SeqCst);
+    assert_eq!(second.escalate_due(&shutdown).await?, 0);
+    clock.store(deadline + 1_800_000, Ordering::SeqCst);
+    assert_eq!(second.escalate_due(&shutdown).await?, 1);
+    assert_eq!(hits(&received), ["primary", "secondary", "pagerduty"]);
+    // Nothing fires twice.
+    clock.store(deadline + 10_000_000, Ordering::SeqCst);
+    assert_eq!(second.escalate_due(&shutdown).await?, 0);
+
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
