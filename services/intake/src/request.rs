@@ -7,7 +7,7 @@ use kinlink_proto::v1;
 use serde::Deserialize;
 
 /// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON pointer of the field, e.g. `/dependants/1/date_of_birth/value`.
     pub pointer: String,
@@ -19,7 +19,7 @@ const MAX_LIST: usize = 20;
 const MAX_DEPENDANTS: usize = 30;
 const MAX_CONCERN: usize = 20_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferralRequest {
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct ReferralRequest {
     pub concern: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonRequest {
     #[serde(default)]
@@ -68,7 +68,7 @@ pub struct PersonRequest {
     pub locations: Vec<LocationRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DependantRequest {
     pub person: PersonRequest,
@@ -77,7 +77,7 @@ pub struct DependantRequest {
     pub with_subject: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DateOfBirthRequest {
     pub value: String,
@@ -85,14 +85,14 @@ pub struct DateOfBirthRequest {
     pub precision: Option<DobPrecision>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentifierRequest {
     pub kind: IdentifierKind,
     pub value: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationRequest {
     pub role: LocationRole,
@@ -108,13 +108,24 @@ pub struct LocationRequest {
 
 macro_rules! wire_enum {
     ($name:ident => $proto:path { $($variant:ident => $proto_variant:ident),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
         impl From<$name> for i32 {
             fn from(value: $name) -> i32 {
                 use $proto as P;
                 match value { $($name::$variant => P::$proto_variant as i32),+ }
+            }
+        }
+        impl $name {
+            /// From the protobuf form: 0 (unspecified) is `None`; an unknown value is an error.
+            pub fn from_wire(value: i32) -> Result<Option<Self>, ()> {
+                use $proto as P;
+                if value == 0 {
+                    return Ok(None);
+                }
+                $(if value == P::$proto_variant as i32 { return Ok(Some($name::$variant)); })+
+                Err(())
             }
         }
     };
@@ -137,6 +148,108 @@ wire_enum!(ExploitationType => v1::ExploitationType {
 wire_enum!(ExploitationLocation => v1::ExploitationLocation { Uk => Uk, Overseas => Overseas, Both => Both });
 wire_enum!(Urgency => v1::Urgency { Routine => Routine, Urgent => Urgent, Immediate => Immediate });
 wire_enum!(Consent => v1::Consent { Given => Given, NotGiven => NotGiven, NotRequiredChild => NotRequiredChild });
+
+impl ReferralRequest {
+    /// The protobuf form of a referral, read into the same shape as the JSON form so both
+    /// go through one validation. Unknown enum values are errors naming the field.
+    pub fn from_submission(submission: v1::ReferralSubmission) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let subject = match submission.subject {
+            Some(subject) => person_from_wire(subject, "/subject", &mut errors),
+            None => {
+                errors.push(error("/subject", "missing field `subject`"));
+                person_from_wire(v1::Person::default(), "/subject", &mut errors)
+            }
+        };
+        let mut dependants = Vec::new();
+        for (i, dependant) in submission.dependants.into_iter().enumerate() {
+            let at = format!("/dependants/{i}");
+            let relationship = enum_field(Relationship::from_wire(dependant.relationship), &format!("{at}/relationship"), &mut errors);
+            let Some(relationship) = relationship else {
+                errors.push(error(&format!("{at}/relationship"), "missing field `relationship`"));
+                continue;
+            };
+            dependants.push(DependantRequest {
+                person: person_from_wire(dependant.person.unwrap_or_default(), &format!("{at}/person"), &mut errors),
+                relationship,
+                with_subject: dependant.with_subject,
+            });
+        }
+        let mut exploitation_types = Vec::new();
+        for (i, t) in submission.exploitation_types.into_iter().enumerate() {
+            if let Some(t) = enum_field(ExploitationType::from_wire(t), &format!("/exploitation_types/{i}"), &mut errors) {
+                exploitation_types.push(t);
+            }
+        }
+        let request = Self {
+            external_reference: submission.external_reference,
+            subject,
+            dependants,
+            exploitation_types,
+            county_lines: submission.county_lines,
+            exploitation_location: enum_field(ExploitationLocation::from_wire(submission.exploitation_location), "/exploitation_location", &mut errors),
+            urgency: enum_field(Urgency::from_wire(submission.urgency), "/urgency", &mut errors),
+            pregnant: submission.pregnant,
+            consent: enum_field(Consent::from_wire(submission.consent), "/consent", &mut errors),
+            concern: submission.concern,
+        };
+        if errors.is_empty() { Ok(request) } else { Err(errors) }
+    }
+}
+
+fn enum_field<T>(value: Result<Option<T>, ()>, pointer: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+    value.unwrap_or_else(|()| {
+        errors.push(error(pointer, "unknown enum value"));
+        None
+    })
+}
+
+fn person_from_wire(p: v1::Person, at: &str, errors: &mut Vec<FieldError>) -> PersonRequest {
+    let date_of_birth = p.date_of_birth.map(|d| DateOfBirthRequest {
+        value: d.value,
+        precision: enum_field(DobPrecision::from_wire(d.precision), &format!("{at}/date_of_birth/precision"), errors),
+    });
+    let identifiers = p
+        .identifiers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, id)| {
+            let kind = enum_field(IdentifierKind::from_wire(id.kind), &format!("{at}/identifiers/{i}/kind"), errors)?;
+            Some(IdentifierRequest { kind, value: id.value })
+        })
+        .collect();
+    let locations = p
+        .locations
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let pointer = format!("{at}/locations/{i}/role");
+            let role = enum_field(LocationRole::from_wire(l.role), &pointer, errors);
+            if role.is_none() {
+                errors.push(error(&pointer, "missing field `role`"));
+            }
+            Some(LocationRequest {
+                role: role?,
+                postcode: l.postcode,
+                authority_code: l.authority_code,
+                overseas: l.overseas,
+                no_fixed_abode: l.no_fixed_abode,
+            })
+        })
+        .collect();
+    PersonRequest {
+        given_name: p.given_name,
+        family_name: p.family_name,
+        aliases: p.aliases,
+        date_of_birth,
+        claimed_age: p.claimed_age,
+        sex: enum_field(Sex::from_wire(p.sex), &format!("{at}/sex"), errors),
+        nationalities: p.nationalities,
+        languages: p.languages,
+        identifiers,
+        locations,
+    }
+}
 
 /// Parses a request body, naming the field on a type error (wrong type, unknown field,
 /// unknown enum value).
@@ -224,9 +337,17 @@ pub fn warnings(request: &ReferralRequest) -> Vec<String> {
             ));
         }
     }
-    if request.dependants.is_empty() {
-        warnings
-            .push("/dependants: none recorded; ask whether the subject has children".to_owned());
+    let subject_may_be_adult = request.subject.claimed_age.is_some_and(|a| a >= 18)
+        || request.subject.date_of_birth.is_some();
+    if request.dependants.is_empty() && subject_may_be_adult {
+        warnings.push(
+            "/dependants: adult subject with no dependants recorded; ask whether they have children".to_owned(),
+        );
+    }
+    if request.subject.date_of_birth.as_ref().is_some_and(|d| {
+        matches!(d.precision, Some(DobPrecision::Estimated | DobPrecision::Year)) || d.value.len() == 4
+    }) {
+        warnings.push("/subject/date_of_birth: age uncertain; treated as a child until assessed".to_owned());
     }
     warnings
 }
@@ -239,7 +360,21 @@ pub fn into_event(
     received_at_ms: i64,
 ) -> Result<v1::ReferralReceived, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let subject = person(request.subject, "/subject", &mut errors);
+    let consent_refused = request.consent == Some(Consent::NotGiven);
+    let subject_named = !request.subject.given_name.trim().is_empty()
+        || !request.subject.family_name.trim().is_empty()
+        || !request.subject.aliases.is_empty();
+    let subject = person(request.subject, "/subject", false, &mut errors);
+    let received_on = chrono::DateTime::from_timestamp_millis(received_at_ms).unwrap_or_default().date_naive();
+    // Anyone who may be under 18 is a child and needs no consent (s51); an adult who did not
+    // consent is reported anonymously (s52(3)).
+    let (subject_is_child, _) = kinlink_enricher::linking::child_status(&subject, received_on);
+    let anonymous = consent_refused && !subject_is_child;
+    if anonymous {
+        refuse_identifying_fields(&subject, &mut errors);
+    } else if !subject_named {
+        errors.push(error("/subject/given_name", "a given name, family name or alias is required"));
+    }
     let mut dependants = Vec::new();
     if request.dependants.len() > MAX_DEPENDANTS {
         errors.push(error(
@@ -250,7 +385,7 @@ pub fn into_event(
     for (index, dependant) in request.dependants.into_iter().enumerate() {
         let pointer = format!("/dependants/{index}/person");
         dependants.push(v1::Dependant {
-            person: Some(person(dependant.person, &pointer, &mut errors)),
+            person: Some(person(dependant.person, &pointer, true, &mut errors)),
             relationship: dependant.relationship.into(),
             with_subject: dependant.with_subject,
         });
@@ -292,7 +427,31 @@ pub fn into_event(
         consent: request.consent.map(i32::from).unwrap_or_default(),
         received_at: Some(kinlink_proto::timestamp_from_millis(received_at_ms)),
         concern: request.concern,
+        version: 1,
+        anonymous_duty_to_notify: anonymous,
     })
+}
+
+/// In an anonymous Duty-to-Notify report nothing may identify the adult: names, aliases, a
+/// date of birth finer than the year, identifiers, or a full postcode.
+fn refuse_identifying_fields(subject: &v1::Person, errors: &mut Vec<FieldError>) {
+    const WHY: &str = "identifying fields are refused in an anonymous Duty to Notify report (adult without consent, Modern Slavery Act s52(3))";
+    for (field, present) in [
+        ("given_name", !subject.given_name.is_empty()),
+        ("family_name", !subject.family_name.is_empty()),
+        ("aliases", !subject.aliases.is_empty()),
+        ("identifiers", !subject.identifiers.is_empty()),
+        ("date_of_birth", subject.date_of_birth.as_ref().is_some_and(|d| d.value.len() > 4)),
+    ] {
+        if present {
+            errors.push(error(&format!("/subject/{field}"), WHY));
+        }
+    }
+    for (i, location) in subject.locations.iter().enumerate() {
+        if location.postcode.replace(' ', "").len() > 4 {
+            errors.push(error(&format!("/subject/locations/{i}/postcode"), WHY));
+        }
+    }
 }
 
 fn error(pointer: &str, reason: &str) -> FieldError {
@@ -308,8 +467,9 @@ fn check_len(value: &str, max: usize, pointer: &str, errors: &mut Vec<FieldError
     }
 }
 
-fn person(request: PersonRequest, at: &str, errors: &mut Vec<FieldError>) -> v1::Person {
-    if request.given_name.trim().is_empty()
+fn person(request: PersonRequest, at: &str, require_name: bool, errors: &mut Vec<FieldError>) -> v1::Person {
+    if require_name
+        && request.given_name.trim().is_empty()
         && request.family_name.trim().is_empty()
         && request.aliases.is_empty()
     {
@@ -515,8 +675,8 @@ mod tests {
         assert_eq!(
             pointers,
             [
-                "/subject/given_name",
                 "/subject/date_of_birth/value",
+                "/subject/given_name",
                 "/dependants/0/person/locations/0/authority_code"
             ]
         );
