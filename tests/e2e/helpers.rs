@@ -240,6 +240,33 @@ pub fn write_config(
 pub struct Kinlink {
     pub child: Child,
     pub base_url: String,
+    /// An agency API token created for the test (`kinlink tokens create --agency`).
+    pub agency_token: String,
+}
+
+/// Creates an agency token with the CLI, against the store the settings name.
+pub fn create_token(
+    data_dir: Option<&Path>,
+    config: &Path,
+    flag: &str,
+    principal: &str,
+) -> TestResult<String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"));
+    command
+        .args(["tokens", "create", flag, principal, "--json", "--config"])
+        .arg(config);
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        return Err(format!("token creation failed: {output:?}").into());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(json["token"]
+        .as_str()
+        .ok_or("no token in output")?
+        .to_owned())
 }
 
 impl Kinlink {
@@ -254,7 +281,9 @@ impl Kinlink {
             .arg(config)
             .arg("--address")
             .arg("127.0.0.1:0");
-        Self::spawn(command, "kinlink listening on ").await
+        let mut kinlink = Self::spawn(command, "kinlink listening on ").await?;
+        kinlink.agency_token = create_token(Some(data_dir), config, "--agency", "e2e-agency")?;
+        Ok(kinlink)
     }
 
     /// Starts `kinlink serve <service>` (one service, scale-out shape) on a free port.
@@ -266,7 +295,11 @@ impl Kinlink {
             .arg("--config")
             .arg(config)
             .env("KINLINK__HTTP__ADDRESS", "127.0.0.1:0");
-        Self::spawn(command, &format!("kinlink {service} listening on ")).await
+        let mut kinlink = Self::spawn(command, &format!("kinlink {service} listening on ")).await?;
+        if service == "intake" {
+            kinlink.agency_token = create_token(None, config, "--agency", "e2e-agency")?;
+        }
+        Ok(kinlink)
     }
 
     async fn spawn(mut command: Command, ready_prefix: &str) -> TestResult<Self> {
@@ -294,7 +327,11 @@ impl Kinlink {
         .ok_or("kinlink exited before printing its address")?;
         // Keep draining stdout so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, base_url })
+        Ok(Self {
+            child,
+            base_url,
+            agency_token: String::new(),
+        })
     }
 
     pub async fn post_referral(
@@ -303,6 +340,7 @@ impl Kinlink {
     ) -> TestResult<serde_json::Value> {
         let response = reqwest::Client::new()
             .post(format!("{}/v1/referrals", self.base_url))
+            .bearer_auth(&self.agency_token)
             .json(referral)
             .send()
             .await?;

@@ -1,6 +1,8 @@
 //! The topics of the pipeline. Every topic is keyed by a case id (referral or alert), so the
 //! events of one case stay in order within a partition.
 
+/// Referrals streamed by agencies (`ReferralSubmission`), validated by intake.
+pub const INTAKE_SUBMISSIONS: &str = "kinlink.intake.submissions";
 /// Referrals accepted by intake (`ReferralReceived`).
 pub const REFERRALS_RECEIVED: &str = "kinlink.referrals.received";
 /// Follow-up events on a referral (NRM decisions, age assessments, missing/found episodes).
@@ -14,6 +16,7 @@ pub const ALERTS_LIFECYCLE: &str = "kinlink.alerts.lifecycle";
 
 /// The pipeline's main topics.
 pub const ALL: &[&str] = &[
+    INTAKE_SUBMISSIONS,
     REFERRALS_RECEIVED,
     REFERRAL_FOLLOWUPS,
     REFERRALS_ENRICHED,
@@ -22,7 +25,7 @@ pub const ALL: &[&str] = &[
 ];
 
 /// The stages that consume topics, each with its own dead-letter topic.
-pub const STAGES: &[&str] = &["enricher", "alerter", "notifier"];
+pub const STAGES: &[&str] = &["intake", "enricher", "alerter", "notifier"];
 
 /// The dead-letter topic of a stage: events it rejected, with the reason attached.
 pub fn dead_letter(stage: &str) -> String {

@@ -30,7 +30,6 @@ pub type TaskError = Box<dyn std::error::Error + Send + Sync>;
 type TaskResult = (&'static str, Result<(), TaskError>);
 
 /// A running kinlink process.
-#[derive(Debug)]
 pub struct Process {
     pub settings: Settings,
     /// Metrics registry; services register their metrics before [`Process::run_until_stopped`].
@@ -40,6 +39,17 @@ pub struct Process {
     pub shutdown: CancellationToken,
     tasks: JoinSet<TaskResult>,
     listener: TcpListener,
+    /// OpenAPI document of the routes the installed services serve, at `/openapi.json`.
+    openapi: Option<utoipa::openapi::OpenApi>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("store", &self.store)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Process {
@@ -57,6 +67,7 @@ impl Process {
             shutdown: CancellationToken::new(),
             tasks: JoinSet::new(),
             listener,
+            openapi: None,
         };
         let log = process.log.clone();
         let token = process.shutdown.clone();
@@ -69,6 +80,14 @@ impl Process {
     /// The address the HTTP server listens on (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// Adds a service's routes to the document served at `/openapi.json`.
+    pub fn add_openapi(&mut self, doc: utoipa::openapi::OpenApi) {
+        match &mut self.openapi {
+            Some(existing) => existing.merge(doc),
+            None => self.openapi = Some(doc),
+        }
     }
 
     /// Runs a stage on this process's log until shutdown.

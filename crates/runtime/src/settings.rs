@@ -149,15 +149,12 @@ pub struct StoreSettings {
 pub struct IntakeSettings {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Agency recorded on referrals until per-agency API tokens exist.
-    pub default_agency: String,
 }
 
 impl Default for IntakeSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
-            default_agency: "local-dev".to_owned(),
         }
     }
 }

@@ -109,6 +109,11 @@ struct Context {
     urgency: i32,
     exploitation_types: Vec<i32>,
     county_lines: bool,
+    /// What makes the alerts of this event unique with their target: the referral for
+    /// referral events (so a new version amends the same alerts), the event for follow-ups.
+    episode: Option<String>,
+    /// Referral version (1 for follow-ups).
+    revision: u32,
 }
 
 /// An alert being assembled for one body (or triage).
@@ -207,6 +212,8 @@ impl Stage for Alerter {
                     urgency: enriched.urgency,
                     exploitation_types: enriched.exploitation_types.clone(),
                     county_lines: enriched.county_lines,
+                    episode: Some(enriched.referral_id.clone()),
+                    revision: enriched.version.max(1),
                 };
                 (enriched.referral_id, drafts, context)
             }
@@ -472,11 +479,10 @@ impl Alerter {
                 .get(&draft.key)
                 .unwrap_or(&self.default_policy);
             let deadline = self.calendar.deadline(now, rag, policy);
-            let dedup_key = format!("{}/{}", envelope.id, draft.key);
-            let alert_id = kinlink_eventlog::envelope::derive_id(
-                &envelope.id,
-                &format!("alert/{}", draft.key),
-            );
+            let episode = context.episode.as_deref().unwrap_or(&envelope.id);
+            let dedup_key = format!("{episode}/{}", draft.key);
+            let alert_id =
+                kinlink_eventlog::envelope::derive_id(episode, &format!("alert/{}", draft.key));
             let alert = v1::AlertRaised {
                 alert_id: alert_id.clone(),
                 referral_id: referral_id.to_owned(),
@@ -513,6 +519,7 @@ impl Alerter {
                 rules_version: rules::RULES_VERSION.to_owned(),
                 exploitation_types: context.exploitation_types.clone(),
                 county_lines: context.county_lines,
+                revision: context.revision.max(1),
             };
             self.record(conn, &alert, now.timestamp_millis()).await?;
             tracing::info!(

@@ -42,7 +42,7 @@ impl Stage for Enricher {
         record: &Record,
     ) -> Result<Vec<Output>, StageError> {
         let referral: v1::ReferralReceived = record.envelope.decode()?;
-        let enriched = enrich(conn, &record.envelope.id, &referral).await?;
+        let enriched = enrich(conn, &referral).await?;
         let envelope = record.envelope.derive(
             "enriched",
             SOURCE,
@@ -64,7 +64,6 @@ impl Stage for Enricher {
 /// Resolves every person of the referral and links the household.
 async fn enrich(
     conn: &mut AnyConnection,
-    event_id: &str,
     referral: &v1::ReferralReceived,
 ) -> Result<v1::ReferralEnriched, StageError> {
     let subject = referral
@@ -97,9 +96,10 @@ async fn enrich(
     );
     let mut subjects = Vec::new();
     for (role, index, person, _) in people.clone() {
-        // Derived from the event id: a redelivered referral creates the same person ids.
+        // Derived from the referral: a redelivered referral, or a later version of it,
+        // gives the same person ids to the same subject and dependants.
         let new_id = kinlink_eventlog::envelope::derive_id(
-            event_id,
+            &referral.referral_id,
             &format!("person/{}/{index}", role as i32),
         );
         let resolved = registry::resolve(conn, person, &new_id, &referral.referral_id).await?;
@@ -190,5 +190,7 @@ async fn enrich(
         linkage_version: linking::LINKAGE_VERSION.to_owned(),
         exploitation_types: referral.exploitation_types.clone(),
         county_lines: referral.county_lines,
+        version: referral.version.max(1),
+        anonymous_duty_to_notify: referral.anonymous_duty_to_notify,
     })
 }

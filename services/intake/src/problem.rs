@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::request::FieldError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub problem_type: String,
@@ -26,6 +26,27 @@ impl Problem {
             detail: detail.to_owned(),
             errors: Vec::new(),
         }
+    }
+
+    /// A 503: nothing was accepted; retry later.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Nothing was accepted; retry later with the same Idempotency-Key.",
+        )
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("No such {what}."),
+        )
+    }
+
+    pub fn conflict(detail: &str) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
     /// A 400 listing every failing field.

@@ -106,6 +106,10 @@ pub struct LocationRequest {
     pub no_fixed_abode: bool,
 }
 
+/// A protobuf enum number the contract does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownEnumValue;
+
 macro_rules! wire_enum {
     ($name:ident => $proto:path { $($variant:ident => $proto_variant:ident),+ $(,)? }) => {
         #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -119,13 +123,13 @@ macro_rules! wire_enum {
         }
         impl $name {
             /// From the protobuf form: 0 (unspecified) is `None`; an unknown value is an error.
-            pub fn from_wire(value: i32) -> Result<Option<Self>, ()> {
+            pub fn from_wire(value: i32) -> Result<Option<Self>, UnknownEnumValue> {
                 use $proto as P;
                 if value == 0 {
                     return Ok(None);
                 }
                 $(if value == P::$proto_variant as i32 { return Ok(Some($name::$variant)); })+
-                Err(())
+                Err(UnknownEnumValue)
             }
         }
     };
@@ -164,20 +168,35 @@ impl ReferralRequest {
         let mut dependants = Vec::new();
         for (i, dependant) in submission.dependants.into_iter().enumerate() {
             let at = format!("/dependants/{i}");
-            let relationship = enum_field(Relationship::from_wire(dependant.relationship), &format!("{at}/relationship"), &mut errors);
+            let relationship = enum_field(
+                Relationship::from_wire(dependant.relationship),
+                &format!("{at}/relationship"),
+                &mut errors,
+            );
             let Some(relationship) = relationship else {
-                errors.push(error(&format!("{at}/relationship"), "missing field `relationship`"));
+                errors.push(error(
+                    &format!("{at}/relationship"),
+                    "missing field `relationship`",
+                ));
                 continue;
             };
             dependants.push(DependantRequest {
-                person: person_from_wire(dependant.person.unwrap_or_default(), &format!("{at}/person"), &mut errors),
+                person: person_from_wire(
+                    dependant.person.unwrap_or_default(),
+                    &format!("{at}/person"),
+                    &mut errors,
+                ),
                 relationship,
                 with_subject: dependant.with_subject,
             });
         }
         let mut exploitation_types = Vec::new();
         for (i, t) in submission.exploitation_types.into_iter().enumerate() {
-            if let Some(t) = enum_field(ExploitationType::from_wire(t), &format!("/exploitation_types/{i}"), &mut errors) {
+            if let Some(t) = enum_field(
+                ExploitationType::from_wire(t),
+                &format!("/exploitation_types/{i}"),
+                &mut errors,
+            ) {
                 exploitation_types.push(t);
             }
         }
@@ -187,18 +206,38 @@ impl ReferralRequest {
             dependants,
             exploitation_types,
             county_lines: submission.county_lines,
-            exploitation_location: enum_field(ExploitationLocation::from_wire(submission.exploitation_location), "/exploitation_location", &mut errors),
-            urgency: enum_field(Urgency::from_wire(submission.urgency), "/urgency", &mut errors),
+            exploitation_location: enum_field(
+                ExploitationLocation::from_wire(submission.exploitation_location),
+                "/exploitation_location",
+                &mut errors,
+            ),
+            urgency: enum_field(
+                Urgency::from_wire(submission.urgency),
+                "/urgency",
+                &mut errors,
+            ),
             pregnant: submission.pregnant,
-            consent: enum_field(Consent::from_wire(submission.consent), "/consent", &mut errors),
+            consent: enum_field(
+                Consent::from_wire(submission.consent),
+                "/consent",
+                &mut errors,
+            ),
             concern: submission.concern,
         };
-        if errors.is_empty() { Ok(request) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(request)
+        } else {
+            Err(errors)
+        }
     }
 }
 
-fn enum_field<T>(value: Result<Option<T>, ()>, pointer: &str, errors: &mut Vec<FieldError>) -> Option<T> {
-    value.unwrap_or_else(|()| {
+fn enum_field<T>(
+    value: Result<Option<T>, UnknownEnumValue>,
+    pointer: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    value.unwrap_or_else(|UnknownEnumValue| {
         errors.push(error(pointer, "unknown enum value"));
         None
     })
@@ -207,15 +246,26 @@ fn enum_field<T>(value: Result<Option<T>, ()>, pointer: &str, errors: &mut Vec<F
 fn person_from_wire(p: v1::Person, at: &str, errors: &mut Vec<FieldError>) -> PersonRequest {
     let date_of_birth = p.date_of_birth.map(|d| DateOfBirthRequest {
         value: d.value,
-        precision: enum_field(DobPrecision::from_wire(d.precision), &format!("{at}/date_of_birth/precision"), errors),
+        precision: enum_field(
+            DobPrecision::from_wire(d.precision),
+            &format!("{at}/date_of_birth/precision"),
+            errors,
+        ),
     });
     let identifiers = p
         .identifiers
         .into_iter()
         .enumerate()
         .filter_map(|(i, id)| {
-            let kind = enum_field(IdentifierKind::from_wire(id.kind), &format!("{at}/identifiers/{i}/kind"), errors)?;
-            Some(IdentifierRequest { kind, value: id.value })
+            let kind = enum_field(
+                IdentifierKind::from_wire(id.kind),
+                &format!("{at}/identifiers/{i}/kind"),
+                errors,
+            )?;
+            Some(IdentifierRequest {
+                kind,
+                value: id.value,
+            })
         })
         .collect();
     let locations = p
@@ -254,26 +304,7 @@ fn person_from_wire(p: v1::Person, at: &str, errors: &mut Vec<FieldError>) -> Pe
 /// Parses a request body, naming the field on a type error (wrong type, unknown field,
 /// unknown enum value).
 pub fn parse_body(body: &[u8]) -> Result<ReferralRequest, FieldError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let pointer = if path == "." {
-            String::new()
-        } else {
-            format!(
-                "/{}",
-                path.replace('.', "/")
-                    .replace(['[', ']'], "/")
-                    .replace("//", "/")
-            )
-            .trim_end_matches('/')
-            .to_owned()
-        };
-        FieldError {
-            pointer,
-            reason: describe_serde_error(error.inner()),
-        }
-    })
+    parse_json(body)
 }
 
 /// A serde message without the offending value (it may be personal data).
@@ -345,9 +376,14 @@ pub fn warnings(request: &ReferralRequest) -> Vec<String> {
         );
     }
     if request.subject.date_of_birth.as_ref().is_some_and(|d| {
-        matches!(d.precision, Some(DobPrecision::Estimated | DobPrecision::Year)) || d.value.len() == 4
+        matches!(
+            d.precision,
+            Some(DobPrecision::Estimated | DobPrecision::Year)
+        ) || d.value.len() == 4
     }) {
-        warnings.push("/subject/date_of_birth: age uncertain; treated as a child until assessed".to_owned());
+        warnings.push(
+            "/subject/date_of_birth: age uncertain; treated as a child until assessed".to_owned(),
+        );
     }
     warnings
 }
@@ -365,7 +401,9 @@ pub fn into_event(
         || !request.subject.family_name.trim().is_empty()
         || !request.subject.aliases.is_empty();
     let subject = person(request.subject, "/subject", false, &mut errors);
-    let received_on = chrono::DateTime::from_timestamp_millis(received_at_ms).unwrap_or_default().date_naive();
+    let received_on = chrono::DateTime::from_timestamp_millis(received_at_ms)
+        .unwrap_or_default()
+        .date_naive();
     // Anyone who may be under 18 is a child and needs no consent (s51); an adult who did not
     // consent is reported anonymously (s52(3)).
     let (subject_is_child, _) = kinlink_enricher::linking::child_status(&subject, received_on);
@@ -373,7 +411,10 @@ pub fn into_event(
     if anonymous {
         refuse_identifying_fields(&subject, &mut errors);
     } else if !subject_named {
-        errors.push(error("/subject/given_name", "a given name, family name or alias is required"));
+        errors.push(error(
+            "/subject/given_name",
+            "a given name, family name or alias is required",
+        ));
     }
     let mut dependants = Vec::new();
     if request.dependants.len() > MAX_DEPENDANTS {
@@ -441,7 +482,13 @@ fn refuse_identifying_fields(subject: &v1::Person, errors: &mut Vec<FieldError>)
         ("family_name", !subject.family_name.is_empty()),
         ("aliases", !subject.aliases.is_empty()),
         ("identifiers", !subject.identifiers.is_empty()),
-        ("date_of_birth", subject.date_of_birth.as_ref().is_some_and(|d| d.value.len() > 4)),
+        (
+            "date_of_birth",
+            subject
+                .date_of_birth
+                .as_ref()
+                .is_some_and(|d| d.value.len() > 4),
+        ),
     ] {
         if present {
             errors.push(error(&format!("/subject/{field}"), WHY));
@@ -452,6 +499,62 @@ fn refuse_identifying_fields(subject: &v1::Person, errors: &mut Vec<FieldError>)
             errors.push(error(&format!("/subject/locations/{i}/postcode"), WHY));
         }
     }
+}
+
+/// Checks and converts dependants added by an update; pointers start at `/add_dependants`.
+pub fn convert_dependants(
+    list: Vec<DependantRequest>,
+) -> Result<Vec<v1::Dependant>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if list.len() > MAX_DEPENDANTS {
+        errors.push(error(
+            "/add_dependants",
+            &format!("at most {MAX_DEPENDANTS} dependants"),
+        ));
+    }
+    let dependants = list
+        .into_iter()
+        .enumerate()
+        .map(|(index, dependant)| v1::Dependant {
+            person: Some(person(
+                dependant.person,
+                &format!("/add_dependants/{index}/person"),
+                true,
+                &mut errors,
+            )),
+            relationship: dependant.relationship.into(),
+            with_subject: dependant.with_subject,
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(dependants)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses any JSON body into `T`, naming the field on a type error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FieldError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let pointer = if path == "." {
+            String::new()
+        } else {
+            format!(
+                "/{}",
+                path.replace('.', "/")
+                    .replace(['[', ']'], "/")
+                    .replace("//", "/")
+            )
+            .trim_end_matches('/')
+            .to_owned()
+        };
+        FieldError {
+            pointer,
+            reason: describe_serde_error(error.inner()),
+        }
+    })
 }
 
 fn error(pointer: &str, reason: &str) -> FieldError {
@@ -467,7 +570,12 @@ fn check_len(value: &str, max: usize, pointer: &str, errors: &mut Vec<FieldError
     }
 }
 
-fn person(request: PersonRequest, at: &str, require_name: bool, errors: &mut Vec<FieldError>) -> v1::Person {
+fn person(
+    request: PersonRequest,
+    at: &str,
+    require_name: bool,
+    errors: &mut Vec<FieldError>,
+) -> v1::Person {
     if require_name
         && request.given_name.trim().is_empty()
         && request.family_name.trim().is_empty()

@@ -38,7 +38,7 @@ pub enum Command {
     Authority(AuthorityArgs),
     /// The triage queue: alerts no body could be found for, waiting for a person.
     Triage(TriageArgs),
-    /// API tokens for authorities (shown once, stored hashed, revocable).
+    /// API tokens for agencies and authorities (shown once, stored hashed, revocable).
     Tokens(TokensArgs),
     /// The hash-chained audit log.
     Audit(AuditArgs),
@@ -52,11 +52,14 @@ pub struct TokensArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
-    /// Create a token bound to one authority; prints the secret once.
+    /// Create a token bound to one authority or one agency; prints the secret once.
     Create {
         /// GSS code (or HSCT code) of the authority the token acts for.
+        #[arg(long, conflicts_with = "agency", required_unless_present = "agency")]
+        authority: Option<String>,
+        /// Id of the agency (police force, council, NGO) the token submits referrals for.
         #[arg(long)]
-        authority: String,
+        agency: Option<String>,
         /// A note for operators, e.g. who holds the token.
         #[arg(long, default_value = "")]
         label: String,

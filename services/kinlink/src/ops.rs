@@ -167,28 +167,29 @@ pub async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
     match command {
         TokensCommand::Create {
             authority,
+            agency,
             label,
             store,
         } => {
+            let (kind, principal) = match (authority, agency) {
+                (Some(authority), _) => (kinlink_notifier::authority_api::TOKEN_KIND, authority),
+                (None, Some(agency)) => (kinlink_intake::auth::TOKEN_KIND, agency),
+                (None, None) => anyhow::bail!("give --authority or --agency"),
+            };
+            anyhow::ensure!(
+                !principal.trim().is_empty() && principal.len() <= 64,
+                "the id must be 1 to 64 characters"
+            );
             let db = open_store(&store).await?;
-            let token = tokens::create(
-                &db,
-                kinlink_notifier::authority_api::TOKEN_KIND,
-                &authority,
-                &label,
-            )
-            .await?;
+            let token = tokens::create(&db, kind, &principal, &label).await?;
             db.close().await;
             if store.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({ "token_id": token.token_id, "authority": authority, "token": token.secret })
-                )?;
+                let json = serde_json::json!({ "token_id": token.token_id, "kind": kind, "principal": principal, "token": token.secret });
+                writeln!(out, "{json}")?;
             } else {
                 writeln!(
                     out,
-                    "token id: {}\nauthority: {authority}\ntoken (shown once): {}",
+                    "token id: {}\n{kind}: {principal}\ntoken (shown once): {}",
                     token.token_id, token.secret
                 )?;
             }

@@ -155,7 +155,7 @@ impl DeliveryWorker {
     /// One pass over due deliveries; returns how many were attempted.
     pub async fn deliver_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
         let due = sqlx::query(
-            "SELECT alert_id, attempts FROM deliveries WHERE state = $1 AND next_attempt_at_ms <= $2 \
+            "SELECT alert_id, attempts, base_attempts FROM deliveries WHERE state = $1 AND next_attempt_at_ms <= $2 \
              ORDER BY next_attempt_at_ms LIMIT 16",
         )
         .bind(state::PENDING)
@@ -169,9 +169,11 @@ impl DeliveryWorker {
             }
             let alert_id: String = row.try_get("alert_id")?;
             let attempts: i64 = row.try_get("attempts")?;
+            let base: i64 = row.try_get("base_attempts")?;
             if let Some(alert) = self.claim(&alert_id, attempts).await? {
-                self.attempt(alert, u32::try_from(attempts + 1).unwrap_or(u32::MAX))
-                    .await?;
+                let attempt = u32::try_from(attempts + 1).unwrap_or(u32::MAX);
+                let of_revision = u32::try_from(attempts + 1 - base).unwrap_or(1);
+                self.attempt(alert, attempt, of_revision).await?;
                 attempted += 1;
             }
         }
@@ -226,7 +228,14 @@ impl DeliveryWorker {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    async fn attempt(&self, alert: v1::AlertRaised, attempt: u32) -> Result<(), Error> {
+    /// Sends attempt number `attempt` (the ledger's count), the `of_revision`-th for the
+    /// alert's current revision (which drives the retry schedule).
+    async fn attempt(
+        &self,
+        alert: v1::AlertRaised,
+        attempt: u32,
+        of_revision: u32,
+    ) -> Result<(), Error> {
         let endpoint = self.directory.endpoint(&alert.authority_code);
         let outcome = match endpoint {
             Some(_) if self.endpoint_disabled(&alert.authority_code).await? => {
@@ -239,14 +248,19 @@ impl DeliveryWorker {
                     endpoint.full_payload,
                 );
                 self.client
-                    .send(&endpoint.url, &alert.alert_id, &payload, &endpoint.secrets)
+                    .send(
+                        &endpoint.url,
+                        &message_id(&alert),
+                        &payload,
+                        &endpoint.secrets,
+                    )
                     .await
             }
             None => AttemptOutcome::NoEndpoint,
         };
         let next = policy::next_step(
             outcome,
-            attempt,
+            of_revision,
             &self.delays,
             rand::random_range(-1.0..=1.0),
         );
@@ -393,6 +407,16 @@ impl DeliveryWorker {
         .await?;
         tracing::warn!(alert_id = %alert.alert_id, authority = %alert.authority_code, reason, "Delivery given up; escalating.");
         Ok(())
+    }
+}
+
+/// The `webhook-id` of an alert's delivery: the alert id; an amendment (revision > 1) is a
+/// new message, `<alert id>:r<revision>`, so receivers that drop repeats still take it.
+pub fn message_id(alert: &v1::AlertRaised) -> String {
+    if alert.revision > 1 {
+        format!("{}:r{}", alert.alert_id, alert.revision)
+    } else {
+        alert.alert_id.clone()
     }
 }
 

@@ -71,7 +71,29 @@ impl Stage for AlertInbox {
         .execute(&mut *conn)
         .await?;
         if filed.rows_affected() == 0 {
-            // The same alert again (a replay): already filed, nothing to do.
+            // Filed before. A higher revision amends it and is delivered again; the same
+            // revision again (a replay) changes nothing.
+            let amended = sqlx::query(
+                "UPDATE deliveries SET alert = $1, revision = $2, state = CASE WHEN state = $3 THEN state ELSE $4 END, \
+                 base_attempts = attempts, next_attempt_at_ms = $5, updated_at_ms = $5 WHERE alert_id = $6 AND revision < $2",
+            )
+            .bind(bytes.clone())
+            .bind(i64::from(alert.revision.max(1)))
+            .bind(state::TRIAGE)
+            .bind(state::PENDING)
+            .bind(now)
+            .bind(&alert.alert_id)
+            .execute(&mut *conn)
+            .await?;
+            if amended.rows_affected() == 1 {
+                sqlx::query("UPDATE alerts SET alert = $1, deadline_ms = $2 WHERE alert_id = $3")
+                    .bind(bytes)
+                    .bind(deadline)
+                    .bind(&alert.alert_id)
+                    .execute(&mut *conn)
+                    .await?;
+                tracing::info!(alert_id = %alert.alert_id, revision = alert.revision, "Alert amended; delivering again.");
+            }
             return Ok(Vec::new());
         }
         sqlx::query(

@@ -29,6 +29,8 @@ pub struct WebhookPayload<'a> {
     /// One section per child of the household this body must act for.
     pub children: Vec<ChildSection<'a>>,
     pub rules_version: &'a str,
+    /// 1 for the first alert; higher for an amendment after a referral update.
+    pub revision: u32,
     /// Where the authority fetches the full alert with its API token.
     pub content_url: String,
     /// Set on messages to a secondary contact: the alert passed its deadline unacknowledged.
@@ -207,6 +209,7 @@ impl<'a> WebhookPayload<'a> {
                 })
                 .collect(),
             rules_version: &alert.rules_version,
+            revision: alert.revision.max(1),
             content_url: format!(
                 "{}/v1/alerts/{}",
                 public_base_url.trim_end_matches('/'),

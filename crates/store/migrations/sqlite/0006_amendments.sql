@@ -1,0 +1,4 @@
+-- Amended alerts (a referral update) are delivered again under a new webhook-id; the
+-- retry schedule restarts from base_attempts.
+ALTER TABLE deliveries ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE deliveries ADD COLUMN base_attempts INTEGER NOT NULL DEFAULT 0;
