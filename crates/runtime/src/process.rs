@@ -113,10 +113,22 @@ impl Process {
     /// Serves `api` plus the ops endpoints until shutdown, then drains every task.
     /// Returns an error if a task failed (which also triggers shutdown).
     pub async fn run_until_stopped(mut self, api: Router) -> Result<(), TaskError> {
-        let router = api.merge(crate::ops_http::router(
+        let mut router = api.merge(crate::ops_http::router(
             Arc::new(self.registry),
             self.log.clone(),
         ));
+        if let Some(doc) = self.openapi.take() {
+            let json = doc.to_pretty_json().unwrap_or_default();
+            router = router.route(
+                "/openapi.json",
+                axum::routing::get(move || async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json,
+                    )
+                }),
+            );
+        }
         let token = self.shutdown.clone();
         let listener = self.listener;
         self.tasks.spawn(async move {

@@ -47,6 +47,7 @@ pub fn install(
         &process.settings.alerter,
     );
     process.spawn_stage(alerter);
+    process.add_openapi(triage_api::openapi());
     Ok(triage_api::router(
         process.store.clone(),
         process.settings.ops.api_token.clone(),

@@ -19,7 +19,7 @@ struct TriageState {
 }
 
 /// One open triage item.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriageItem {
     pub alert_id: String,
     pub referral_id: String,
@@ -46,6 +46,10 @@ fn same_token(given: &str, expected: &str) -> bool {
             == 0
 }
 
+/// Open triage items, oldest first, with their SLA (operator token).
+#[utoipa::path(get, path = "/v1/triage", tag = "operations",
+    responses((status = 200, body = Vec<TriageItem>), (status = 401), (status = 404, description = "No operator token configured")),
+    security(("operator_token" = [])))]
 async fn list(State(state): State<TriageState>, headers: HeaderMap) -> Response {
     let Some(expected) = state.token.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
@@ -100,4 +104,31 @@ pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
             })
         })
         .collect()
+}
+
+struct OperatorAuth;
+
+impl utoipa::Modify for OperatorAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("ops.api_token"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list), modifiers(&OperatorAuth), tags((name = "operations", description = "On-call operators")))]
+struct TriageApi;
+
+/// The triage part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <TriageApi as utoipa::OpenApi>::openapi()
 }

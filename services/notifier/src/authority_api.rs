@@ -133,12 +133,12 @@ async fn own_alert(state: &ApiState, caller: &Caller, id: &str) -> Result<Stored
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct InboxQuery {
     state: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct InboxItem {
     alert_id: String,
     referral_id: String,
@@ -146,6 +146,11 @@ struct InboxItem {
     deadline_ms: i64,
 }
 
+/// The authority's alerts, by deadline.
+#[utoipa::path(get, path = "/v1/authorities/{code}/alerts", tag = "authorities",
+    params(("code" = String, Path, description = "The authority's code; must be the token's"), InboxQuery),
+    responses((status = 200, body = Vec<InboxItem>), (status = 400), (status = 401), (status = 404, description = "Not this token's authority")),
+    security(("authority_token" = [])))]
 async fn inbox(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -210,6 +215,11 @@ async fn inbox(
     }
 }
 
+/// An alert's full content; the read is audited.
+#[utoipa::path(get, path = "/v1/alerts/{id}", tag = "authorities",
+    params(("id" = String, Path)),
+    responses((status = 200, body = WebhookPayload<'_>), (status = 401), (status = 404, description = "No such alert for this authority (denials are audited)")),
+    security(("authority_token" = [])))]
 async fn read_alert(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -247,6 +257,11 @@ async fn read_alert(
     Json(body).into_response()
 }
 
+/// Acknowledge an alert: stops escalation and resolves any on-call page.
+#[utoipa::path(post, path = "/v1/alerts/{id}/acknowledge", tag = "authorities",
+    params(("id" = String, Path)),
+    responses((status = 200), (status = 401), (status = 404)),
+    security(("authority_token" = [])))]
 async fn acknowledge(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -302,6 +317,11 @@ async fn acknowledge(
     }
 }
 
+/// The home authority accepts responsibility in a lives/found hand-off.
+#[utoipa::path(post, path = "/v1/alerts/{id}/accept-responsibility", tag = "authorities",
+    params(("id" = String, Path)),
+    responses((status = 200), (status = 401), (status = 404), (status = 409, description = "No pending hand-off to this authority")),
+    security(("authority_token" = [])))]
 async fn accept_responsibility(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -342,7 +362,7 @@ async fn accept_responsibility(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     outcome_code: String,
@@ -359,6 +379,12 @@ pub const OUTCOME_CODES: &[&str] = &[
     "duplicate",
 ];
 
+/// Resolve an alert with an outcome code.
+#[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "authorities",
+    params(("id" = String, Path)),
+    request_body = ResolveBody,
+    responses((status = 200), (status = 400), (status = 401), (status = 404)),
+    security(("authority_token" = [])))]
 async fn resolve(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -421,4 +447,37 @@ async fn resolve(
         }
         Err(error) => unavailable(error),
     }
+}
+
+struct AuthorityAuth;
+
+impl utoipa::Modify for AuthorityAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "authority_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Authority API token (kinlink tokens create --authority CODE)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(inbox, read_alert, acknowledge, accept_responsibility, resolve),
+    modifiers(&AuthorityAuth),
+    tags((name = "authorities", description = "Children's services: inbox, acknowledgement, hand-off, resolution"))
+)]
+struct AuthorityApi;
+
+/// The authority part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <AuthorityApi as utoipa::OpenApi>::openapi()
 }

@@ -92,6 +92,7 @@ pub fn spawn(
         settings.public_base_url.clone(),
     );
     process.spawn_stage(AlertInbox::new(directory));
+    process.add_openapi(authority_api::openapi());
     let shutdown = process.shutdown.clone();
     process.spawn("delivery", async move {
         if sole_notifier {

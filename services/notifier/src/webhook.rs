@@ -10,7 +10,7 @@ use crate::policy::{AttemptOutcome, parse_retry_after};
 use crate::signing::{SigningSecret, signature_header};
 
 /// The webhook body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookPayload<'a> {
     pub alert_id: &'a str,
     pub referral_id: &'a str,
@@ -42,29 +42,38 @@ pub struct WebhookPayload<'a> {
 }
 
 /// Referral context in full payloads.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Exploitation {
     pub types: Vec<String>,
     pub county_lines: bool,
 }
 
 /// A child's own details, in full payloads and through the authority API only.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildDetails<'a> {
     pub given_name: &'a str,
     pub family_name: &'a str,
+    #[schema(value_type = Vec<String>)]
     pub aliases: &'a [String],
     pub date_of_birth: Option<&'a str>,
     pub date_of_birth_precision: Option<String>,
     pub claimed_age: Option<u32>,
     pub sex: String,
+    #[schema(value_type = Vec<String>)]
     pub nationalities: &'a [String],
+    #[schema(value_type = Vec<String>)]
     pub languages: &'a [String],
-    pub identifiers: Vec<(String, &'a str)>,
+    pub identifiers: Vec<IdentifierDetails<'a>>,
     pub locations: Vec<LocationDetails<'a>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IdentifierDetails<'a> {
+    pub kind: String,
+    pub value: &'a str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LocationDetails<'a> {
     pub role: String,
     pub postcode: &'a str,
@@ -104,16 +113,14 @@ impl<'a> ChildDetails<'a> {
             identifiers: p
                 .identifiers
                 .iter()
-                .map(|i| {
-                    (
-                        enum_name(
-                            v1::IdentifierKind::try_from(i.kind)
-                                .ok()
-                                .map(|e| e.as_str_name()),
-                            "IDENTIFIER_KIND_",
-                        ),
-                        i.value.as_str(),
-                    )
+                .map(|i| IdentifierDetails {
+                    kind: enum_name(
+                        v1::IdentifierKind::try_from(i.kind)
+                            .ok()
+                            .map(|e| e.as_str_name()),
+                        "IDENTIFIER_KIND_",
+                    ),
+                    value: i.value.as_str(),
                 })
                 .collect(),
             locations: p
@@ -137,12 +144,14 @@ impl<'a> ChildDetails<'a> {
 }
 
 /// A child's part of a grouped alert: ids and rule names only.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChildSection<'a> {
     pub person_id: &'a str,
+    #[schema(value_type = Vec<String>)]
     pub rules: &'a [String],
     pub basis: &'static str,
     pub other_authority_code: &'a str,
+    #[schema(value_type = Vec<String>)]
     pub previous_authority_codes: &'a [String],
     pub ever_referred_in_own_right: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,421 @@
+//! The intake API as an integration engineer meets it, on the embedded default and on Kafka
+//! (tansu) + PostgreSQL: authentication, problem details naming every field, all-or-nothing
+//! acceptance, idempotent replays, the s51 and s52(3) rules, protobuf bodies, status, updates
+//! and follow-up events.
+
+use std::time::Duration;
+
+use prost::Message;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use kinlink_store::test_support::TempPostgres;
+
+const WESTMINSTER: &str = "E09000033";
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &Value,
+    ) -> TestResult<(StatusCode, Value)> {
+        let mut request = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let problem = response.headers().get("content-type").is_some_and(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.starts_with("application/problem+json"))
+        });
+        let raw = response.bytes().await?;
+        let body: Value = serde_json::from_slice(&raw).map_err(|e| {
+            format!(
+                "{path}: {status} with a body that is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&raw)
+            )
+        })?;
+        if status.is_client_error() {
+            assert!(
+                problem,
+                "{path}: {status} must be application/problem+json: {body}"
+            );
+        }
+        Ok((status, body))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> TestResult<(StatusCode, Value)> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+fn pointers(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x["pointer"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn family(reference: &str) -> Value {
+    json!({
+        "external_reference": reference,
+        "subject": { "given_name": "Ilir", "family_name": "Gashi", "date_of_birth": { "value": "1984-02-02" } },
+        "dependants": [{ "relationship": "child", "person": { "given_name": "Besa", "family_name": "Gashi", "claimed_age": 6,
+            "locations": [{ "role": "lives", "authority_code": WESTMINSTER }] } }],
+        "consent": "given"
+    })
+}
+
+async fn intake_rules(api: &Api, other_agency_token: &str) -> TestResult {
+    // Authentication.
+    let (status, _) = api
+        .post("/v1/referrals", None, None, &family("A-1"))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .post("/v1/referrals", Some("klk_wrong"), None, &family("A-1"))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Every failing field, by JSON pointer; nothing is accepted, so the key stays free.
+    let invalid = json!({
+        "subject": { "date_of_birth": { "value": "1990-02-30" }, "locations": [{ "role": "lives", "authority_code": "X" }] },
+        "dependants": [{ "relationship": "child", "person": { "given_name": "" } }]
+    });
+    let (status, problem) = api
+        .post("/v1/referrals", Some(&api.token), Some("key-1"), &invalid)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pointers(&problem),
+        [
+            "/subject/date_of_birth/value",
+            "/subject/locations/0/authority_code",
+            "/subject/given_name",
+            "/dependants/0/person/given_name"
+        ]
+    );
+    let (status, problem) = api
+        .post(
+            "/v1/referrals",
+            Some(&api.token),
+            None,
+            &json!({ "subject": { "given_name": "A", "sex": "martian" } }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(pointers(&problem), ["/subject/sex"]);
+    assert!(
+        !problem.to_string().contains("martian"),
+        "values are not echoed"
+    );
+
+    // Accepted, then replayed: same response; the same key with another body is a conflict.
+    let (status, first) = api
+        .post(
+            "/v1/referrals",
+            Some(&api.token),
+            Some("key-1"),
+            &family("A-1"),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let referral_id = first["referral_id"].as_str().ok_or("no id")?.to_owned();
+    let (status, replay) = api
+        .post(
+            "/v1/referrals",
+            Some(&api.token),
+            Some("key-1"),
+            &family("A-1"),
+        )
+        .await?;
+    assert_eq!((status, &replay), (StatusCode::ACCEPTED, &first));
+    let (status, _) = api
+        .post(
+            "/v1/referrals",
+            Some(&api.token),
+            Some("key-1"),
+            &family("A-2"),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // The external reference is unique per agency: same body replays, another body conflicts.
+    let (status, again) = api
+        .post("/v1/referrals", Some(&api.token), None, &family("A-1"))
+        .await?;
+    assert_eq!(
+        (status, again["referral_id"].as_str()),
+        (StatusCode::ACCEPTED, Some(referral_id.as_str()))
+    );
+    let mut changed = family("A-1");
+    changed["urgency"] = json!("urgent");
+    let (status, _) = api
+        .post("/v1/referrals", Some(&api.token), None, &changed)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    // Another agency may use the same reference.
+    let (status, _) = api
+        .post(
+            "/v1/referrals",
+            Some(other_agency_token),
+            None,
+            &family("A-1"),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Status, for the submitting agency only.
+    let path = format!("/v1/referrals/{referral_id}");
+    let mut status_body = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = api.get(&path, &api.token).await?;
+        assert_eq!(status, StatusCode::OK);
+        if body["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            status_body = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status_body["persons"].as_array().map(Vec::len),
+        Some(2),
+        "{status_body}"
+    );
+    assert_eq!(status_body["alerts"][0]["authority_code"], WESTMINSTER);
+    assert_eq!(
+        api.get(&path, other_agency_token).await?.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get("/v1/referrals/nope", &api.token).await?.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // s52(3): an adult without consent is reported anonymously, or not at all.
+    let named = json!({ "subject": { "given_name": "Arta", "date_of_birth": { "value": "1980-01-01" },
+        "locations": [{ "role": "found", "postcode": "SW1A 2AA" }] }, "consent": "not_given" });
+    let (status, problem) = api
+        .post("/v1/referrals", Some(&api.token), None, &named)
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        pointers(&problem),
+        [
+            "/subject/given_name",
+            "/subject/date_of_birth",
+            "/subject/locations/0/postcode"
+        ]
+    );
+    let anonymous = json!({ "subject": { "date_of_birth": { "value": "1980" }, "locations": [{ "role": "found", "postcode": "SW1A" }] },
+        "consent": "not_given",
+        "dependants": [{ "relationship": "child", "person": { "given_name": "Dua", "claimed_age": 4,
+            "locations": [{ "role": "lives", "authority_code": WESTMINSTER }] } }] });
+    let (status, accepted) = api
+        .post("/v1/referrals", Some(&api.token), None, &anonymous)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (_, body) = api
+        .get(
+            &format!(
+                "/v1/referrals/{}",
+                accepted["referral_id"].as_str().unwrap_or_default()
+            ),
+            &api.token,
+        )
+        .await?;
+    assert_eq!(body["anonymous_duty_to_notify"], true);
+    // s51: someone who may be under 18 needs no consent and is reported by name.
+    let child =
+        json!({ "subject": { "given_name": "Sokol", "claimed_age": 16 }, "consent": "not_given" });
+    assert_eq!(
+        api.post("/v1/referrals", Some(&api.token), None, &child)
+            .await?
+            .0,
+        StatusCode::ACCEPTED
+    );
+
+    // Protobuf bodies take the same validation.
+    let submission = kinlink_proto::v1::ReferralSubmission {
+        subject: Some(kinlink_proto::v1::Person {
+            given_name: "Proto".into(),
+            claimed_age: Some(12),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let response = api
+        .client
+        .post(format!("{}/v1/referrals", api.base))
+        .bearer_auth(&api.token)
+        .header("content-type", "application/x-protobuf")
+        .body(submission.encode_to_vec())
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let bad = kinlink_proto::v1::ReferralSubmission {
+        subject: Some(kinlink_proto::v1::Person {
+            given_name: "Proto".into(),
+            sex: 99,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let response = api
+        .client
+        .post(format!("{}/v1/referrals", api.base))
+        .bearer_auth(&api.token)
+        .header("content-type", "application/x-protobuf")
+        .body(bad.encode_to_vec())
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = api
+        .client
+        .post(format!("{}/v1/referrals", api.base))
+        .bearer_auth(&api.token)
+        .body("x")
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Updates are versioned.
+    let update = json!({ "expected_version": 1, "urgency": "urgent" });
+    let (status, updated) = api
+        .post(&format!("{path}/updates"), Some(&api.token), None, &update)
+        .await?;
+    assert_eq!(
+        (status, updated["version"].as_u64()),
+        (StatusCode::ACCEPTED, Some(2))
+    );
+    let (status, _) = api
+        .post(&format!("{path}/updates"), Some(&api.token), None, &update)
+        .await?;
+    assert_eq!(status, StatusCode::CONFLICT, "stale expected_version");
+
+    // Follow-up events on one's own referrals only.
+    let missing = json!({ "type": "missing_episode", "referral_id": referral_id, "subject": { "dependant_index": 0 },
+        "missing_since": "2026-11-20T08:00:00Z" });
+    let (status, event) = api
+        .post("/v1/events", Some(&api.token), Some("ev-1"), &missing)
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+    assert_eq!(
+        api.post("/v1/events", Some(&api.token), Some("ev-1"), &missing)
+            .await?
+            .1,
+        event,
+        "replayed"
+    );
+    assert_eq!(
+        api.post("/v1/events", Some(other_agency_token), None, &missing)
+            .await?
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, problem) = api
+        .post(
+            "/v1/events",
+            Some(&api.token),
+            None,
+            &json!({ "type": "teleported", "referral_id": "x" }),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+
+    // The OpenAPI document is generated from the code.
+    let doc: Value = api
+        .client
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    for path in [
+        "/v1/referrals",
+        "/v1/referrals/{id}",
+        "/v1/events",
+        "/v1/alerts/{id}",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn intake_rules_on_the_embedded_default() -> TestResult {
+    let dir = TempDir::new("e2e-intake")?;
+    let receiver = WebhookReceiver::start().await?;
+    let config = write_config(&dir.0, &receiver, &[WESTMINSTER], "")?;
+    let data = dir.0.join("data");
+    let kinlink = Kinlink::up(&data, &config).await?;
+    let other = create_token(Some(&data), &config, "--agency", "other-agency")?;
+    let api = Api {
+        base: kinlink.base_url.clone(),
+        token: kinlink.agency_token.clone(),
+        client: reqwest::Client::new(),
+    };
+    intake_rules(&api, &other).await?;
+    assert!(kinlink.interrupt().await?.success());
+    Ok(())
+}
+
+#[tokio::test]
+async fn intake_rules_on_kafka_and_postgres() -> TestResult {
+    let dir = TempDir::new("e2e-intake-kafka")?;
+    let tansu = Tansu::start(&dir.0).await?;
+    let database = TempPostgres::create()
+        .await
+        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let receiver = WebhookReceiver::start().await?;
+    let extra = format!(
+        "\n[log]\nbackend = \"kafka\"\npartitions = 2\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"intake-{}-\"\n\n[store]\nurl = \"{}\"\n",
+        tansu.bootstrap, database.name, database.url
+    );
+    let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
+    let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
+    let other = create_token(None, &config, "--agency", "other-agency")?;
+    let api = Api {
+        base: kinlink.base_url.clone(),
+        token: kinlink.agency_token.clone(),
+        client: reqwest::Client::new(),
+    };
+    let outcome = intake_rules(&api, &other).await;
+    let status = kinlink.interrupt().await;
+    drop(tansu);
+    database.drop_database().await?;
+    outcome?;
+    assert!(status?.success());
+    Ok(())
+}
