@@ -419,3 +419,69 @@ async fn intake_rules_on_kafka_and_postgres() -> TestResult {
     assert!(status?.success());
     Ok(())
 }
+
+#[test]
+fn import_reports_bad_lines_and_resumes_without_duplicates() -> TestResult {
+    use sqlx::Connection;
+    let dir = TempDir::new("e2e-import")?;
+    let data = dir.0.join("data");
+    let line =
+        |name: &str| json!({ "subject": { "given_name": name, "claimed_age": 15 } }).to_string();
+    let all = [
+        line("Agim"),
+        line("Blerta"),
+        "{\"subject\": {\"sex\": \"x\"}}".to_owned(),
+        line("Drita"),
+        line("Elona"),
+    ];
+    let first_two = dir.0.join("part.jsonl");
+    std::fs::write(&first_two, all[..2].join("\n"))?;
+    let whole = dir.0.join("all.jsonl");
+    std::fs::write(&whole, all.join("\n"))?;
+    let import = |file: &std::path::Path| -> TestResult<Value> {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+            .args(["import", "--agency", "backlog-agency", "--json", "--errors"])
+            .arg(dir.0.join("errors.jsonl"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg(file)
+            .output()?;
+        assert!(output.status.success(), "{output:?}");
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    // An interrupted run got through the first two lines...
+    assert_eq!(
+        import(&first_two)?,
+        json!({ "accepted": 2, "already_imported": 0, "rejected": 0 })
+    );
+    // ...the full run resumes: nothing twice, the bad line reported with its field.
+    assert_eq!(
+        import(&whole)?,
+        json!({ "accepted": 2, "already_imported": 2, "rejected": 1 })
+    );
+    let errors = std::fs::read_to_string(dir.0.join("errors.jsonl"))?;
+    let report: Value = serde_json::from_str(errors.lines().next().ok_or("no error report")?)?;
+    assert_eq!(report["line"], 3);
+    assert_eq!(report["errors"][0]["pointer"], "/subject/sex");
+    assert_eq!(
+        import(&whole)?,
+        json!({ "accepted": 0, "already_imported": 4, "rejected": 1 })
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let events = runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=ro", data.join("kinlink.db").display());
+        let mut conn = sqlx::AnyConnection::connect(&url).await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM log_events WHERE topic = 'kinlink.referrals.received'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        sqlx::Row::try_get::<i64, _>(&row, "n")
+    })?;
+    assert_eq!(events, 4, "each referral once in the log");
+    Ok(())
+}

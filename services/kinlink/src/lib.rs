@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod import;
 mod ops;
 
 use anyhow::Context;
@@ -42,6 +43,23 @@ pub enum Command {
     Tokens(TokensArgs),
     /// The hash-chained audit log.
     Audit(AuditArgs),
+    /// Load a backlog of referrals (one JSON referral per line) through intake's validation.
+    /// Re-running after an interruption skips lines already accepted.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// JSON Lines file: one referral per line, in the `POST /v1/referrals` JSON shape.
+    pub file: PathBuf,
+    /// The agency the referrals are from.
+    #[arg(long)]
+    pub agency: String,
+    /// Write the per-line error report (JSON Lines) here instead of standard error.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: TriageCommand::List(args),
         }) => ops::triage_list(&args).await,
         Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
+        Command::Import(args) => import::run(&args).await,
         Command::Audit(AuditArgs {
             command: AuditCommand::Verify(args),
         }) => ops::audit_verify(&args).await,

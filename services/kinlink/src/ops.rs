@@ -111,11 +111,16 @@ pub fn authority(args: &AuthorityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+pub(crate) fn settings(args: &StoreArgs) -> anyhow::Result<Settings> {
     let mut settings = Settings::load(args.config.as_deref()).context("loading settings")?;
     if let Some(dir) = &args.data_dir {
         settings.data_dir = dir.clone();
     }
+    Ok(settings)
+}
+
+pub(crate) async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
+    let settings = settings(args)?;
     Ok(match &settings.store.url {
         Some(url) => Store::connect(url).await?,
         None => Store::open_embedded(&settings.data_dir).await?,
