@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, PostgreSQL-backed store tests, Kafka-protocol
-# tests against a throw-away tansu broker, and the end-to-end tests of the `kinlink` binary.
+# tests against a throw-away tansu broker, the end-to-end tests of the `kinlink` binary, and
+# (on a full run) schemathesis against the API's OpenAPI document.
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p kinlink-store -- --nocapture`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,9 @@ fi
 export KINLINK_TANSU_BIN="${KINLINK_TANSU_BIN:-$(command -v tansu)}"
 export KINLINK_TEST_POSTGRES_URL="${KINLINK_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# On a full run, also fuzz the HTTP API against its own OpenAPI document.
+if [[ $# -eq 0 ]]; then
+    KINLINK_BIN=target/debug/kinlink scripts/schemathesis.sh
+fi

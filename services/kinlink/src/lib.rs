@@ -198,17 +198,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!(error))
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut settings = Settings::load(args.config.as_deref()).context("loading settings")?;
-    if let Some(dir) = args.data_dir {
-        settings.data_dir = dir;
-    }
-    if let Some(address) = args.address {
-        settings.http.address = address;
-    }
-    kinlink_runtime::telemetry::init(&settings.telemetry)?;
+/// Every service in one process, as `kinlink up` runs them: returns the process (call
+/// `run_until_stopped` with the router) and the API routes. Benchmarks use it too.
+pub async fn assemble(settings: Settings) -> anyhow::Result<(Process, axum::Router)> {
     let embedded = settings.log.backend == LogBackend::Embedded;
-    let data_dir = settings.data_dir.clone();
     let mut process = Process::build(settings)
         .await
         .context("starting the pipeline")?;
@@ -223,6 +216,21 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     // The only notifier on an embedded store: claims left by a crash are released at once.
     api = api.merge(kinlink_notifier::spawn(&mut process, embedded)?);
+    Ok((process, api))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::load(args.config.as_deref()).context("loading settings")?;
+    if let Some(dir) = args.data_dir {
+        settings.data_dir = dir;
+    }
+    if let Some(address) = args.address {
+        settings.http.address = address;
+    }
+    kinlink_runtime::telemetry::init(&settings.telemetry)?;
+    let embedded = settings.log.backend == LogBackend::Embedded;
+    let data_dir = settings.data_dir.clone();
+    let (process, api) = assemble(settings).await?;
 
     let address = process.local_addr()?;
     let mut stdout = std::io::stdout().lock();
