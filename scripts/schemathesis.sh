@@ -32,10 +32,10 @@ grep -q "kinlink listening on" "$work/up.log" || { cat "$work/up.log"; exit 1; }
 token=$("$KINLINK_BIN" tokens create --agency schemathesis --json --data-dir "$work/data" --config "$work/kinlink.toml" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
-"$work/venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+(cd "$work" && "$work/venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
     --checks not_a_server_error,response_schema_conformance \
     --header "Authorization: Bearer $token" \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" \
     --request-timeout 10 \
-    --no-color
+    --no-color)
 echo "schemathesis: no server errors, responses match the schema"
