@@ -485,3 +485,117 @@ fn import_reports_bad_lines_and_resumes_without_duplicates() -> TestResult {
     assert_eq!(events, 4, "each referral once in the log");
     Ok(())
 }
+
+/// Agencies that stream: a valid submission produced to the intake topic becomes a referral
+/// and an alert; an invalid one lands on the dead-letter topic with every failing field.
+#[tokio::test]
+async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_topic() -> TestResult {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let dir = TempDir::new("e2e-stream")?;
+    let tansu = Tansu::start(&dir.0).await?;
+    let database = TempPostgres::create()
+        .await
+        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let receiver = WebhookReceiver::start().await?;
+    let extra = format!(
+        "\n[log]\nbackend = \"kafka\"\npartitions = 1\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"stream-{}-\"\n\n[store]\nurl = \"{}\"\n",
+        tansu.bootstrap, database.name, database.url
+    );
+    let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
+    let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .create()?;
+    let send = |id: &str, submission: kinlink_proto::v1::ReferralSubmission| {
+        let envelope = kinlink_eventlog::Envelope::new(
+            id.into(),
+            "/agencies/streaming-agency",
+            id,
+            id,
+            0,
+            &submission,
+        );
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in envelope.kafka_headers() {
+            headers = headers.insert(Header {
+                key: &key,
+                value: Some(&value),
+            });
+        }
+        (envelope, headers)
+    };
+    let child = kinlink_proto::v1::Person {
+        given_name: "Streamed".into(),
+        claimed_age: Some(10),
+        locations: vec![kinlink_proto::v1::Location {
+            role: kinlink_proto::v1::LocationRole::Lives as i32,
+            authority_code: WESTMINSTER.into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let valid = kinlink_proto::v1::ReferralSubmission {
+        subject: Some(child),
+        ..Default::default()
+    };
+    let invalid = kinlink_proto::v1::ReferralSubmission {
+        subject: Some(kinlink_proto::v1::Person {
+            sex: 42,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (id, submission) in [("stream-ok", valid), ("stream-bad", invalid)] {
+        let (envelope, headers) = send(id, submission);
+        producer
+            .send(
+                FutureRecord::to(kinlink_eventlog::topics::INTAKE_SUBMISSIONS)
+                    .key(id)
+                    .payload(&envelope.data)
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| !r.is_empty())
+        .await?;
+    assert_eq!(
+        received[0].authority, WESTMINSTER,
+        "the valid submission became an alert"
+    );
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("group.id", "stream-dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&["kinlink.intake.dlq"])?;
+    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+    let header = |name: &str| {
+        message.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == name)
+                .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+        })
+    };
+    assert_eq!(header("ce_id").as_deref(), Some("stream-bad"));
+    let reason = header("ce_kinlinkdlqreason").unwrap_or_default();
+    assert!(
+        reason.contains("/subject/sex") && reason.contains("/subject/given_name"),
+        "{reason}"
+    );
+
+    let status = kinlink.interrupt().await;
+    drop(tansu);
+    database.drop_database().await?;
+    assert!(status?.success());
+    Ok(())
+}

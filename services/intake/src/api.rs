@@ -146,8 +146,11 @@ async fn submit(
     let agency = auth::agency(&state.store, headers).await?;
     let key = idempotency_key(headers)?;
     let kind = content_type(headers);
-    let parsed = if kind.starts_with("application/json") {
-        request::parse_body(body).map_err(|field| Problem::invalid(vec![field]))?
+    let (parsed, wire_errors) = if kind.starts_with("application/json") {
+        (
+            request::parse_body(body).map_err(|field| Problem::invalid(vec![field]))?,
+            Vec::new(),
+        )
     } else if kind.starts_with("application/x-protobuf") || kind.starts_with("application/protobuf")
     {
         let submission = v1::ReferralSubmission::decode(body).map_err(|_| {
@@ -156,7 +159,7 @@ async fn submit(
                 reason: "body is not a kinlink.v1.ReferralSubmission".into(),
             }])
         })?;
-        ReferralRequest::from_submission(submission).map_err(Problem::invalid)?
+        ReferralRequest::from_submission(submission)
     } else {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -172,13 +175,20 @@ async fn submit(
     }
     let warnings = request::warnings(&parsed);
     let referral_id = uuid::Uuid::now_v7().to_string();
-    let referral = request::into_event(
+    let referral = match request::into_event(
         parsed,
         &referral_id,
         &agency.id,
         kinlink_store::now_millis(),
-    )
-    .map_err(Problem::invalid)?;
+    ) {
+        Ok(referral) if wire_errors.is_empty() => referral,
+        Ok(_) => return Err(Problem::invalid(wire_errors)),
+        Err(more) => {
+            return Err(Problem::invalid(
+                wire_errors.into_iter().chain(more).collect(),
+            ));
+        }
+    };
     let body = serde_json::to_string(&Accepted {
         referral_id: referral_id.clone(),
         version: 1,

@@ -156,7 +156,9 @@ wire_enum!(Consent => v1::Consent { Given => Given, NotGiven => NotGiven, NotReq
 impl ReferralRequest {
     /// The protobuf form of a referral, read into the same shape as the JSON form so both
     /// go through one validation. Unknown enum values are errors naming the field.
-    pub fn from_submission(submission: v1::ReferralSubmission) -> Result<Self, Vec<FieldError>> {
+    /// Returns the request with what could be read, and the wire-level errors (unknown enum
+    /// values); callers validate the request too, so every failing field is reported.
+    pub fn from_submission(submission: v1::ReferralSubmission) -> (Self, Vec<FieldError>) {
         let mut errors = Vec::new();
         let subject = match submission.subject {
             Some(subject) => person_from_wire(subject, "/subject", &mut errors),
@@ -224,11 +226,7 @@ impl ReferralRequest {
             ),
             concern: submission.concern,
         };
-        if errors.is_empty() {
-            Ok(request)
-        } else {
-            Err(errors)
-        }
+        (request, errors)
     }
 }
 
@@ -386,6 +384,24 @@ pub fn warnings(request: &ReferralRequest) -> Vec<String> {
         );
     }
     warnings
+}
+
+/// A protobuf submission to an event: wire errors and validation errors reported together.
+pub fn submission_into_event(
+    submission: v1::ReferralSubmission,
+    referral_id: &str,
+    agency_id: &str,
+    received_at_ms: i64,
+) -> Result<v1::ReferralReceived, Vec<FieldError>> {
+    let (request, mut errors) = ReferralRequest::from_submission(submission);
+    match into_event(request, referral_id, agency_id, received_at_ms) {
+        Ok(event) if errors.is_empty() => Ok(event),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
 }
 
 /// Checks limits and formats, then builds the event. Every failing field is reported.

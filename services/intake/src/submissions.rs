@@ -9,7 +9,7 @@ use kinlink_proto::v1;
 use prost::Message;
 use sqlx::AnyConnection;
 
-use crate::request::{self, ReferralRequest};
+use crate::request;
 
 /// The streaming-submissions stage.
 #[derive(Debug, Default, Clone)]
@@ -46,12 +46,12 @@ impl Stage for Submissions {
                     .join("; "),
             )
         };
-        let parsed = ReferralRequest::from_submission(submission).map_err(describe)?;
         // The referral id is derived from the submission's event id: a redelivered
         // submission becomes the same referral.
         let referral_id = kinlink_eventlog::envelope::derive_id(&record.envelope.id, "referral");
         let now = kinlink_store::now_millis();
-        let referral = request::into_event(parsed, &referral_id, &agency, now).map_err(describe)?;
+        let referral = request::submission_into_event(submission, &referral_id, &agency, now)
+            .map_err(describe)?;
         sqlx::query(
             "INSERT INTO intake_referrals (referral_id, agency_id, external_reference, request_hash, version, state, \
              received_at_ms, referral) VALUES ($1, $2, $3, $4, 1, 'accepted', $5, $6) ON CONFLICT DO NOTHING",
