@@ -313,6 +313,24 @@ impl Alerter {
         now_ms: i64,
     ) -> Result<Drafts, StageError> {
         let mut drafts = Drafts::default();
+        if enriched.anonymous_duty_to_notify {
+            // The adult is never shared; record that decision (children still are).
+            kinlink_store::audit::append(
+                conn,
+                &kinlink_store::audit::AuditEntry {
+                    action: "not_shared",
+                    actor: "alerter",
+                    authority_code: "",
+                    alert_id: "",
+                    detail: &format!(
+                        "referral {}: adult subject of an anonymous Duty to Notify report (s52(3))",
+                        enriched.referral_id
+                    ),
+                },
+            )
+            .await
+            .map_err(|e| StageError::Retry(e.to_string()))?;
+        }
         for child in enriched.subjects.iter().filter(|s| s.is_child) {
             let previous =
                 history::previous_bodies(conn, &child.person_id, &enriched.referral_id).await?;

@@ -367,6 +367,33 @@ async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
             .rules
             .contains(&"age_dispute".to_owned())
     );
+    // An anonymous Duty-to-Notify report: the child is alerted, the adult's non-disclosure audited.
+    let mut anonymous = referral(
+        "r4",
+        v1::Person {
+            claimed_age: Some(30),
+            ..Default::default()
+        },
+        vec![person(
+            "Linh",
+            "2019-01-01",
+            vec![location(LocationRole::Lives, "B1 1BB")],
+        )],
+    );
+    anonymous.anonymous_duty_to_notify = true;
+    anonymous.consent = v1::Consent::NotGiven as i32;
+    let alerts_r4 = h.refer(anonymous).await?;
+    assert_eq!(alerts_r4.len(), 1);
+    assert!(
+        alerts_r4[0]
+            .sections
+            .iter()
+            .all(|s| s.child.as_ref().is_some_and(|c| c.given_name == "Linh"))
+    );
+    let not_shared = sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'not_shared'")
+        .fetch_one(h.store.pool())
+        .await?;
+    assert_eq!(not_shared.try_get::<i64, _>("n")?, 1);
     let queued = sqlx::query(
         "SELECT COUNT(*) AS n FROM triage_queue WHERE referral_id = 'r3' AND state = 'open'",
     )
