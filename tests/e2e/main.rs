@@ -4,6 +4,7 @@
 mod helpers;
 mod intake;
 mod notifier;
+mod ops;
 mod routing_cli;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -144,6 +144,18 @@ impl KafkaLog {
         &self.store
     }
 
+    pub(crate) fn group_prefix(&self) -> &str {
+        &self.config.group_prefix
+    }
+
+    pub(crate) fn brokers(&self) -> &str {
+        &self.config.brokers
+    }
+
+    pub(crate) fn client_options(&self) -> &BTreeMap<String, String> {
+        &self.config.client_options
+    }
+
     /// Produces one event and waits for the broker's acknowledgement.
     pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<()> {
         let mut headers = OwnedHeaders::new();

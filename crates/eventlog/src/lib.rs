@@ -16,6 +16,7 @@
 
 pub mod embedded;
 pub mod envelope;
+pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 mod runner;

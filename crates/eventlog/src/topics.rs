@@ -24,8 +24,26 @@ pub const ALL: &[&str] = &[
     ALERTS_LIFECYCLE,
 ];
 
-/// The stages that consume topics, each with its own dead-letter topic.
+/// The stages that consume topics, each with its own dead-letter topic, and what they
+/// consume. Stages and the ops tooling both read this, so they cannot disagree.
+pub const STAGE_INPUTS: &[(&str, &[&str])] = &[
+    ("intake", &[INTAKE_SUBMISSIONS]),
+    ("enricher", &[REFERRALS_RECEIVED]),
+    ("alerter", &[REFERRALS_ENRICHED, REFERRAL_FOLLOWUPS]),
+    ("notifier", &[ALERTS_RAISED]),
+];
+
+/// The stages, in pipeline order.
 pub const STAGES: &[&str] = &["intake", "enricher", "alerter", "notifier"];
+
+/// The topics a stage consumes.
+pub fn inputs_of(stage: &str) -> Vec<String> {
+    STAGE_INPUTS
+        .iter()
+        .find(|(name, _)| *name == stage)
+        .map(|(_, topics)| topics.iter().map(|t| (*t).to_owned()).collect())
+        .unwrap_or_default()
+}
 
 /// The dead-letter topic of a stage: events it rejected, with the reason attached.
 pub fn dead_letter(stage: &str) -> String {

@@ -247,13 +247,27 @@ impl Default for NotifierSettings {
     }
 }
 
-/// Access for on-call operators to operational APIs (the triage queue).
-#[derive(Clone, Default, Deserialize)]
+/// Operations: the operators' API token and the sampled health gauges.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OpsSettings {
     /// Bearer token for `/v1/triage`. Give it through the environment
     /// (`KINLINK__OPS__API_TOKEN`), never in a committed file. Unset: the API is disabled.
     pub api_token: Option<String>,
+    /// How often lag, triage and alert gauges are sampled for `/metrics`.
+    pub sample_interval_ms: u64,
+    /// A stage with lag and no progress for this long is stalled.
+    pub stalled_after_seconds: u64,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            api_token: None,
+            sample_interval_ms: 15_000,
+            stalled_after_seconds: 300,
+        }
+    }
 }
 
 impl std::fmt::Debug for OpsSettings {

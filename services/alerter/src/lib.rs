@@ -190,10 +190,7 @@ impl Stage for Alerter {
     }
 
     fn input_topics(&self) -> Vec<String> {
-        vec![
-            topics::REFERRALS_ENRICHED.to_owned(),
-            topics::REFERRAL_FOLLOWUPS.to_owned(),
-        ]
+        topics::inputs_of(self.name())
     }
 
     async fn handle(

@@ -15,10 +15,28 @@ use sqlx::AnyConnection;
 /// CloudEvents `source` of events the enricher emits.
 pub const SOURCE: &str = "/kinlink/enricher";
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
+/// How each person was resolved (linkage band counts), shared by every enricher in a process.
+static LINKS: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        MethodLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
 /// Adds the enricher stage to a process.
 pub fn install(
     process: &mut kinlink_runtime::Process,
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
+    process.registry.register(
+        "kinlink_enricher_links",
+        "Persons resolved by method (new_person, strong_identifier, exact_name_and_dob)",
+        LINKS.clone(),
+    );
     process.spawn_stage(Enricher);
     Ok(axum::Router::new())
 }
@@ -33,7 +51,7 @@ impl Stage for Enricher {
     }
 
     fn input_topics(&self) -> Vec<String> {
-        vec![topics::REFERRALS_RECEIVED.to_owned()]
+        topics::inputs_of(self.name())
     }
 
     async fn handle(
@@ -103,6 +121,12 @@ async fn enrich(
             &format!("person/{}/{index}", role as i32),
         );
         let resolved = registry::resolve(conn, person, &new_id, &referral.referral_id).await?;
+        let method = resolved
+            .method
+            .as_str_name()
+            .trim_start_matches("MATCH_METHOD_")
+            .to_ascii_lowercase();
+        LINKS.get_or_create(&MethodLabel { method }).inc();
         let in_own_right = registry::record_appearance(
             conn,
             &referral.referral_id,

@@ -21,7 +21,7 @@ impl Stage for Submissions {
     }
 
     fn input_topics(&self) -> Vec<String> {
-        vec![topics::INTAKE_SUBMISSIONS.to_owned()]
+        topics::inputs_of(self.name())
     }
 
     async fn handle(

@@ -43,9 +43,88 @@ pub enum Command {
     Tokens(TokensArgs),
     /// The hash-chained audit log.
     Audit(AuditArgs),
+    /// On-call operations: status, trace, dead letters, replay.
+    Ops(OpsArgs),
     /// Load a backlog of referrals (one JSON referral per line) through intake's validation.
     /// Re-running after an interruption skips lines already accepted.
     Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OpsArgs {
+    #[command(subcommand)]
+    pub command: OpsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// Lag per stage and partition (events and seconds), stalled stages, dead letters,
+    /// triage and alerts by state.
+    Status {
+        /// A stage with lag and no progress for this many seconds is flagged stalled.
+        #[arg(long)]
+        stalled_after: Option<u64>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Everything that happened to one referral, in time order (ids and codes only).
+    Trace {
+        referral_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Dead letters: list, show one, replay.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Re-derive a stage's outputs from a point in its input (after a rule or data change).
+    Replay {
+        /// intake, enricher, alerter or notifier.
+        #[arg(long)]
+        stage: String,
+        /// An RFC 3339 time, or an offset.
+        #[arg(long)]
+        from: String,
+        /// Report what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters with their reasons.
+    List {
+        #[arg(long)]
+        stage: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// One dead letter (never its payload).
+    Show {
+        event_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Replay dead letters with their original event ids.
+    Replay {
+        /// One dead letter.
+        #[arg(long, conflicts_with_all = ["stage", "all"])]
+        event: Option<String>,
+        /// Every dead letter of a stage.
+        #[arg(long, conflicts_with = "all")]
+        stage: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,6 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => ops::triage_list(&args).await,
         Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
         Command::Import(args) => import::run(&args).await,
+        Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Audit(AuditArgs {
             command: AuditCommand::Verify(args),
         }) => ops::audit_verify(&args).await,
@@ -187,11 +267,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Each service process also samples the ops gauges (lag, triage, alerts) for /metrics.
+    fn with_ops(
+        process: &mut Process,
+        install: kinlink_runtime::process::Install,
+    ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
+        ops::metrics::spawn(process);
+        install(process)
+    }
     let (name, install): (&str, kinlink_runtime::process::Install) = match args.service {
-        Service::Intake => ("intake", kinlink_intake::install),
-        Service::Enricher => ("enricher", kinlink_enricher::install),
-        Service::Alerter => ("alerter", kinlink_alerter::install),
-        Service::Notifier => ("notifier", kinlink_notifier::install),
+        Service::Intake => ("intake", |p| with_ops(p, kinlink_intake::install)),
+        Service::Enricher => ("enricher", |p| with_ops(p, kinlink_enricher::install)),
+        Service::Alerter => ("alerter", |p| with_ops(p, kinlink_alerter::install)),
+        Service::Notifier => ("notifier", |p| with_ops(p, kinlink_notifier::install)),
     };
     kinlink_runtime::process::run_service(name, args.config.as_deref(), install)
         .await
@@ -216,6 +304,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(Process, axum::Rout
     }
     // The only notifier on an embedded store: claims left by a crash are released at once.
     api = api.merge(kinlink_notifier::spawn(&mut process, embedded)?);
+    ops::metrics::spawn(&mut process);
     Ok((process, api))
 }
 

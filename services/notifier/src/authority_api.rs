@@ -20,6 +20,15 @@ use crate::delivery::lifecycle;
 use crate::inbox::LEVEL_ON_CALL;
 use crate::webhook::WebhookPayload;
 
+/// Time from an alert being filed to its acknowledgement.
+pub static ACKNOWLEDGEMENT_SECONDS: std::sync::LazyLock<
+    prometheus_client::metrics::histogram::Histogram,
+> = std::sync::LazyLock::new(|| {
+    prometheus_client::metrics::histogram::Histogram::new([
+        60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0,
+    ])
+});
+
 /// Token kind for authorities.
 pub const TOKEN_KIND: &str = "authority";
 
@@ -281,6 +290,15 @@ async fn acknowledge(
     let result = async {
         let now = kinlink_store::now_millis();
         let mut tx = state.store.begin().await?;
+        let filed: Option<i64> = sqlx::query("SELECT created_at_ms FROM alerts WHERE alert_id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("created_at_ms"))
+            .transpose()?;
+        if let Some(filed) = filed {
+            ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
+        }
         sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at_ms = $1 WHERE alert_id = $2 AND state = 'open'")
             .bind(now)
             .bind(&id)

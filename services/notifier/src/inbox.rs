@@ -34,7 +34,7 @@ impl Stage for AlertInbox {
     }
 
     fn input_topics(&self) -> Vec<String> {
-        vec![topics::ALERTS_RAISED.to_owned()]
+        topics::inputs_of(self.name())
     }
 
     async fn handle(

@@ -93,6 +93,11 @@ pub fn spawn(
     );
     process.spawn_stage(AlertInbox::new(directory));
     process.add_openapi(authority_api::openapi());
+    process.registry.register(
+        "kinlink_notifier_acknowledgement_seconds",
+        "Time from an alert being filed to its acknowledgement",
+        authority_api::ACKNOWLEDGEMENT_SECONDS.clone(),
+    );
     let shutdown = process.shutdown.clone();
     process.spawn("delivery", async move {
         if sole_notifier {
