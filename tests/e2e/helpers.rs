@@ -41,6 +41,8 @@ pub struct Received {
     pub webhook_id: String,
     pub body: serde_json::Value,
     pub at: std::time::Instant,
+    /// The body as sent (for non-JSON bodies such as OTLP protobuf).
+    pub raw: Vec<u8>,
     /// Whether the Standard Webhooks signature verified with the receiver's secret (checked
     /// by the reference implementation, not kinlink's code); None when no secret is set.
     pub signature_valid: Option<bool>,
@@ -188,6 +190,7 @@ async fn record(
             webhook_id,
             body,
             at: std::time::Instant::now(),
+            raw: raw.to_vec(),
             signature_valid,
         });
     }
@@ -299,6 +302,27 @@ impl Kinlink {
         if service == "intake" {
             kinlink.agency_token = create_token(None, config, "--agency", "e2e-agency")?;
         }
+        Ok(kinlink)
+    }
+
+    /// `kinlink up` with extra environment variables.
+    pub async fn up_with_env(
+        data_dir: &Path,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> TestResult<Self> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        command
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--config")
+            .arg(config)
+            .arg("--address")
+            .arg("127.0.0.1:0");
+        command.envs(env.iter().copied());
+        let mut kinlink = Self::spawn(command, "kinlink listening on ").await?;
+        kinlink.agency_token = create_token(Some(data_dir), config, "--agency", "e2e-agency")?;
         Ok(kinlink)
     }
 

@@ -237,3 +237,74 @@ async fn ops_on_kafka_and_postgres() -> TestResult {
     database.drop_database().await?;
     outcome
 }
+
+/// With an OTLP endpoint configured, each stage's span is exported in the referral's trace:
+/// the trace id carried by `traceparent` from intake through enricher, alerter and notifier.
+#[tokio::test]
+async fn stage_spans_are_exported_in_the_referrals_trace() -> TestResult {
+    use sqlx::{Connection, Row};
+    let dir = TempDir::new("e2e-otel")?;
+    let receiver = WebhookReceiver::start().await?;
+    let config = dir.0.join("kinlink.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\nfilter = \"info\"\notlp_endpoint = \"{}\"\n\n[[notifier.authorities]]\ncode = \"{KENT}\"\nwebhook_url = \"{}\"\n\n[[notifier.authorities]]\ncode = \"{WESTMINSTER}\"\nwebhook_url = \"{}\"\n",
+            receiver.url("otlp"),
+            receiver.url(KENT),
+            receiver.url(WESTMINSTER)
+        ),
+    )?;
+    let data = dir.0.join("data");
+    let kinlink =
+        Kinlink::up_with_env(&data, &config, &[("OTEL_BSP_SCHEDULE_DELAY", "200")]).await?;
+    let accepted = kinlink.post_referral(&family_referral("otel")).await?;
+    let referral_id = accepted["referral_id"]
+        .as_str()
+        .ok_or("no referral id")?
+        .to_owned();
+    receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            r.iter().filter(|x| x.authority != "otlp").count() >= 2
+        })
+        .await?;
+
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&format!(
+        "sqlite://{}?mode=ro",
+        data.join("kinlink.db").display()
+    ))
+    .await?;
+    let attributes: String = sqlx::query("SELECT attributes FROM log_events WHERE topic = 'kinlink.referrals.received' AND subject = $1")
+        .bind(&referral_id)
+        .fetch_one(&mut conn)
+        .await?
+        .try_get("attributes")?;
+    conn.close().await?;
+    let traceparent: Value = serde_json::from_str(&attributes)?;
+    let trace_hex = traceparent["traceparent"]
+        .as_str()
+        .and_then(|t| t.split('-').nth(1))
+        .ok_or("no traceparent")?
+        .to_owned();
+    let trace_id: Vec<u8> = (0..16)
+        .filter_map(|i| u8::from_str_radix(&trace_hex[i * 2..i * 2 + 2], 16).ok())
+        .collect();
+    let spans_in_trace = |r: &[Received]| {
+        let exported: Vec<u8> = r
+            .iter()
+            .filter(|x| x.authority == "otlp")
+            .flat_map(|x| x.raw.clone())
+            .collect();
+        exported
+            .windows(16)
+            .filter(|w| *w == trace_id.as_slice())
+            .count()
+    };
+    // enricher, alerter and notifier each apply one event of this trace.
+    receiver
+        .wait_for(Duration::from_secs(30), |r| spans_in_trace(r) >= 3)
+        .await?;
+    assert!(kinlink.interrupt().await?.success());
+    Ok(())
+}

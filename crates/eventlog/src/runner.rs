@@ -32,7 +32,59 @@ impl Outcome {
     }
 }
 
+/// The remote parent of a W3C `traceparent`, for joining a stage's span to the trace the
+/// event belongs to (the trace id travels with every derived event).
+fn remote_parent(traceparent: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let mut parts = traceparent.split('-');
+    let (_version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        if flags == "01" {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
+        true,
+        TraceState::default(),
+    );
+    context
+        .is_valid()
+        .then(|| opentelemetry::Context::new().with_remote_span_context(context))
+}
+
 pub(crate) async fn apply_record<S: Stage>(
+    stage: &S,
+    log: &EventLog,
+    conn: &mut AnyConnection,
+    record: &Record,
+) -> Result<Outcome, StageError> {
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "apply",
+        stage = stage.name(),
+        event_id = %record.envelope.id,
+        event_type = %record.envelope.event_type
+    );
+    if let Some(parent) = record
+        .envelope
+        .extensions
+        .get(crate::envelope::TRACEPARENT)
+        .and_then(|t| remote_parent(t))
+    {
+        let _ = span.set_parent(parent);
+    }
+    apply_in_span(stage, log, conn, record)
+        .instrument(span)
+        .await
+}
+
+async fn apply_in_span<S: Stage>(
     stage: &S,
     log: &EventLog,
     conn: &mut AnyConnection,

@@ -201,7 +201,7 @@ pub async fn run_service(
     install: Install,
 ) -> Result<(), TaskError> {
     let settings = Settings::load(config)?;
-    crate::telemetry::init(&settings.telemetry)?;
+    let _telemetry = crate::telemetry::init(&settings.telemetry)?;
     let mut process = Process::build(settings).await?;
     let api = install(&mut process)?;
     let address = process.local_addr()?;

@@ -70,6 +70,10 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// `tracing` filter directives, e.g. `info,kinlink_eventlog=debug`. `RUST_LOG` wins if set.
     pub filter: String,
+    /// OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`. Unset: off.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub service_name: String,
 }
 
 impl Default for TelemetrySettings {
@@ -77,6 +81,8 @@ impl Default for TelemetrySettings {
         Self {
             format: LogFormat::Text,
             filter: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "kinlink".to_owned(),
         }
     }
 }

@@ -316,7 +316,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     if let Some(address) = args.address {
         settings.http.address = address;
     }
-    kinlink_runtime::telemetry::init(&settings.telemetry)?;
+    let _telemetry = kinlink_runtime::telemetry::init(&settings.telemetry)?;
     let embedded = settings.log.backend == LogBackend::Embedded;
     let data_dir = settings.data_dir.clone();
     let (process, api) = assemble(settings).await?;
