@@ -519,3 +519,35 @@ fn free_port() -> TestResult<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// The scale-out backends for one test: a tansu broker and a fresh PostgreSQL database.
+#[derive(Debug)]
+pub struct KafkaStack {
+    pub tansu: Tansu,
+    pub database: kinlink_store::test_support::TempPostgres,
+}
+
+impl KafkaStack {
+    pub async fn start(dir: &Path) -> TestResult<Self> {
+        let tansu = Tansu::start(dir).await?;
+        let database = kinlink_store::test_support::TempPostgres::create()
+            .await
+            .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+        Ok(Self { tansu, database })
+    }
+
+    /// Settings selecting this broker and database (append to a config file).
+    pub fn settings(&self, partitions: u32, group_prefix: &str) -> String {
+        format!(
+            "\n[log]\nbackend = \"kafka\"\npartitions = {partitions}\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"{group_prefix}-{}-\"\n\n[store]\nurl = \"{}\"\n",
+            self.tansu.bootstrap, self.database.name, self.database.url
+        )
+    }
+
+    /// Stops the broker and drops the database.
+    pub async fn stop(self) -> TestResult {
+        drop(self.tansu);
+        self.database.drop_database().await?;
+        Ok(())
+    }
+}

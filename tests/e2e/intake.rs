@@ -10,7 +10,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use kinlink_store::test_support::TempPostgres;
 
 const WESTMINSTER: &str = "E09000033";
 
@@ -394,15 +393,9 @@ async fn intake_rules_on_the_embedded_default() -> TestResult {
 #[tokio::test]
 async fn intake_rules_on_kafka_and_postgres() -> TestResult {
     let dir = TempDir::new("e2e-intake-kafka")?;
-    let tansu = Tansu::start(&dir.0).await?;
-    let database = TempPostgres::create()
-        .await
-        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
-    let extra = format!(
-        "\n[log]\nbackend = \"kafka\"\npartitions = 2\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"intake-{}-\"\n\n[store]\nurl = \"{}\"\n",
-        tansu.bootstrap, database.name, database.url
-    );
+    let extra = stack.settings(2, "intake");
     let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
     let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
     let other = create_token(None, &config, "--agency", "other-agency")?;
@@ -413,8 +406,7 @@ async fn intake_rules_on_kafka_and_postgres() -> TestResult {
     };
     let outcome = intake_rules(&api, &other).await;
     let status = kinlink.interrupt().await;
-    drop(tansu);
-    database.drop_database().await?;
+    stack.stop().await?;
     outcome?;
     assert!(status?.success());
     Ok(())
@@ -496,20 +488,14 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let dir = TempDir::new("e2e-stream")?;
-    let tansu = Tansu::start(&dir.0).await?;
-    let database = TempPostgres::create()
-        .await
-        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
-    let extra = format!(
-        "\n[log]\nbackend = \"kafka\"\npartitions = 1\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"stream-{}-\"\n\n[store]\nurl = \"{}\"\n",
-        tansu.bootstrap, database.name, database.url
-    );
+    let extra = stack.settings(1, "stream");
     let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
     let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
 
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("bootstrap.servers", &stack.tansu.bootstrap)
         .create()?;
     let send = |id: &str, submission: kinlink_proto::v1::ReferralSubmission| {
         let envelope = kinlink_eventlog::Envelope::new(
@@ -573,7 +559,7 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
     );
 
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("bootstrap.servers", &stack.tansu.bootstrap)
         .set("group.id", "stream-dlq-reader")
         .set("auto.offset.reset", "earliest")
         .create()?;
@@ -594,8 +580,7 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
     );
 
     let status = kinlink.interrupt().await;
-    drop(tansu);
-    database.drop_database().await?;
+    stack.stop().await?;
     assert!(status?.success());
     Ok(())
 }

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use helpers::*;
-use kinlink_store::test_support::TempPostgres;
 
 const KENT: &str = "E10000016";
 const WESTMINSTER: &str = "E09000033";
@@ -107,28 +106,21 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
 #[tokio::test]
 async fn scale_out_on_kafka_and_postgres_alerts_each_childs_authority_once() -> TestResult {
     let dir = TempDir::new("e2e-kafka")?;
-    let tansu = Tansu::start(&dir.0).await?;
-    let database = TempPostgres::create()
-        .await
-        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
-    let extra = format!(
-        "\n[log]\nbackend = \"kafka\"\npartitions = 2\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"e2e-{}-\"\n\n[store]\nurl = \"{}\"\n",
-        tansu.bootstrap, database.name, database.url
-    );
+    let extra = stack.settings(2, "e2e");
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
     let intake = Kinlink::serve("intake", &config).await?;
     let mut workers = Vec::new();
     for service in ["enricher", "enricher", "alerter", "notifier", "notifier"] {
         workers.push(Kinlink::serve(service, &config).await?);
     }
-    let outcome = family_reaches_both_authorities(&intake, &receiver, &database.url).await;
+    let outcome = family_reaches_both_authorities(&intake, &receiver, &stack.database.url).await;
     let mut clean = intake.interrupt().await?.success();
     for worker in workers {
         clean &= worker.interrupt().await?.success();
     }
-    drop(tansu);
-    database.drop_database().await?;
+    stack.stop().await?;
     outcome?;
     assert!(clean, "every process drains and exits cleanly on Ctrl-C");
     Ok(())

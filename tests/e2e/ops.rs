@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::*;
-use kinlink_store::test_support::TempPostgres;
 
 const KENT: &str = "E10000016";
 const WESTMINSTER: &str = "E09000033";
@@ -217,15 +216,9 @@ async fn ops_on_the_embedded_default() -> TestResult {
 #[tokio::test]
 async fn ops_on_kafka_and_postgres() -> TestResult {
     let dir = TempDir::new("e2e-ops-kafka")?;
-    let tansu = Tansu::start(&dir.0).await?;
-    let database = TempPostgres::create()
-        .await
-        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
-    let extra = format!(
-        "\n[log]\nbackend = \"kafka\"\npartitions = 1\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"ops-{}-\"\n\n[store]\nurl = \"{}\"\n",
-        tansu.bootstrap, database.name, database.url
-    );
+    let extra = stack.settings(1, "ops");
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
     let text = std::fs::read_to_string(&config)?.replace(
         "retry_delays_ms = [100, 200, 500, 1000]",
@@ -233,8 +226,7 @@ async fn ops_on_kafka_and_postgres() -> TestResult {
     );
     std::fs::write(&config, text)?;
     let outcome = scenario(&dir.0.join("data"), &config, &receiver).await;
-    drop(tansu);
-    database.drop_database().await?;
+    stack.stop().await?;
     outcome
 }
 

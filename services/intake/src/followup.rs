@@ -136,7 +136,23 @@ pub fn into_envelope(
 ) -> Result<Envelope, FieldError> {
     let id = kinlink_eventlog::envelope::derive_id(request_id, "follow-up");
     let referral_id = follow_up.referral_id().to_owned();
-    let wrap = |message: &dyn Fn() -> Envelope| message();
+    // Every follow-up is keyed by its referral, so it stays in order with the referral's events.
+    fn envelope<M: prost::Message + prost::Name>(
+        id: &str,
+        referral_id: &str,
+        now_ms: i64,
+        event: &M,
+    ) -> Envelope {
+        Envelope::new(
+            id.to_owned(),
+            crate::SOURCE,
+            referral_id,
+            referral_id,
+            now_ms,
+            event,
+        )
+    }
+
     let envelope = match follow_up {
         FollowUp::NrmDecision {
             subject,
@@ -159,16 +175,7 @@ pub fn into_envelope(
                 } as i32,
                 decided_at: ts(&decided_at),
             };
-            wrap(&|| {
-                Envelope::new(
-                    id.clone(),
-                    crate::SOURCE,
-                    &referral_id,
-                    &referral_id,
-                    now_ms,
-                    &event,
-                )
-            })
+            envelope(&id, &referral_id, now_ms, &event)
         }
         FollowUp::AgeAssessment {
             subject,
@@ -191,16 +198,7 @@ pub fn into_envelope(
                 }),
                 assessed_at: ts(&assessed_at),
             };
-            wrap(&|| {
-                Envelope::new(
-                    id.clone(),
-                    crate::SOURCE,
-                    &referral_id,
-                    &referral_id,
-                    now_ms,
-                    &event,
-                )
-            })
+            envelope(&id, &referral_id, now_ms, &event)
         }
         FollowUp::MissingEpisode {
             subject,
@@ -215,16 +213,7 @@ pub fn into_envelope(
                 missing_since: ts(&missing_since),
                 last_seen: last_seen.map(location),
             };
-            wrap(&|| {
-                Envelope::new(
-                    id.clone(),
-                    crate::SOURCE,
-                    &referral_id,
-                    &referral_id,
-                    now_ms,
-                    &event,
-                )
-            })
+            envelope(&id, &referral_id, now_ms, &event)
         }
         FollowUp::FoundEpisode {
             subject,
@@ -239,16 +228,7 @@ pub fn into_envelope(
                 found_at: ts(&found_at),
                 found_location: found_location.map(location),
             };
-            wrap(&|| {
-                Envelope::new(
-                    id.clone(),
-                    crate::SOURCE,
-                    &referral_id,
-                    &referral_id,
-                    now_ms,
-                    &event,
-                )
-            })
+            envelope(&id, &referral_id, now_ms, &event)
         }
         FollowUp::Withdrawal { reason_code, .. } => {
             if reason_code.is_empty()
@@ -268,16 +248,7 @@ pub fn into_envelope(
                 reason_code,
                 withdrawn_at: Some(kinlink_proto::timestamp_from_millis(now_ms)),
             };
-            wrap(&|| {
-                Envelope::new(
-                    id.clone(),
-                    crate::SOURCE,
-                    &referral_id,
-                    &referral_id,
-                    now_ms,
-                    &event,
-                )
-            })
+            envelope(&id, &referral_id, now_ms, &event)
         }
     };
     Ok(envelope)

@@ -142,6 +142,23 @@ async fn own_alert(state: &ApiState, caller: &Caller, id: &str) -> Result<Stored
     })
 }
 
+/// Cancels the alert's pending escalation timers; an on-call page already sent is marked for
+/// the worker to resolve.
+async fn stop_escalation(tx: &mut kinlink_store::Tx, alert_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'",
+    )
+    .bind(alert_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
+        .bind(alert_id)
+        .bind(LEVEL_ON_CALL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct InboxQuery {
     state: Option<String>,
@@ -304,16 +321,7 @@ async fn acknowledge(
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        // A page already sent to on-call is resolved by the worker.
-        sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
-            .bind(&id)
-            .bind(LEVEL_ON_CALL)
-            .execute(&mut *tx)
-            .await?;
+        stop_escalation(&mut tx, &id).await?;
         let acknowledged = v1::AlertAcknowledged {
             alert_id: id.clone(),
             authority_code: caller.authority.clone(),
@@ -437,15 +445,7 @@ async fn resolve(
             .bind(&id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
-            .bind(&id)
-            .bind(LEVEL_ON_CALL)
-            .execute(&mut *tx)
-            .await?;
+        stop_escalation(&mut tx, &id).await?;
         let resolved = v1::AlertResolved {
             alert_id: id.clone(),
             authority_code: caller.authority.clone(),

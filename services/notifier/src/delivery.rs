@@ -78,6 +78,16 @@ impl DeliveryWorker {
             "Escalations by authority and outcome (secondary, on_call, on_call_resolved, failed)",
             escalations.clone(),
         );
+        // Every configured authority's series exist from the start, so alerting rules see a
+        // failure as an increase from zero.
+        for code in directory.codes() {
+            for outcome in ["secondary", "on_call", "on_call_resolved", "failed"] {
+                let _ = escalations.get_or_create(&OutcomeLabels {
+                    authority: code.to_owned(),
+                    outcome: outcome.to_owned(),
+                });
+            }
+        }
         Ok(Self {
             store,
             log,

@@ -104,6 +104,11 @@ impl Directory {
         })
     }
 
+    /// Codes of every configured authority.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.endpoints.keys().map(String::as_str)
+    }
+
     pub fn endpoint(&self, code: &str) -> Option<&Endpoint> {
         self.endpoints.get(code)
     }
