@@ -55,7 +55,7 @@ async fn postcodes_route_and_unresolvable_children_wait_in_triage() -> TestResul
     let config = write_config(
         &dir.0,
         &receiver,
-        &[KENT],
+        &[KENT, "E06000023"],
         "\n[ops]\napi_token = \"test-operator-token\"\n",
     )?;
     let data = dir.0.join("data");
@@ -119,6 +119,43 @@ async fn postcodes_route_and_unresolvable_children_wait_in_triage() -> TestResul
     assert!(output.status.success(), "{output:?}");
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(listed[0]["alert_id"], item["alert_id"]);
+
+    // A person decides: Bristol. The alert is delivered there under its own id.
+    let alert_id = item["alert_id"].as_str().ok_or("no alert id")?;
+    let output = kinlink_command()
+        .args([
+            "triage",
+            "route",
+            alert_id,
+            "--authority",
+            "E06000023",
+            "--by",
+            "op-17",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()?;
+    assert!(output.status.success(), "{output:?}");
+    let received = receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            r.iter().any(|x| x.authority == "E06000023")
+        })
+        .await?;
+    let bristol = received
+        .iter()
+        .find(|x| x.authority == "E06000023")
+        .ok_or("no Bristol delivery")?;
+    assert_eq!(bristol.webhook_id, alert_id);
+    let output = kinlink_command()
+        .args(["triage", "list", "--json", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&output.stdout)?,
+        serde_json::json!([])
+    );
 
     assert!(kinlink.interrupt().await?.success());
     Ok(())

@@ -87,6 +87,14 @@ fn trusts_for_district(gss: &str) -> &'static [&'static str] {
     }
 }
 
+/// A Northern Ireland trust by its kinlink code (`HSCT-BELFAST`, ...).
+pub fn trust_by_code(code: &str) -> Option<ChildrensServices> {
+    trust(code, "").map(|t| ChildrensServices {
+        via_district: None,
+        ..t
+    })
+}
+
 fn trust(code: &str, via_district: &str) -> Option<ChildrensServices> {
     TRUSTS
         .iter()

@@ -204,6 +204,20 @@ pub struct TriageArgs {
 pub enum TriageCommand {
     /// List open triage items, oldest first, with their SLA.
     List(StoreArgs),
+    /// Route a triage item to the body a person decided on; it is then delivered and
+    /// escalated like any alert, under its own id.
+    Route {
+        alert_id: String,
+        /// GSS code of the children's-services body (a district resolves to its county),
+        /// or an HSCT code in Northern Ireland.
+        #[arg(long)]
+        authority: String,
+        /// Who decided, for the audit log (an operator id, not a name).
+        #[arg(long, default_value = "operator")]
+        by: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -257,6 +271,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Triage(TriageArgs {
             command: TriageCommand::List(args),
         }) => ops::triage_list(&args).await,
+        Command::Triage(TriageArgs {
+            command:
+                TriageCommand::Route {
+                    alert_id,
+                    authority,
+                    by,
+                    store,
+                },
+        }) => ops::triage_route(&alert_id, &authority, &by, &store).await,
         Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
         Command::Import(args) => import::run(&args).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,

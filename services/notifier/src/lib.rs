@@ -26,6 +26,7 @@ pub mod escalation;
 pub mod inbox;
 pub mod policy;
 pub mod signing;
+pub mod triage;
 pub mod webhook;
 
 use std::sync::Arc;

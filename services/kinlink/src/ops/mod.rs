@@ -526,3 +526,46 @@ async fn dlq_command(command: DlqCommand) -> anyhow::Result<()> {
     db.close().await;
     result
 }
+
+/// `kinlink triage route`.
+pub async fn triage_route(
+    alert_id: &str,
+    authority: &str,
+    by: &str,
+    args: &StoreArgs,
+) -> anyhow::Result<()> {
+    let resolver = AuthorityResolver::shipped().context("loading the shipped reference data")?;
+    let code = authority.trim().to_ascii_uppercase();
+    let body = match resolver.resolve_code(&code) {
+        Resolution::Resolved { body, .. } => body,
+        Resolution::Unresolved { reason, .. } => kinlink_alerter::authorities::trust_by_code(&code)
+            .ok_or_else(|| {
+                anyhow::anyhow!("{code} is not a children's-services body ({reason})")
+            })?,
+    };
+    let settings = settings(args)?;
+    let directory = kinlink_notifier::directory::Directory::from_settings(&settings.notifier)?;
+    let store = open_store(args).await?;
+    let routed = kinlink_notifier::triage::route(
+        &store,
+        &directory,
+        alert_id,
+        &body.gss_code,
+        &body.name,
+        by,
+    )
+    .await;
+    store.close().await;
+    routed?;
+    print(
+        args.json,
+        &serde_json::json!({ "alert_id": alert_id, "authority_code": body.gss_code }),
+        |out| {
+            writeln!(
+                out,
+                "{alert_id} routed to {} {}; it will be delivered and escalated like any alert",
+                body.gss_code, body.name
+            )
+        },
+    )
+}
