@@ -159,6 +159,17 @@ async fn stop_escalation(tx: &mut kinlink_store::Tx, alert_id: &str) -> Result<(
     Ok(())
 }
 
+/// The caller and the alert, when the alert is the caller's authority's.
+async fn authorised(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Caller, StoredAlert), Response> {
+    let caller = caller(state, headers).await?;
+    let stored = own_alert(state, &caller, id).await?;
+    Ok((caller, stored))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct InboxQuery {
     state: Option<String>,
@@ -251,12 +262,8 @@ async fn read_alert(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match caller(&state, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let stored = match own_alert(&state, &caller, &id).await {
-        Ok(stored) => stored,
+    let (caller, stored) = match authorised(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     if let Err(response) = audit_now(
@@ -293,12 +300,8 @@ async fn acknowledge(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match caller(&state, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let stored = match own_alert(&state, &caller, &id).await {
-        Ok(stored) => stored,
+    let (caller, stored) = match authorised(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     if stored.state != "open" {
@@ -353,12 +356,8 @@ async fn accept_responsibility(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let caller = match caller(&state, &headers).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
-    let stored = match own_alert(&state, &caller, &id).await {
-        Ok(stored) => stored,
+    let (caller, stored) = match authorised(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let result = async {
