@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 mod import;
+pub mod linkage;
 mod ops;
 
 use anyhow::Context;
@@ -45,9 +46,25 @@ pub enum Command {
     Audit(AuditArgs),
     /// On-call operations: status, trace, dead letters, replay.
     Ops(OpsArgs),
+    /// Link person records in CSV files with the linkage engine (deduplicate one file, or
+    /// link two).
+    Link(linkage::LinkArgs),
+    /// Linkage models.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Synthetic person records with ground truth, for evaluating linkage.
+    Synth(linkage::SynthArgs),
     /// Load a backlog of referrals (one JSON referral per line) through intake's validation.
     /// Re-running after an interruption skips lines already accepted.
     Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Estimate u (random pairs) and m (expectation maximisation) from a persons CSV.
+    Train(linkage::TrainArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -283,6 +300,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
         Command::Import(args) => import::run(&args).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
+        Command::Link(args) => linkage::link(&args),
+        Command::Model {
+            command: ModelCommand::Train(args),
+        } => linkage::train_model(&args),
+        Command::Synth(args) => linkage::synth(&args),
         Command::Audit(AuditArgs {
             command: AuditCommand::Verify(args),
         }) => ops::audit_verify(&args).await,

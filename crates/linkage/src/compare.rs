@@ -1,0 +1,276 @@
+//! Comparison levels: how two records agree on each field. Missing values give no level
+//! (neutral: no evidence either way).
+
+use strsim::jaro_winkler;
+
+use crate::normalise::{fold, soundex, transliteration_key};
+
+/// A date of birth as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dob {
+    pub year: i32,
+    pub month: Option<u32>,
+    pub day: Option<u32>,
+    /// Given as an estimate.
+    pub estimated: bool,
+}
+
+impl Dob {
+    /// `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-MM` or `YYYY`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+        let year = digits.get(0..4)?.parse().ok()?;
+        let month = digits
+            .get(4..6)
+            .and_then(|m| m.parse().ok())
+            .filter(|m| (1..=12).contains(m));
+        let day = digits
+            .get(6..8)
+            .and_then(|d| d.parse().ok())
+            .filter(|d| (1..=31).contains(d));
+        let expected = match (month, day) {
+            (None, _) => 4,
+            (Some(_), None) => 6,
+            (Some(_), Some(_)) => 8,
+        };
+        (digits.len() == expected).then_some(Self {
+            year,
+            month,
+            day,
+            estimated: false,
+        })
+    }
+
+    /// Year only, estimated, or 1 January (the usual placeholder): agreement means less.
+    pub fn weak(&self) -> bool {
+        self.estimated || self.day.is_none() || (self.month == Some(1) && self.day == Some(1))
+    }
+
+    fn digits(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}",
+            self.year,
+            self.month.unwrap_or(0),
+            self.day.unwrap_or(0)
+        )
+    }
+}
+
+/// A person as linkage sees them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PersonRecord {
+    pub id: String,
+    pub given: String,
+    pub family: String,
+    pub aliases: Vec<String>,
+    pub dob: Option<Dob>,
+    /// `f`, `m` or empty.
+    pub sex: String,
+    pub postcode: String,
+    pub nationality: String,
+}
+
+/// The fields compared, in a fixed order.
+pub const FIELDS: [&str; 6] = [
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "nationality",
+    "postcode",
+];
+
+/// Level of each field for a pair; `None` where a value is missing.
+pub type Comparison = [Option<&'static str>; 6];
+
+fn name_level(
+    a: &str,
+    b: &str,
+    a_aliases: &[String],
+    b_aliases: &[String],
+) -> Option<&'static str> {
+    let (fa, fb) = (fold(a), fold(b));
+    if fa.is_empty() || fb.is_empty() {
+        return None;
+    }
+    if fa == fb {
+        return Some("exact");
+    }
+    if transliteration_key(&fa) == transliteration_key(&fb) {
+        return Some("translit");
+    }
+    let jw = jaro_winkler(&fa, &fb);
+    if jw >= 0.94 {
+        return Some("jw_high");
+    }
+    let alias = |name: &str, aliases: &[String]| aliases.iter().any(|x| fold(x) == name);
+    if alias(&fa, b_aliases) || alias(&fb, a_aliases) {
+        return Some("alias");
+    }
+    if jw >= 0.88 {
+        return Some("jw_mid");
+    }
+    if soundex(&fa) == soundex(&fb) {
+        return Some("phonetic");
+    }
+    Some("else")
+}
+
+fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
+    let (a, b) = (a?, b?);
+    let weak = a.weak() || b.weak();
+    let full = a.month.is_some() && a.day.is_some() && b.month.is_some() && b.day.is_some();
+    if a.year == b.year && a.month == b.month && a.day == b.day {
+        return Some(if weak { "exact_weak" } else { "exact" });
+    }
+    if full {
+        let (da, db) = (a.digits(), b.digits());
+        let differing = da.chars().zip(db.chars()).filter(|(x, y)| x != y).count();
+        if differing == 1 {
+            return Some("typo");
+        }
+        if a.year == b.year && a.month == b.day && a.day == b.month {
+            return Some("swapped");
+        }
+    }
+    if a.year == b.year && a.month.is_some() && a.month == b.month {
+        return Some("same_month");
+    }
+    match (a.year - b.year).abs() {
+        0..=1 => Some("within_year"),
+        // Estimated ages are often a few years out.
+        2..=5 => Some("within_5_years"),
+        // A parent and a child with the same name differ by decades.
+        _ => Some("else"),
+    }
+}
+
+fn postcode_level(a: &str, b: &str) -> Option<&'static str> {
+    let norm = |p: &str| {
+        p.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase()
+    };
+    let (a, b) = (norm(a), norm(b));
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    if a == b {
+        return Some("full");
+    }
+    let split = |p: &str| {
+        if p.len() >= 5 {
+            (
+                p[..p.len() - 3].to_owned(),
+                p[p.len() - 3..p.len() - 2].to_owned(),
+            )
+        } else {
+            (p.to_owned(), String::new())
+        }
+    };
+    let ((da, sa), (db, sb)) = (split(&a), split(&b));
+    if da == db && !sa.is_empty() && sa == sb {
+        return Some("sector");
+    }
+    if da == db {
+        return Some("district");
+    }
+    Some("else")
+}
+
+fn equal_or_else(a: &str, b: &str) -> Option<&'static str> {
+    let (a, b) = (a.trim().to_ascii_lowercase(), b.trim().to_ascii_lowercase());
+    if a.is_empty() || b.is_empty() {
+        None
+    } else if a == b {
+        Some("match")
+    } else {
+        Some("else")
+    }
+}
+
+/// Compares two records field by field.
+pub fn compare(a: &PersonRecord, b: &PersonRecord) -> Comparison {
+    let mut given = name_level(&a.given, &b.given, &a.aliases, &b.aliases);
+    let mut family = name_level(&a.family, &b.family, &a.aliases, &b.aliases);
+    // Given and family names recorded the other way round.
+    let crossed = |x: &str, y: &str| !fold(x).is_empty() && fold(x) == fold(y);
+    if given != Some("exact") && crossed(&a.given, &b.family) && crossed(&a.family, &b.given) {
+        given = Some("swapped");
+        family = Some("swapped");
+    }
+    [
+        given,
+        family,
+        dob_level(a.dob, b.dob),
+        equal_or_else(&a.sex, &b.sex),
+        equal_or_else(&a.nationality, &b.nationality),
+        postcode_level(&a.postcode, &b.postcode),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(given: &str, family: &str, dob: &str) -> PersonRecord {
+        PersonRecord {
+            given: given.into(),
+            family: family.into(),
+            dob: Dob::parse(dob),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn name_levels() {
+        let level = |a: &str, b: &str| name_level(a, b, &[], &[]);
+        assert_eq!(level("Elira", "ELIRA"), Some("exact"));
+        assert_eq!(level("Mohammed", "Muhammad"), Some("translit"));
+        assert_eq!(level("Christina", "Christine"), Some("translit"));
+        assert_eq!(level("Martha", "Marhta"), Some("jw_high"));
+        assert_eq!(level("Mirela", "Mirena"), Some("jw_mid"));
+        assert_eq!(level("Bahar", "Bahir"), Some("translit"));
+        assert_eq!(level("Elira", "Besa"), Some("else"));
+        assert_eq!(level("", "Besa"), None);
+        assert_eq!(
+            name_level("Lena", "Helena", &[], &["Lena".into()]),
+            Some("alias")
+        );
+    }
+
+    #[test]
+    fn swapped_names() {
+        let c = compare(
+            &person("Nguyen", "Lan", "2015-03-02"),
+            &person("Lan", "Nguyen", "2015-03-02"),
+        );
+        assert_eq!((c[0], c[1]), (Some("swapped"), Some("swapped")));
+    }
+
+    #[test]
+    fn date_levels() {
+        let level = |a: &str, b: &str| dob_level(Dob::parse(a), Dob::parse(b));
+        assert_eq!(level("2015-03-02", "20150302"), Some("exact"));
+        assert_eq!(level("2015-01-01", "2015-01-01"), Some("exact_weak"));
+        assert_eq!(level("2015", "2015"), Some("exact_weak"));
+        assert_eq!(level("2015-03-02", "2015-03-07"), Some("typo"));
+        assert_eq!(level("2015-03-02", "2015-02-03"), Some("swapped"));
+        assert_eq!(level("2015-03-02", "2015-03-29"), Some("same_month"));
+        assert_eq!(level("2015-03-02", "2016-07-20"), Some("within_year"));
+        assert_eq!(level("2015-03-02", "2011-07-20"), Some("within_5_years"));
+        assert_eq!(level("2015-03-02", "1985-07-20"), Some("else"));
+        assert_eq!(level("2015-03-02", ""), None);
+        assert_eq!(Dob::parse("2015-13-01"), None);
+    }
+
+    #[test]
+    fn postcode_levels() {
+        assert_eq!(postcode_level("ct1 2rr", "CT12RR"), Some("full"));
+        assert_eq!(postcode_level("CT1 2RR", "CT1 2AB"), Some("sector"));
+        assert_eq!(postcode_level("CT1 2RR", "CT1 9AB"), Some("district"));
+        assert_eq!(postcode_level("CT1 2RR", "B1 1BB"), Some("else"));
+        assert_eq!(postcode_level("", "B1 1BB"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! The Fellegi–Sunter model: for each field and comparison level, m (probability of the level
+//! for a true match) and u (for a non-match). A level's weight is log2(m/u); a pair's weight
+//! is the sum over fields with values (missing values are neutral), plus the prior odds.
+//! Exact name agreement is adjusted by term frequency: agreeing on a rare name is stronger
+//! evidence than agreeing on a common one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{Comparison, FIELDS, PersonRecord, compare};
+use crate::normalise::fold;
+use crate::{Error, compare::Dob};
+
+const DEFAULT_MODEL: &str = include_str!("../model/default-v1.json");
+
+/// A versioned model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// Probability that a random candidate pair is a match.
+    pub prior: f64,
+    /// At or above: link automatically.
+    pub upper: f64,
+    /// At or above (and below `upper`): a person reviews; nothing is merged.
+    pub lower: f64,
+    /// field -> level -> [m, u]
+    pub fields: BTreeMap<String, BTreeMap<String, [f64; 2]>>,
+}
+
+/// The decision band of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    Link,
+    Review,
+    Distinct,
+}
+
+/// One field's evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub field: &'static str,
+    pub level: &'static str,
+    pub weight: f64,
+}
+
+/// A scored pair.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub weight: f64,
+    pub probability: f64,
+    pub band: Band,
+    pub evidence: Vec<Evidence>,
+}
+
+/// How often each folded name occurs among the records linkage knows, for term-frequency
+/// adjustment of exact name agreement.
+#[derive(Debug, Clone, Default)]
+pub struct Frequencies {
+    counts: HashMap<String, u32>,
+    total: u32,
+}
+
+impl Frequencies {
+    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a PersonRecord>) -> Self {
+        let mut f = Self::default();
+        for r in records {
+            f.add(&r.given);
+            f.add(&r.family);
+        }
+        f
+    }
+
+    pub fn add(&mut self, name: &str) {
+        let name = fold(name);
+        if !name.is_empty() {
+            *self.counts.entry(name).or_default() += 1;
+            self.total += 1;
+        }
+    }
+
+    fn share(&self, name: &str) -> Option<f64> {
+        let count = *self.counts.get(&fold(name))?;
+        (self.total > 50).then(|| f64::from(count) / f64::from(self.total))
+    }
+}
+
+impl Model {
+    /// The model shipped with kinlink.
+    pub fn shipped() -> Result<Self, Error> {
+        Self::from_json(DEFAULT_MODEL)
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        let model: Model = serde_json::from_str(text)?;
+        for field in FIELDS {
+            if !model.fields.contains_key(field) {
+                return Err(Error::MissingLevel {
+                    field: field.to_owned(),
+                    level: "*".to_owned(),
+                });
+            }
+        }
+        Ok(model)
+    }
+
+    fn level_weight(&self, field: &str, level: &str) -> f64 {
+        self.fields
+            .get(field)
+            .and_then(|levels| levels.get(level))
+            .map_or(0.0, |[m, u]| (m.max(1e-9) / u.max(1e-9)).log2())
+    }
+
+    /// Scores a pair from its comparison, with optional term frequencies.
+    pub fn score_comparison(
+        &self,
+        comparison: &Comparison,
+        a: &PersonRecord,
+        freq: Option<&Frequencies>,
+    ) -> Scored {
+        let mut evidence = Vec::new();
+        let mut weight = (self.prior / (1.0 - self.prior)).log2();
+        for (i, level) in comparison.iter().enumerate() {
+            let Some(level) = level else { continue };
+            let field = FIELDS[i];
+            let mut w = self.level_weight(field, level);
+            if *level == "exact" && (field == "given_name" || field == "family_name") {
+                let name = if field == "given_name" {
+                    &a.given
+                } else {
+                    &a.family
+                };
+                if let (Some(share), Some([m, _])) = (
+                    freq.and_then(|f| f.share(name)),
+                    self.fields.get(field).and_then(|l| l.get("exact")),
+                ) {
+                    w = (m / share.max(1e-6)).log2();
+                }
+            }
+            weight += w;
+            evidence.push(Evidence {
+                field,
+                level,
+                weight: w,
+            });
+        }
+        let probability = 1.0 / (1.0 + (-weight).exp2());
+        let band = if probability >= self.upper {
+            Band::Link
+        } else if probability >= self.lower {
+            Band::Review
+        } else {
+            Band::Distinct
+        };
+        Scored {
+            weight,
+            probability,
+            band,
+            evidence,
+        }
+    }
+
+    /// Compares and scores two records.
+    pub fn score(&self, a: &PersonRecord, b: &PersonRecord, freq: Option<&Frequencies>) -> Scored {
+        self.score_comparison(&compare(a, b), a, freq)
+    }
+}
+
+/// Parses a date of birth cell of a CSV (empty = unknown).
+pub fn dob_cell(id: &str, value: &str) -> Result<Option<Dob>, Error> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    Dob::parse(value)
+        .map(Some)
+        .ok_or_else(|| Error::BadDate { id: id.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(given: &str, family: &str, dob: &str, postcode: &str) -> PersonRecord {
+        PersonRecord {
+            given: given.into(),
+            family: family.into(),
+            dob: Dob::parse(dob),
+            postcode: postcode.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bands_follow_the_evidence() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let a = person("Elira", "Hoxha", "2016-03-04", "CT1 2RR");
+        assert_eq!(
+            model
+                .score(&a, &person("Elira", "Hoxha", "2016-03-04", "CT1 2RR"), None)
+                .band,
+            Band::Link
+        );
+        // Transliterated given name, estimated date, same family and area: still strong.
+        let variant = person("Elyra", "Hoxha", "2016-03-04", "CT1 2AB");
+        assert_eq!(model.score(&a, &variant, None).band, Band::Link);
+        // Same family, sibling born years apart: not a link.
+        assert_eq!(
+            model
+                .score(&a, &person("Besa", "Hoxha", "2012-07-09", "CT1 2RR"), None)
+                .band,
+            Band::Distinct
+        );
+        // Same name, date unknown, elsewhere: a person should look.
+        let unsure = model.score(&a, &person("Elira", "Hoxha", "", "B1 1BB"), None);
+        assert_ne!(unsure.band, Band::Link);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_values_are_neutral_and_weights_add_up() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let a = person("Elira", "Hoxha", "", "");
+        let scored = model.score(&a, &person("Elira", "Hoxha", "2016-01-01", ""), None);
+        assert_eq!(
+            scored.evidence.iter().map(|e| e.field).collect::<Vec<_>>(),
+            ["given_name", "family_name"]
+        );
+        let sum: f64 = scored.evidence.iter().map(|e| e.weight).sum::<f64>()
+            + (model.prior / (1.0 - model.prior)).log2();
+        assert!((sum - scored.weight).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn rare_names_weigh_more_than_common_ones() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let mut records: Vec<PersonRecord> = (0..100)
+            .map(|i| person("Mohammed", &format!("F{i}"), "", ""))
+            .collect();
+        records.push(person("Zerihun", "X", "", ""));
+        let freq = Frequencies::from_records(&records);
+        let common = model.score(
+            &person("Mohammed", "", "", ""),
+            &person("Mohammed", "", "", ""),
+            Some(&freq),
+        );
+        let rare = model.score(
+            &person("Zerihun", "", "", ""),
+            &person("Zerihun", "", "", ""),
+            Some(&freq),
+        );
+        assert!(
+            rare.weight > common.weight + 3.0,
+            "{} vs {}",
+            rare.weight,
+            common.weight
+        );
+        Ok(())
+    }
+}
