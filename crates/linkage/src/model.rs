@@ -137,7 +137,9 @@ impl Model {
                     freq.and_then(|f| f.share(name)),
                     self.fields.get(field).and_then(|l| l.get("exact")),
                 ) {
-                    w = (m / share.max(1e-6)).log2();
+                    // Rare names count for more, but at most 2 bits more than the model's
+                    // average: households share surnames, so a rare one is weak on its own.
+                    w = (m / share.max(1e-6)).log2().clamp(w - 4.0, w + 2.0);
                 }
             }
             weight += w;

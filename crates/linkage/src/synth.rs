@@ -233,7 +233,14 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
             rng.random_bool(0.7),
         )];
         for c in 0..rng.random_range(1..=3) {
-            let given = givens.choose(&mut rng).copied().unwrap_or("C").to_owned();
+            // Siblings and parents do not share a given name.
+            let taken: Vec<String> = people.iter().map(|p| p.1.clone()).collect();
+            let free: Vec<&str> = givens
+                .iter()
+                .copied()
+                .filter(|g| !taken.iter().any(|t| t == g))
+                .collect();
+            let given = free.choose(&mut rng).copied().unwrap_or("C").to_owned();
             people.push((
                 format!("h{h}-child{c}"),
                 given,
