@@ -3,6 +3,7 @@
 
 mod helpers;
 mod intake;
+mod linkage_cli;
 mod notifier;
 mod ops;
 mod routing_cli;

@@ -64,6 +64,16 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     })
 }
 
+/// The persons CSV columns after `id`, in the order `kinlink synth` writes them.
+const FIELD_COLUMNS: [&str; 6] = [
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "nationality",
+];
+
 /// Reads a persons CSV; errors name the line and column, never the value.
 pub fn read_persons(path: &Path) -> anyhow::Result<Vec<PersonRecord>> {
     let mut reader =
@@ -71,15 +81,7 @@ pub fn read_persons(path: &Path) -> anyhow::Result<Vec<PersonRecord>> {
     let headers = reader.headers()?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let id = column("id").ok_or_else(|| anyhow::anyhow!("{}: no `id` column", path.display()))?;
-    let cols = [
-        "given_name",
-        "family_name",
-        "date_of_birth",
-        "sex",
-        "postcode",
-        "nationality",
-    ]
-    .map(column);
+    let cols = FIELD_COLUMNS.map(column);
     let mut records = Vec::new();
     for (line, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
@@ -169,15 +171,7 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
     let records = synth::generate(args.households, args.seed);
     let mut persons = csv::Writer::from_path(args.out_dir.join("persons.csv"))?;
-    persons.write_record([
-        "id",
-        "given_name",
-        "family_name",
-        "date_of_birth",
-        "sex",
-        "postcode",
-        "nationality",
-    ])?;
+    persons.write_record(std::iter::once("id").chain(FIELD_COLUMNS))?;
     let mut truth = csv::Writer::from_path(args.out_dir.join("truth.csv"))?;
     truth.write_record(["id", "true_person_id"])?;
     for s in &records {
