@@ -74,8 +74,11 @@ pub trait Stage: Send + Sync + 'static {
     /// Consumer group name, e.g. `enricher`.
     fn name(&self) -> &'static str;
 
-    /// Topics the stage consumes.
-    fn input_topics(&self) -> Vec<String>;
+    /// Topics the stage consumes: by default its row in [`crate::topics::STAGE_INPUTS`], so
+    /// the pipeline's wiring is read in one table rather than in each service.
+    fn input_topics(&self) -> Vec<String> {
+        crate::topics::inputs_of(self.name())
+    }
 
     /// Applies one event. Writes to the stage's own tables through `conn`, which is inside a
     /// transaction the runner owns; returns the events to append.

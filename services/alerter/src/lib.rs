@@ -189,10 +189,6 @@ impl Stage for Alerter {
         "alerter"
     }
 
-    fn input_topics(&self) -> Vec<String> {
-        topics::inputs_of(self.name())
-    }
-
     async fn handle(
         &self,
         conn: &mut AnyConnection,

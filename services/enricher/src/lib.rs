@@ -50,10 +50,6 @@ impl Stage for Enricher {
         "enricher"
     }
 
-    fn input_topics(&self) -> Vec<String> {
-        topics::inputs_of(self.name())
-    }
-
     async fn handle(
         &self,
         conn: &mut AnyConnection,

@@ -20,10 +20,6 @@ impl Stage for Submissions {
         "intake"
     }
 
-    fn input_topics(&self) -> Vec<String> {
-        topics::inputs_of(self.name())
-    }
-
     async fn handle(
         &self,
         conn: &mut AnyConnection,

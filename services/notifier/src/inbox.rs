@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kinlink_eventlog::{Output, Record, Stage, StageError, topics};
+use kinlink_eventlog::{Output, Record, Stage, StageError};
 use kinlink_proto::v1;
 use prost::Message;
 use sqlx::AnyConnection;
@@ -31,10 +31,6 @@ impl AlertInbox {
 impl Stage for AlertInbox {
     fn name(&self) -> &'static str {
         "notifier"
-    }
-
-    fn input_topics(&self) -> Vec<String> {
-        topics::inputs_of(self.name())
     }
 
     async fn handle(
