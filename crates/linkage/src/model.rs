@@ -74,6 +74,16 @@ impl Frequencies {
         f
     }
 
+    /// Frequencies read back from a store: `counts` of folded names out of `total` names.
+    /// The streaming enricher keeps these counts in its database and passes only the names
+    /// a decision needs.
+    pub fn from_counts(counts: impl IntoIterator<Item = (String, u32)>, total: u32) -> Self {
+        Self {
+            counts: counts.into_iter().collect(),
+            total,
+        }
+    }
+
     pub fn add(&mut self, name: &str) {
         let name = fold(name);
         if !name.is_empty() {
