@@ -13,6 +13,8 @@ pub const REFERRALS_ENRICHED: &str = "kinlink.referrals.enriched";
 pub const ALERTS_RAISED: &str = "kinlink.alerts.raised";
 /// What happened to an alert afterwards: delivered, failed, acknowledged, escalated, resolved.
 pub const ALERTS_LIFECYCLE: &str = "kinlink.alerts.lifecycle";
+/// Person-registry changes: review tasks opened, merges and splits (keyed by person id).
+pub const PERSONS_CHANGES: &str = "kinlink.persons.changes";
 
 /// The pipeline's main topics.
 pub const ALL: &[&str] = &[
@@ -22,6 +24,7 @@ pub const ALL: &[&str] = &[
     REFERRALS_ENRICHED,
     ALERTS_RAISED,
     ALERTS_LIFECYCLE,
+    PERSONS_CHANGES,
 ];
 
 /// The stages that consume topics, each with its own dead-letter topic, and what they

@@ -48,7 +48,7 @@ pub struct Index {
 }
 
 /// Blocks that grow larger than this are too common to be useful and are skipped.
-const MAX_BLOCK: usize = 2_000;
+pub const MAX_BLOCK: usize = 2_000;
 
 impl Index {
     pub fn build(records: &[PersonRecord]) -> Self {

@@ -119,11 +119,14 @@ fn name_level(
 fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
     let (a, b) = (a?, b?);
     let weak = a.weak() || b.weak();
-    let full = a.month.is_some() && a.day.is_some() && b.month.is_some() && b.day.is_some();
     if a.year == b.year && a.month == b.month && a.day == b.day {
         return Some(if weak { "exact_weak" } else { "exact" });
     }
-    if full {
+    let years_apart = (a.year - b.year).abs();
+    if !weak {
+        // Both dates are stated to the day and neither is a placeholder, so a difference is
+        // either a clerical slip (one digit, day and month swapped) or a different person:
+        // siblings and cousins are born months or years apart, never "about the same time".
         let (da, db) = (a.digits(), b.digits());
         let differing = da.chars().zip(db.chars()).filter(|(x, y)| x != y).count();
         if differing == 1 {
@@ -132,17 +135,34 @@ fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
         if a.year == b.year && a.month == b.day && a.day == b.month {
             return Some("swapped");
         }
+        if a.year == b.year && a.month == b.month {
+            return Some("same_month");
+        }
+        // Precise dates apart by up to a few years are still sometimes one person (an age
+        // assessment replaces a claimed date of birth), so this is not as strong as `else`.
+        return Some(if years_apart <= 5 {
+            "precise_differ"
+        } else {
+            "else"
+        });
     }
-    if a.year == b.year && a.month.is_some() && a.month == b.month {
-        return Some("same_month");
-    }
-    match (a.year - b.year).abs() {
-        0..=1 => Some("within_year"),
-        // Estimated ages are often a few years out.
+    // At least one date is an estimate (year only, 1 January, marked estimated): agreement
+    // on what both state is all that can be asked, and estimates are often a year or more out.
+    match years_apart {
+        0 if a.month.is_some() && a.month == b.month && !is_placeholder(a) && !is_placeholder(b) => {
+            Some("same_month")
+        }
+        0 => Some("same_year"),
+        1 => Some("within_year"),
         2..=5 => Some("within_5_years"),
         // A parent and a child with the same name differ by decades.
         _ => Some("else"),
     }
+}
+
+/// 1 January: the usual placeholder, whose month says nothing.
+fn is_placeholder(d: Dob) -> bool {
+    d.month == Some(1) && d.day == Some(1)
 }
 
 fn postcode_level(a: &str, b: &str) -> Option<&'static str> {
@@ -258,9 +278,18 @@ mod tests {
         assert_eq!(level("2015-03-02", "2015-03-07"), Some("typo"));
         assert_eq!(level("2015-03-02", "2015-02-03"), Some("swapped"));
         assert_eq!(level("2015-03-02", "2015-03-29"), Some("same_month"));
-        assert_eq!(level("2015-03-02", "2016-07-20"), Some("within_year"));
-        assert_eq!(level("2015-03-02", "2011-07-20"), Some("within_5_years"));
+        assert_eq!(level("2015-03-02", "2015-03"), Some("same_month"));
+        assert_eq!(level("2015-03-02", "2015"), Some("same_year"));
+        assert_eq!(level("2015-03-02", "2015-01-01"), Some("same_year"));
+        assert_eq!(level("2015-03-02", "2016"), Some("within_year"));
+        assert_eq!(level("2015-03-02", "2011"), Some("within_5_years"));
+        assert_eq!(level("2015", "1985-07-20"), Some("else"));
+        // Two precise dates apart: different people unless an age was reassessed.
+        assert_eq!(level("2015-03-02", "2016-07-20"), Some("precise_differ"));
+        assert_eq!(level("2015-03-02", "2011-07-20"), Some("precise_differ"));
         assert_eq!(level("2015-03-02", "1985-07-20"), Some("else"));
+        // A digit slip in a placeholder is not a typo of a real date.
+        assert_eq!(level("1984-01-01", "1988-01-01"), Some("within_5_years"));
         assert_eq!(level("2015-03-02", ""), None);
         assert_eq!(Dob::parse("2015-13-01"), None);
     }

@@ -92,9 +92,13 @@ impl Frequencies {
         }
     }
 
+    /// How likely a record drawn at random carries `name` in one given field: the counts pool
+    /// given and family names (two per record), so a name's share of all names is half its
+    /// share of the field it is used in. Doubling it keeps the adjusted weight honest for the
+    /// usual case of a name used as only one of the two.
     fn share(&self, name: &str) -> Option<f64> {
         let count = *self.counts.get(&fold(name))?;
-        (self.total > 50).then(|| f64::from(count) / f64::from(self.total))
+        (self.total > 50).then(|| (2.0 * f64::from(count) / f64::from(self.total)).min(1.0))
     }
 }
 
@@ -136,7 +140,11 @@ impl Model {
         for (i, level) in comparison.iter().enumerate() {
             let Some(level) = level else { continue };
             let field = FIELDS[i];
-            let mut w = self.level_weight(field, level);
+            let mut w = if counted_elsewhere(field, level) {
+                0.0
+            } else {
+                self.level_weight(field, level)
+            };
             if *level == "exact" && (field == "given_name" || field == "family_name") {
                 let name = if field == "given_name" {
                     &a.given
@@ -160,18 +168,23 @@ impl Model {
             });
         }
         let probability = 1.0 / (1.0 + (-weight).exp2());
-        let band = if probability >= self.upper {
+        Scored {
+            weight,
+            probability,
+            band: self.band(probability),
+            evidence,
+        }
+    }
+
+    /// The band of a match probability: both thresholds are inclusive from below, so a
+    /// probability exactly at `upper` links and one exactly at `lower` goes to review.
+    pub fn band(&self, probability: f64) -> Band {
+        if probability >= self.upper {
             Band::Link
         } else if probability >= self.lower {
             Band::Review
         } else {
             Band::Distinct
-        };
-        Scored {
-            weight,
-            probability,
-            band,
-            evidence,
         }
     }
 
@@ -179,6 +192,13 @@ impl Model {
     pub fn score(&self, a: &PersonRecord, b: &PersonRecord, freq: Option<&Frequencies>) -> Scored {
         self.score_comparison(&compare(a, b), a, freq)
     }
+}
+
+/// Given and family names recorded the other way round is one event, labelled on both fields
+/// so explanations show it, but weighed once, on the given name: counting it on both would
+/// count the same agreement twice (and EM would learn twice its weight).
+pub fn counted_elsewhere(field: &str, level: &str) -> bool {
+    field == "family_name" && level == "swapped"
 }
 
 /// Parses a date of birth cell of a CSV (empty = unknown).
@@ -228,6 +248,74 @@ mod tests {
         // Same name, date unknown, elsewhere: a person should look.
         let unsure = model.score(&a, &person("Elira", "Hoxha", "", "B1 1BB"), None);
         assert_ne!(unsure.band, Band::Link);
+        Ok(())
+    }
+
+    /// A child first recorded as a dependant and later referred in her own right, with a
+    /// transliterated given name, a family name with the Albanian definite ending, an
+    /// estimated year of birth and a move within the postcode sector, must link; her sister,
+    /// same family and address, must not link to either record.
+    #[test]
+    fn dependant_later_referred_alone_links_and_her_sister_does_not() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let record = |given: &str, family: &str, dob: Option<Dob>, postcode: &str| PersonRecord {
+            given: given.into(),
+            family: family.into(),
+            dob,
+            sex: "f".into(),
+            nationality: "AL".into(),
+            postcode: postcode.into(),
+            ..Default::default()
+        };
+        let dependant = record("Besa", "Hoxha", Dob::parse("2016-03-04"), "CT1 2RR");
+        let estimated = Dob {
+            estimated: true,
+            ..Dob::parse("2016").ok_or(Error::BadDate { id: "2016".into() })?
+        };
+        let own_right = record("Bessa", "Hoxhaj", Some(estimated), "CT1 2AB");
+        let sister = record("Drita", "Hoxha", Dob::parse("2012-07-09"), "CT1 2RR");
+        let scored = model.score(&dependant, &own_right, None);
+        assert_eq!(scored.band, Band::Link, "{scored:?}");
+        for other in [&dependant, &own_right] {
+            let scored = model.score(&sister, other, None);
+            assert_eq!(scored.band, Band::Distinct, "{scored:?}");
+            assert_eq!(model.score(other, &sister, None).band, Band::Distinct);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn thresholds_are_inclusive_from_below() -> Result<(), Error> {
+        let mut model = Model::shipped()?;
+        model.upper = 0.8;
+        model.lower = 0.5;
+        assert_eq!(model.band(0.8), Band::Link);
+        assert_eq!(model.band(0.8_f64.next_down()), Band::Review);
+        assert_eq!(model.band(0.5), Band::Review);
+        assert_eq!(model.band(0.5_f64.next_down()), Band::Distinct);
+        // And through scoring: with no evidence the probability is the prior, and a prior of
+        // 0.5 (weight exactly 0) or 0.8 (odds 4, weight exactly 2) comes out exact.
+        let nobody = PersonRecord::default();
+        model.prior = 0.8;
+        let at_upper = model.score(&nobody, &nobody, None);
+        assert_eq!((at_upper.probability, at_upper.band), (0.8, Band::Link));
+        model.prior = 0.5;
+        let at_lower = model.score(&nobody, &nobody, None);
+        assert_eq!((at_lower.probability, at_lower.band), (0.5, Band::Review));
+        model.lower = 0.5_f64.next_up();
+        assert_eq!(model.score(&nobody, &nobody, None).band, Band::Distinct);
+        Ok(())
+    }
+
+    #[test]
+    fn swapped_names_count_once() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let a = person("Lan", "Nguyen", "2015-03-02", "");
+        let straight = model.score(&a, &person("Lan", "Nguyen", "2015-03-02", ""), None);
+        let swapped = model.score(&a, &person("Nguyen", "Lan", "2015-03-02", ""), None);
+        let family = swapped.evidence.iter().find(|e| e.field == "family_name");
+        assert_eq!(family.map(|e| (e.level, e.weight)), Some(("swapped", 0.0)));
+        assert!(swapped.weight < straight.weight);
         Ok(())
     }
 

@@ -304,9 +304,11 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                         day: None,
                         estimated: false,
                     }),
-                    2 => Some(Dob {
+                    // Day and month the other way round: only possible when the day could
+                    // be a month, or the form would have rejected the date.
+                    2 if day <= 12 => Some(Dob {
                         year: *year,
-                        month: Some(day.min(12)),
+                        month: Some(day),
                         day: Some(month),
                         estimated: false,
                     }),

@@ -20,6 +20,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub store: StoreSettings,
     pub intake: IntakeSettings,
+    pub enricher: EnricherSettings,
     pub alerter: AlerterSettings,
     pub notifier: NotifierSettings,
     pub ops: OpsSettings,
@@ -34,6 +35,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             store: StoreSettings::default(),
             intake: IntakeSettings::default(),
+            enricher: EnricherSettings::default(),
             alerter: AlerterSettings::default(),
             notifier: NotifierSettings::default(),
             ops: OpsSettings::default(),
@@ -163,6 +165,20 @@ impl Default for IntakeSettings {
             max_body_bytes: 256 * 1024,
         }
     }
+}
+
+/// Person linkage. Without a model file the shipped model (`default-v1`) is used; the
+/// thresholds override the model's own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnricherSettings {
+    /// A model written by `kinlink model train`.
+    pub model_path: Option<PathBuf>,
+    /// Match probability at or above which a record links automatically.
+    pub link_threshold: Option<f64>,
+    /// Match probability at or above which (and below the link threshold) a review task is
+    /// opened and nothing is merged.
+    pub review_threshold: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -355,6 +371,24 @@ impl Settings {
 
     /// Cross-field rules that types cannot express.
     pub fn validate(&self) -> Result<()> {
+        let enricher = &self.enricher;
+        for (name, value) in [
+            ("enricher.link_threshold", enricher.link_threshold),
+            ("enricher.review_threshold", enricher.review_threshold),
+        ] {
+            if value.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {
+                return Err(Error::Invalid(format!(
+                    "{name} must be a probability above 0 and at most 1"
+                )));
+            }
+        }
+        if let (Some(link), Some(review)) = (enricher.link_threshold, enricher.review_threshold)
+            && review > link
+        {
+            return Err(Error::Invalid(
+                "enricher.review_threshold must not be above enricher.link_threshold".to_owned(),
+            ));
+        }
         if self.log.partitions < 1 {
             return Err(Error::Invalid(
                 "log.partitions must be at least 1".to_owned(),

@@ -356,6 +356,9 @@ impl Alerter {
                     enriched.urgency,
                 );
                 part.ever_referred_in_own_right = child.ever_referred_in_own_right;
+                part.match_method = child.match_method;
+                part.match_probability = child.match_probability;
+                part.earlier_referral_ids = child.earlier_referral_ids.clone();
                 part.previous_authority_codes = previous.clone();
                 part.child = child.person.clone();
                 match &route.target {

@@ -61,7 +61,7 @@ impl Harness {
             &referral,
         ));
         let mut tx = self.store.begin().await?;
-        let enriched = Enricher.handle(&mut tx, &received).await?;
+        let enriched = Enricher::shipped()?.handle(&mut tx, &received).await?;
         tx.commit().await?;
         let enriched = enriched
             .into_iter()

@@ -3,14 +3,43 @@
 //! whether they are treated as a child. Consumes `kinlink.referrals.received`, emits
 //! `kinlink.referrals.enriched`.
 //!
-//! Layout: [`linking`] (pure rules), [`registry`] (person tables), this file (the stage).
+//! Layout: [`linking`] (pure rules: child status, linkage records, the link/review/new
+//! decision), [`registry`] (person tables and the blocking index), [`review`] (review tasks,
+//! merges, splits and explanations for operators), this file (the stage).
 
 pub mod linking;
 pub mod registry;
+pub mod review;
+
+use std::sync::Arc;
 
 use kinlink_eventlog::{Output, Record, Stage, StageError, topics};
+use kinlink_linkage::Model;
 use kinlink_proto::v1::{self, PersonLink, SubjectRole};
+use kinlink_runtime::settings::EnricherSettings;
 use sqlx::AnyConnection;
+
+/// Errors of the enricher library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("linkage model: {0}")]
+    Model(#[from] kinlink_linkage::Error),
+    #[error("reading linkage model file {path}: {source}")]
+    ModelFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+    #[error(transparent)]
+    Log(#[from] kinlink_eventlog::Error),
+    #[error(transparent)]
+    Audit(#[from] kinlink_store::Error),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+}
 
 /// CloudEvents `source` of events the enricher emits.
 pub const SOURCE: &str = "/kinlink/enricher";
@@ -34,16 +63,67 @@ pub fn install(
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
     process.registry.register(
         "kinlink_enricher_links",
-        "Persons resolved by method (new_person, strong_identifier, exact_name_and_dob)",
+        "Persons resolved by method (new_person, strong_identifier, probabilistic)",
         LINKS.clone(),
     );
-    process.spawn_stage(Enricher);
+    process.registry.register(
+        "kinlink_enricher_reviews_opened",
+        "Linkage review tasks opened (a possible match between the thresholds; nothing merged)",
+        REVIEWS.clone(),
+    );
+    let enricher = Enricher::from_settings(&process.settings.enricher)
+        .map_err(|error| Box::new(error) as kinlink_runtime::process::TaskError)?;
+    tracing::info!(model = %enricher.model.version, "Linkage model loaded.");
+    process.spawn_stage(enricher);
     Ok(axum::Router::new())
 }
 
-/// The enricher stage.
-#[derive(Debug, Default, Clone)]
-pub struct Enricher;
+static REVIEWS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The enricher stage, with the linkage model it decides with.
+#[derive(Debug, Clone)]
+pub struct Enricher {
+    model: Arc<Model>,
+}
+
+impl Enricher {
+    /// With the model kinlink ships.
+    pub fn shipped() -> Result<Self, Error> {
+        Ok(Self::new(Model::shipped()?))
+    }
+
+    pub fn new(model: Model) -> Self {
+        Self {
+            model: Arc::new(model),
+        }
+    }
+
+    /// The model file and thresholds of the settings (the shipped model when no file).
+    pub fn from_settings(settings: &EnricherSettings) -> Result<Self, Error> {
+        let mut model = match &settings.model_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::ModelFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Model::from_json(&text)?
+            }
+            None => Model::shipped()?,
+        };
+        if let Some(link) = settings.link_threshold {
+            model.upper = link;
+        }
+        if let Some(review) = settings.review_threshold {
+            model.lower = review;
+        }
+        Ok(Self::new(model))
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+}
 
 impl Stage for Enricher {
     fn name(&self) -> &'static str {
@@ -56,7 +136,22 @@ impl Stage for Enricher {
         record: &Record,
     ) -> Result<Vec<Output>, StageError> {
         let referral: v1::ReferralReceived = record.envelope.decode()?;
-        let enriched = enrich(conn, &referral).await?;
+        let (enriched, opened) = enrich(conn, &self.model, &referral).await?;
+        let mut reviews = Vec::new();
+        for review in &opened {
+            REVIEWS.inc();
+            reviews.push(Output::new(
+                topics::PERSONS_CHANGES,
+                record.envelope.derive(
+                    &format!("review/{}", review.task_id),
+                    SOURCE,
+                    &review.person_id,
+                    &review.person_id,
+                    kinlink_store::now_millis(),
+                    review,
+                ),
+            ));
+        }
         let envelope = record.envelope.derive(
             "enriched",
             SOURCE,
@@ -69,17 +164,21 @@ impl Stage for Enricher {
             referral_id = %referral.referral_id,
             persons = enriched.subjects.len(),
             children = enriched.subjects.iter().filter(|s| s.is_child).count(),
+            reviews = opened.len(),
             "Referral enriched."
         );
-        Ok(vec![Output::new(topics::REFERRALS_ENRICHED, envelope)])
+        let mut outputs = vec![Output::new(topics::REFERRALS_ENRICHED, envelope)];
+        outputs.append(&mut reviews);
+        Ok(outputs)
     }
 }
 
 /// Resolves every person of the referral and links the household.
 async fn enrich(
     conn: &mut AnyConnection,
+    model: &Model,
     referral: &v1::ReferralReceived,
-) -> Result<v1::ReferralEnriched, StageError> {
+) -> Result<(v1::ReferralEnriched, Vec<v1::LinkageReviewOpened>), StageError> {
     let subject = referral
         .subject
         .as_ref()
@@ -108,7 +207,8 @@ async fn enrich(
                 ))
             }),
     );
-    let mut subjects = Vec::new();
+    let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
+    let mut opened = Vec::new();
     for (role, index, person, _) in people.clone() {
         // Derived from the referral: a redelivered referral, or a later version of it,
         // gives the same person ids to the same subject and dependants.
@@ -116,7 +216,19 @@ async fn enrich(
             &referral.referral_id,
             &format!("person/{}/{index}", role as i32),
         );
-        let resolved = registry::resolve(conn, person, &new_id, &referral.referral_id).await?;
+        let record_id = kinlink_eventlog::envelope::derive_id(
+            &referral.referral_id,
+            &format!("record/{}/{index}", role as i32),
+        );
+        // Two people on one referral are never the same person.
+        let exclude: Vec<String> = subjects.iter().map(|s| s.person_id.clone()).collect();
+        let place = registry::RecordPlace {
+            referral_id: &referral.referral_id,
+            record_id: &record_id,
+            new_person_id: &new_id,
+        };
+        let mut resolved = registry::resolve(conn, model, person, &place, &exclude).await?;
+        opened.append(&mut resolved.opened);
         let method = resolved
             .method
             .as_str_name()
@@ -133,6 +245,9 @@ async fn enrich(
         )
         .await?;
         let (is_child, basis) = linking::child_status(person, received);
+        let earlier_referral_ids =
+            registry::earlier_referrals(conn, &resolved.person_id, &referral.referral_id).await?;
+        let review_task_ids = registry::open_reviews(conn, &resolved.person_id).await?;
         subjects.push(v1::EnrichedSubject {
             person_id: resolved.person_id,
             role: role as i32,
@@ -144,6 +259,9 @@ async fn enrich(
             locations: person.locations.clone(),
             ever_referred_in_own_right: in_own_right,
             person: Some(person.clone()),
+            match_probability: resolved.probability,
+            earlier_referral_ids,
+            review_task_ids,
         });
     }
 
@@ -201,16 +319,17 @@ async fn enrich(
         });
     }
 
-    Ok(v1::ReferralEnriched {
+    let enriched = v1::ReferralEnriched {
         referral_id: referral.referral_id.clone(),
         agency_id: referral.agency_id.clone(),
         urgency: referral.urgency,
         consent: referral.consent,
         subjects,
-        linkage_version: linking::LINKAGE_VERSION.to_owned(),
+        linkage_version: model.version.clone(),
         exploitation_types: referral.exploitation_types.clone(),
         county_lines: referral.county_lines,
         version: referral.version.max(1),
         anonymous_duty_to_notify: referral.anonymous_duty_to_notify,
-    })
+    };
+    Ok((enriched, opened))
 }

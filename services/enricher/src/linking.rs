@@ -1,15 +1,13 @@
-//! Pure linking rules: who is a child, how identifiers and names are normalised for exact
-//! matching, and which household links a dependant's relationship implies. No I/O here;
-//! [`crate::registry`] applies these against the person tables.
-//!
-//! This is the exact-match first step. Probabilistic (Fellegi–Sunter) linkage replaces
-//! [`match_key`] as the fallback in a later step, behind the same registry.
+//! Pure linking rules: who is a child, how a referral's person becomes a linkage record,
+//! how scored candidates become a decision (link, review or new person), and which household
+//! links a dependant's relationship implies. No I/O here; [`crate::registry`] applies these
+//! against the person tables.
+
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
+use kinlink_linkage::{Band, Dob, PersonRecord, Scored};
 use kinlink_proto::v1::{self, ChildBasis, LinkKind, Relationship};
-
-/// Version of these rules, recorded on every `ReferralEnriched`.
-pub const LINKAGE_VERSION: &str = "exact-v1";
 
 /// Whether a person is treated as a child on `at`, and why.
 ///
@@ -76,33 +74,106 @@ pub fn normalise_identifier(value: &str) -> String {
         .collect()
 }
 
-/// The exact-match key: both names and a full date of birth, normalised. None when any is
-/// missing or the date is partial or estimated, since those match too many people.
-pub fn match_key(person: &v1::Person) -> Option<String> {
-    let dob = person.date_of_birth.as_ref()?;
-    let exact = dob.precision == v1::DobPrecision::Exact as i32 || dob.precision == 0;
-    if !exact || dob.value.len() != 10 {
-        return None;
+/// A referral's person as the linkage engine compares them. The postcode is where the person
+/// lives if given, else where they were found; the first nationality counts.
+pub fn person_record(record_id: &str, person: &v1::Person) -> PersonRecord {
+    let dob = person.date_of_birth.as_ref().and_then(|d| {
+        Dob::parse(&d.value).map(|mut dob| {
+            dob.estimated = d.precision == v1::DobPrecision::Estimated as i32;
+            dob
+        })
+    });
+    let sex = match v1::Sex::try_from(person.sex) {
+        Ok(v1::Sex::Female) => "f",
+        Ok(v1::Sex::Male) => "m",
+        _ => "",
+    };
+    let postcode = [v1::LocationRole::Lives, v1::LocationRole::Found]
+        .iter()
+        .find_map(|role| {
+            person
+                .locations
+                .iter()
+                .find(|l| l.role == *role as i32 && !l.postcode.trim().is_empty())
+        })
+        .map(|l| l.postcode.clone())
+        .unwrap_or_default();
+    PersonRecord {
+        id: record_id.to_owned(),
+        given: person.given_name.clone(),
+        family: person.family_name.clone(),
+        aliases: person.aliases.clone(),
+        dob,
+        sex: sex.to_owned(),
+        postcode,
+        nationality: person
+            .nationalities
+            .first()
+            .map(|n| n.trim().to_ascii_uppercase())
+            .unwrap_or_default(),
     }
-    let given = normalise_name(&person.given_name);
-    let family = normalise_name(&person.family_name);
-    if given.is_empty() || family.is_empty() {
-        return None;
-    }
-    Some(format!("{given}|{family}|{}", dob.value))
 }
 
-fn normalise_name(name: &str) -> String {
-    name.split_whitespace()
-        .map(|word| {
-            word.chars()
-                .filter(|c| c.is_alphabetic())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// An earlier record scored against the new one, with the person it belongs to now.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub person_id: String,
+    pub record_id: String,
+    pub scored: Scored,
+    /// The person holds a strong identifier of a kind the new record also has, with another
+    /// value: the two cannot be linked automatically.
+    pub identifier_conflict: bool,
+}
+
+/// What to do with a new record.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    /// The person to attach the record to (its best candidate scored in the link band).
+    pub link: Option<Candidate>,
+    /// Persons a human must compare with the record: in the review band, or in the link band
+    /// but not chosen (another person scored higher, or identifiers conflict).
+    pub review: Vec<Candidate>,
+}
+
+/// Decides from scored candidates. Each person counts once, by their best-scoring record;
+/// ties go to the smaller person id, so the decision does not depend on the order the store
+/// returned candidates in.
+pub fn decide(candidates: Vec<Candidate>) -> Decision {
+    let mut best: BTreeMap<String, Candidate> = BTreeMap::new();
+    for candidate in candidates {
+        if candidate.scored.band == Band::Distinct {
+            continue;
+        }
+        match best.get(&candidate.person_id) {
+            Some(kept) if !better(&candidate, kept) => {}
+            _ => {
+                best.insert(candidate.person_id.clone(), candidate);
+            }
+        }
+    }
+    let mut ranked: Vec<Candidate> = best.into_values().collect();
+    // Stable sort over person-id order: equal probabilities keep the smaller id first.
+    ranked.sort_by(|a, b| b.scored.probability.total_cmp(&a.scored.probability));
+    let mut decision = Decision::default();
+    for candidate in ranked {
+        if decision.link.is_none()
+            && candidate.scored.band == Band::Link
+            && !candidate.identifier_conflict
+        {
+            decision.link = Some(candidate);
+        } else {
+            decision.review.push(candidate);
+        }
+    }
+    decision
+}
+
+fn better(a: &Candidate, b: &Candidate) -> bool {
+    match a.scored.probability.total_cmp(&b.scored.probability) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => a.record_id < b.record_id,
+    }
 }
 
 /// The link from the subject to a dependant, seen from each side: (what the dependant is to
@@ -181,28 +252,6 @@ mod tests {
             child_status(&person(None, None), at),
             (true, ChildBasis::AgeUncertain)
         );
-    }
-
-    #[test]
-    fn exact_match_key_needs_full_names_and_an_exact_date() {
-        assert_eq!(
-            match_key(&person(Some(("2015-03-02", v1::DobPrecision::Exact)), None)).as_deref(),
-            Some("ana|hoxha|2015-03-02")
-        );
-        assert_eq!(
-            match_key(&person(
-                Some(("2015-01-01", v1::DobPrecision::Estimated)),
-                None
-            )),
-            None
-        );
-        assert_eq!(
-            match_key(&person(Some(("2015", v1::DobPrecision::Year)), None)),
-            None
-        );
-        let mut spaced = person(Some(("2015-03-02", v1::DobPrecision::Exact)), None);
-        spaced.given_name = "  ANA ".into();
-        assert_eq!(match_key(&spaced).as_deref(), Some("ana|hoxha|2015-03-02"));
     }
 
     #[test]

@@ -1,29 +1,75 @@
-//! The person registry in the store: finding a person by strong identifier or exact match
-//! key, creating new persons, and recording household links. All calls run inside the
-//! enricher's transaction, so a referral's persons and links appear together or not at all.
+//! The person registry in the store: finding the person a referral's subject or dependant is
+//! (strong identifier first, then probabilistic linkage over the blocking index), creating
+//! new persons, opening review tasks, and recording household links. All calls run inside the
+//! enricher's transaction, so a referral's persons, links and review tasks appear together or
+//! not at all.
 
+use std::collections::{BTreeSet, HashMap};
+
+use kinlink_linkage::model::{Evidence, Frequencies};
+use kinlink_linkage::normalise::fold;
+use kinlink_linkage::{Dob, Model, PersonRecord, blocking};
 use kinlink_proto::v1::{self, MatchMethod};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::linking::{match_key, normalise_identifier};
+use crate::linking::{self, Candidate, normalise_identifier};
 
 /// The person a referral's subject or dependant resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub person_id: String,
     pub method: MatchMethod,
+    /// 1 for a strong identifier, the model's probability for a probabilistic link, 0 for a
+    /// new person.
+    pub probability: f64,
+    /// Review tasks opened by this decision (empty when the record was decided before).
+    pub opened: Vec<v1::LinkageReviewOpened>,
 }
 
-/// Finds the registered person this record is, or registers a new one with `new_person_id`.
+/// Where a record sits in a referral and the ids derived from that place.
+#[derive(Debug, Clone)]
+pub struct RecordPlace<'a> {
+    pub referral_id: &'a str,
+    /// Stable for the same subject or dependant of the same referral (any version).
+    pub record_id: &'a str,
+    /// The id a new person gets.
+    pub new_person_id: &'a str,
+}
+
+/// Finds the registered person this record is, or registers a new one.
 ///
-/// A single person behind the record's strong identifiers is a match. Identifiers pointing at
-/// two different persons conflict: nothing is merged automatically and a new person is made.
+/// Strong identifiers decide first: one person behind them is a match; identifiers pointing at
+/// two different persons conflict, and a new person is made with nothing merged. Without an
+/// identifier match, the record is scored against the records sharing a blocking key with it;
+/// `exclude` holds persons already resolved on this referral (two people on one referral are
+/// never the same person). A record decided before (a redelivery, a replay or a later version
+/// of its referral) keeps its decision.
 pub async fn resolve(
     conn: &mut AnyConnection,
+    model: &Model,
     person: &v1::Person,
-    new_person_id: &str,
-    referral_id: &str,
+    place: &RecordPlace<'_>,
+    exclude: &[String],
 ) -> Result<Resolved, sqlx::Error> {
+    if let Some(row) = sqlx::query(
+        "SELECT person_id, method, match_probability FROM linkage_records WHERE record_id = $1",
+    )
+    .bind(place.record_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    {
+        let person_id = canonical(conn, &row.try_get::<String, _>("person_id")?).await?;
+        return Ok(Resolved {
+            person_id,
+            method: MatchMethod::try_from(i32::try_from(row.try_get::<i64, _>("method")?).unwrap_or(0))
+                .unwrap_or(MatchMethod::Unspecified),
+            probability: row.try_get("match_probability")?,
+            opened: Vec::new(),
+        });
+    }
+
+    let record = linking::person_record(place.record_id, person);
     let mut by_identifier: Vec<String> = Vec::new();
     for identifier in &person.identifiers {
         let row =
@@ -33,66 +79,405 @@ pub async fn resolve(
                 .fetch_optional(&mut *conn)
                 .await?;
         if let Some(row) = row {
-            let id: String = row.try_get("person_id")?;
+            let id = canonical(conn, &row.try_get::<String, _>("person_id")?).await?;
             if !by_identifier.contains(&id) {
                 by_identifier.push(id);
             }
         }
     }
-    let key = match_key(person);
-    let resolved = match by_identifier.as_slice() {
-        [one] => Some(Resolved {
-            person_id: one.clone(),
-            method: MatchMethod::StrongIdentifier,
-        }),
-        [] => match &key {
-            Some(key) => sqlx::query("SELECT person_id FROM persons WHERE match_key = $1")
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|row| row.try_get::<String, _>("person_id"))
-                .transpose()?
-                .map(|person_id| Resolved {
-                    person_id,
-                    method: MatchMethod::ExactNameAndDob,
-                }),
-            None => None,
-        },
-        _ => {
-            tracing::warn!(%referral_id, "Conflicting strong identifiers; not merging, creating a new person.");
-            None
-        }
-    };
-    let resolved = match resolved {
-        Some(found) => found,
-        None => {
-            // A conflicting record must not claim a key another person already holds.
-            let key = if by_identifier.len() > 1 { None } else { key };
-            sqlx::query(
-                "INSERT INTO persons (person_id, match_key, first_referral_id, referred_in_own_right, created_at_ms) \
-                 VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(new_person_id)
-            .bind(key)
-            .bind(referral_id)
-            .bind(kinlink_store::now_millis())
-            .execute(&mut *conn)
-            .await?;
-            Resolved {
-                person_id: new_person_id.to_owned(),
-                method: MatchMethod::NewPerson,
+
+    let mut evidence: Vec<Evidence> = Vec::new();
+    let mut matched_record: Option<String> = None;
+    let mut weight = 0.0;
+    let mut review: Vec<Candidate> = Vec::new();
+    let (person_id, method, probability) = match by_identifier.as_slice() {
+        [one] => (one.clone(), MatchMethod::StrongIdentifier, 1.0),
+        [] => {
+            let candidates = score_candidates(conn, model, &record, person, exclude).await?;
+            let decision = linking::decide(candidates);
+            review = decision.review;
+            match decision.link {
+                Some(link) => {
+                    evidence = link.scored.evidence;
+                    weight = link.scored.weight;
+                    matched_record = Some(link.record_id);
+                    (
+                        link.person_id,
+                        MatchMethod::Probabilistic,
+                        link.scored.probability,
+                    )
+                }
+                None => (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0),
             }
         }
+        _ => {
+            tracing::warn!(
+                referral_id = %place.referral_id,
+                record_id = %place.record_id,
+                "Conflicting strong identifiers; not merging, creating a new person."
+            );
+            (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0)
+        }
     };
+
+    if method == MatchMethod::NewPerson {
+        sqlx::query(
+            "INSERT INTO persons (person_id, match_key, first_referral_id, referred_in_own_right, created_at_ms) \
+             VALUES ($1, NULL, $2, 0, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(&person_id)
+        .bind(place.referral_id)
+        .bind(kinlink_store::now_millis())
+        .execute(&mut *conn)
+        .await?;
+    }
+    insert_record(
+        conn,
+        &record,
+        &person_id,
+        place.referral_id,
+        method,
+        matched_record.as_deref(),
+        probability,
+        weight,
+        &evidence,
+        &model.version,
+    )
+    .await?;
     for identifier in &person.identifiers {
         sqlx::query("INSERT INTO person_identifiers (kind, value, person_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(i64::from(identifier.kind))
             .bind(normalise_identifier(&identifier.value))
-            .bind(&resolved.person_id)
+            .bind(&person_id)
             .execute(&mut *conn)
             .await?;
     }
-    Ok(resolved)
+    let mut opened = Vec::new();
+    for candidate in review {
+        if candidate.person_id == person_id {
+            continue;
+        }
+        opened.push(open_review(conn, place, &person_id, &candidate, &model.version).await?);
+    }
+    Ok(Resolved {
+        person_id,
+        method,
+        probability,
+        opened,
+    })
+}
+
+/// The person an id stands for now: a merged person resolves to the one it was merged into.
+/// Merges repoint earlier merges, so one step is enough.
+pub async fn canonical(conn: &mut AnyConnection, person_id: &str) -> Result<String, sqlx::Error> {
+    let merged: Option<String> = sqlx::query("SELECT merged_into FROM persons WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get::<Option<String>, _>("merged_into"))
+        .transpose()?
+        .flatten();
+    Ok(merged.unwrap_or_else(|| person_id.to_owned()))
+}
+
+/// Scores the new record against every earlier record sharing a blocking key with it.
+async fn score_candidates(
+    conn: &mut AnyConnection,
+    model: &Model,
+    record: &PersonRecord,
+    person: &v1::Person,
+    exclude: &[String],
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let limit = i64::try_from(blocking::MAX_BLOCK + 1).unwrap_or(i64::MAX);
+    for key in blocking::keys(record) {
+        let rows = sqlx::query("SELECT record_id FROM linkage_keys WHERE block_key = $1 LIMIT $2")
+            .bind(&key)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        // A key shared by too many records says little; the other keys still find a match.
+        if rows.len() > blocking::MAX_BLOCK {
+            continue;
+        }
+        for row in rows {
+            ids.insert(row.try_get("record_id")?);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let frequencies = frequencies(conn, record).await?;
+    let mut persons: HashMap<String, String> = HashMap::new();
+    let mut identifiers: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let mut candidates = Vec::new();
+    for id in ids {
+        let Some(row) = sqlx::query("SELECT * FROM linkage_records WHERE record_id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            continue;
+        };
+        let stored_person: String = row.try_get("person_id")?;
+        let person_id = match persons.get(&stored_person) {
+            Some(p) => p.clone(),
+            None => {
+                let p = canonical(conn, &stored_person).await?;
+                persons.insert(stored_person, p.clone());
+                p
+            }
+        };
+        if exclude.contains(&person_id) {
+            continue;
+        }
+        let earlier = stored_record(&row)?;
+        let scored = model.score(record, &earlier, Some(&frequencies));
+        let identifier_conflict = if person.identifiers.is_empty() {
+            false
+        } else {
+            if !identifiers.contains_key(&person_id) {
+                let held = person_identifiers(conn, &person_id).await?;
+                identifiers.insert(person_id.clone(), held);
+            }
+            identifiers.get(&person_id).is_some_and(|held| {
+                person.identifiers.iter().any(|mine| {
+                    let value = normalise_identifier(&mine.value);
+                    held.iter()
+                        .any(|(kind, v)| *kind == i64::from(mine.kind) && *v != value)
+                })
+            })
+        };
+        candidates.push(Candidate {
+            person_id,
+            record_id: id,
+            scored,
+            identifier_conflict,
+        });
+    }
+    Ok(candidates)
+}
+
+async fn person_identifiers(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query("SELECT kind, value FROM person_identifiers WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("kind")?, row.try_get("value")?)))
+        .collect()
+}
+
+/// Counts of the record's two names (and the total), for term-frequency adjustment.
+async fn frequencies(
+    conn: &mut AnyConnection,
+    record: &PersonRecord,
+) -> Result<Frequencies, sqlx::Error> {
+    let mut counts = Vec::new();
+    let mut total = 0u32;
+    for name in [String::new(), fold(&record.given), fold(&record.family)] {
+        let count: Option<i64> =
+            sqlx::query("SELECT occurrences FROM linkage_name_counts WHERE name = $1")
+                .bind(&name)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|row| row.try_get("occurrences"))
+                .transpose()?;
+        let count = u32::try_from(count.unwrap_or(0)).unwrap_or(u32::MAX);
+        if name.is_empty() {
+            total = count;
+        } else {
+            counts.push((name, count));
+        }
+    }
+    Ok(Frequencies::from_counts(counts, total))
+}
+
+/// A linkage record read back from the store.
+pub fn stored_record(row: &AnyRow) -> Result<PersonRecord, sqlx::Error> {
+    let aliases: String = row.try_get("aliases")?;
+    let dob: String = row.try_get("date_of_birth")?;
+    let estimated: i64 = row.try_get("dob_estimated")?;
+    Ok(PersonRecord {
+        id: row.try_get("record_id")?,
+        given: row.try_get("given_name")?,
+        family: row.try_get("family_name")?,
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        dob: Dob::parse(&dob).map(|mut d| {
+            d.estimated = estimated != 0;
+            d
+        }),
+        sex: row.try_get("sex")?,
+        postcode: row.try_get("postcode")?,
+        nationality: row.try_get("nationality")?,
+    })
+}
+
+fn dob_text(dob: Option<Dob>) -> String {
+    match dob {
+        None => String::new(),
+        Some(Dob {
+            year,
+            month: None,
+            ..
+        }) => format!("{year:04}"),
+        Some(Dob {
+            year,
+            month: Some(month),
+            day: None,
+            ..
+        }) => format!("{year:04}-{month:02}"),
+        Some(Dob {
+            year,
+            month: Some(month),
+            day: Some(day),
+            ..
+        }) => format!("{year:04}-{month:02}-{day:02}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_record(
+    conn: &mut AnyConnection,
+    record: &PersonRecord,
+    person_id: &str,
+    referral_id: &str,
+    method: MatchMethod,
+    matched_record_id: Option<&str>,
+    probability: f64,
+    weight: f64,
+    evidence: &[Evidence],
+    model_version: &str,
+) -> Result<(), sqlx::Error> {
+    let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
+    sqlx::query(
+        "INSERT INTO linkage_records (record_id, person_id, referral_id, given_name, family_name, \
+         aliases, date_of_birth, dob_estimated, sex, nationality, postcode, method, \
+         matched_record_id, match_probability, match_weight, evidence, model_version, decided_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(&record.id)
+    .bind(person_id)
+    .bind(referral_id)
+    .bind(&record.given)
+    .bind(&record.family)
+    .bind(serde_json::to_string(&record.aliases).map_err(encode)?)
+    .bind(dob_text(record.dob))
+    .bind(i64::from(record.dob.is_some_and(|d| d.estimated)))
+    .bind(&record.sex)
+    .bind(&record.nationality)
+    .bind(&record.postcode)
+    .bind(method as i64)
+    .bind(matched_record_id)
+    .bind(probability)
+    .bind(weight)
+    .bind(serde_json::to_string(evidence).map_err(encode)?)
+    .bind(model_version)
+    .bind(kinlink_store::now_millis())
+    .execute(&mut *conn)
+    .await?;
+    for key in blocking::keys(record) {
+        sqlx::query(
+            "INSERT INTO linkage_keys (block_key, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(&record.id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for name in [String::new(), fold(&record.given), fold(&record.family)] {
+        sqlx::query(
+            "INSERT INTO linkage_name_counts (name, occurrences) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET occurrences = linkage_name_counts.occurrences + 1",
+        )
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn open_review(
+    conn: &mut AnyConnection,
+    place: &RecordPlace<'_>,
+    person_id: &str,
+    candidate: &Candidate,
+    model_version: &str,
+) -> Result<v1::LinkageReviewOpened, sqlx::Error> {
+    let task_id = kinlink_eventlog::envelope::derive_id(
+        place.record_id,
+        &format!("review/{}", candidate.person_id),
+    );
+    let evidence = serde_json::to_string(&candidate.scored.evidence)
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO linkage_reviews (task_id, referral_id, record_id, person_id, candidate_record_id, \
+         candidate_person_id, match_probability, match_weight, evidence, model_version, state, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11) ON CONFLICT DO NOTHING",
+    )
+    .bind(&task_id)
+    .bind(place.referral_id)
+    .bind(place.record_id)
+    .bind(person_id)
+    .bind(&candidate.record_id)
+    .bind(&candidate.person_id)
+    .bind(candidate.scored.probability)
+    .bind(candidate.scored.weight)
+    .bind(evidence)
+    .bind(model_version)
+    .bind(kinlink_store::now_millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(v1::LinkageReviewOpened {
+        task_id,
+        referral_id: place.referral_id.to_owned(),
+        person_id: person_id.to_owned(),
+        candidate_person_id: candidate.person_id.clone(),
+        match_probability: candidate.scored.probability,
+        match_weight: candidate.scored.weight,
+        model_version: model_version.to_owned(),
+    })
+}
+
+/// Open review tasks about a person (either side).
+pub async fn open_reviews(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT task_id FROM linkage_reviews WHERE state = 'open' \
+         AND (person_id = $1 OR candidate_person_id = $1) ORDER BY created_at_ms, task_id",
+    )
+    .bind(person_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| row.try_get("task_id"))
+    .collect()
+}
+
+/// Other referrals the person (or a person merged into them) was on, oldest first.
+pub async fn earlier_referrals(
+    conn: &mut AnyConnection,
+    person_id: &str,
+    referral_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query(
+        "SELECT rp.referral_id, MIN(rp.seen_at_ms) AS first_seen FROM referral_persons rp \
+         JOIN persons p ON p.person_id = rp.person_id \
+         WHERE (rp.person_id = $1 OR p.merged_into = $1) AND rp.referral_id <> $2 \
+         GROUP BY rp.referral_id ORDER BY first_seen, rp.referral_id",
+    )
+    .bind(person_id)
+    .bind(referral_id)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| row.try_get("referral_id"))
+    .collect()
 }
 
 /// Records that `person_id` appears on the referral in `role` at `index`; for the referral's

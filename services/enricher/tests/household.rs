@@ -1,5 +1,5 @@
 //! The enricher against a real (SQLite) store: household links, child decisions, and the same
-//! child recognised across referrals by strong identifier or exact name and date of birth.
+//! child recognised across referrals by strong identifier or by probabilistic linkage.
 
 use kinlink_enricher::Enricher;
 use kinlink_eventlog::{Envelope, Record, Stage};
@@ -57,7 +57,7 @@ async fn enrich(
     record: &Record,
 ) -> Result<v1::ReferralEnriched, Box<dyn std::error::Error>> {
     let mut tx = store.begin().await?;
-    let outputs = Enricher.handle(&mut tx, record).await?;
+    let outputs = Enricher::shipped()?.handle(&mut tx, record).await?;
     tx.commit().await?;
     Ok(outputs.first().ok_or("no output")?.envelope.decode()?)
 }
@@ -149,12 +149,14 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     .await?;
     assert_eq!(
         third.subjects[1].person_id, hana.person_id,
-        "same child by exact name and date of birth"
+        "same child by name and date of birth"
     );
     assert_eq!(
         third.subjects[1].match_method,
-        MatchMethod::ExactNameAndDob as i32
+        MatchMethod::Probabilistic as i32
     );
+    assert!(third.subjects[1].match_probability >= 0.95);
+    assert_eq!(third.subjects[1].earlier_referral_ids, ["r1"]);
 
     // Conflicting strong identifiers never merge automatically.
     enrich(

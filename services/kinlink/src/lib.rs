@@ -56,9 +56,72 @@ pub enum Command {
     },
     /// Synthetic person records with ground truth, for evaluating linkage.
     Synth(linkage::SynthArgs),
+    /// How a person came to be: each record's linkage decision with its per-field evidence
+    /// and model version, merges, splits and review tasks (ids and weights, no names).
+    Explain {
+        person_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Linkage review tasks: possible matches scored between the thresholds, where nothing
+    /// was merged until a person decides.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
+    /// Corrections to the person registry.
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
+    },
     /// Load a backlog of referrals (one JSON referral per line) through intake's validation.
     /// Re-running after an interruption skips lines already accepted.
     Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Open review tasks, oldest first (`--all` includes decided ones).
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Decide a task: `--same` merges the two persons (a `PersonsMerged` event),
+    /// `--different` closes it with nothing merged.
+    Decide {
+        task_id: String,
+        #[arg(long, conflicts_with = "different", required_unless_present = "different")]
+        same: bool,
+        #[arg(long)]
+        different: bool,
+        /// Who decided, for the audit log (an operator id, not a name).
+        #[arg(long)]
+        by: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonCommand {
+    /// Move records wrongly linked or merged to a person onto a new person of their own
+    /// (a `PersonSplit` event). `kinlink explain` lists a person's record ids.
+    Split {
+        person_id: String,
+        /// A record id to move (repeat for several).
+        #[arg(long = "record", required = true)]
+        records: Vec<String>,
+        /// Why, in a few words (no personal data).
+        #[arg(long)]
+        reason: String,
+        /// Who decided, for the audit log (an operator id, not a name).
+        #[arg(long)]
+        by: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +368,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ModelCommand::Train(args),
         } => linkage::train_model(&args),
         Command::Synth(args) => linkage::synth(&args),
+        Command::Explain { person_id, store } => ops::persons::explain(&person_id, &store).await,
+        Command::Review {
+            command: ReviewCommand::List { all, store },
+        } => ops::persons::review_list(all, &store).await,
+        Command::Review {
+            command:
+                ReviewCommand::Decide {
+                    task_id,
+                    same,
+                    different: _,
+                    by,
+                    store,
+                },
+        } => ops::persons::review_decide(&task_id, same, &by, &store).await,
+        Command::Person {
+            command:
+                PersonCommand::Split {
+                    person_id,
+                    records,
+                    reason,
+                    by,
+                    store,
+                },
+        } => ops::persons::split(&person_id, &records, &reason, &by, &store).await,
         Command::Audit(AuditArgs {
             command: AuditCommand::Verify(args),
         }) => ops::audit_verify(&args).await,

@@ -154,8 +154,25 @@ pub struct ChildSection<'a> {
     #[schema(value_type = Vec<String>)]
     pub previous_authority_codes: &'a [String],
     pub ever_referred_in_own_right: bool,
+    /// How the child was recognised: `new_person` (first seen), `strong_identifier`, or
+    /// `probabilistic` (linkage scored above the automatic-link threshold).
+    pub recognised_by: &'static str,
+    /// Probability of the match that recognised the child (0 for a new person).
+    pub match_probability: f64,
+    /// Referrals the child was already on, as a dependant or in their own right.
+    #[schema(value_type = Vec<String>)]
+    pub earlier_referral_ids: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<ChildDetails<'a>>,
+}
+
+fn recognised_by(method: i32) -> &'static str {
+    match v1::MatchMethod::try_from(method) {
+        Ok(v1::MatchMethod::StrongIdentifier) => "strong_identifier",
+        Ok(v1::MatchMethod::Probabilistic) => "probabilistic",
+        Ok(v1::MatchMethod::ExactNameAndDob) => "exact_name_and_dob",
+        _ => "new_person",
+    }
 }
 
 fn basis_name(basis: i32) -> &'static str {
@@ -210,6 +227,9 @@ impl<'a> WebhookPayload<'a> {
                     other_authority_code: &s.other_authority_code,
                     previous_authority_codes: &s.previous_authority_codes,
                     ever_referred_in_own_right: s.ever_referred_in_own_right,
+                    recognised_by: recognised_by(s.match_method),
+                    match_probability: s.match_probability,
+                    earlier_referral_ids: &s.earlier_referral_ids,
                     details: if full {
                         s.child.as_ref().map(ChildDetails::from_person)
                     } else {

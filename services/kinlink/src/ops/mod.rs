@@ -4,6 +4,7 @@
 
 pub mod dlq;
 pub mod metrics;
+pub mod persons;
 pub mod replay;
 pub mod status;
 pub mod trace;

@@ -32,7 +32,9 @@ impl AnyStage {
     pub fn build(name: &str, settings: &Settings) -> anyhow::Result<Self> {
         Ok(match name {
             "intake" => AnyStage::Intake(kinlink_intake::submissions::Submissions),
-            "enricher" => AnyStage::Enricher(kinlink_enricher::Enricher),
+            "enricher" => AnyStage::Enricher(kinlink_enricher::Enricher::from_settings(
+                &settings.enricher,
+            )?),
             "alerter" => AnyStage::Alerter(Box::new(kinlink_alerter::Alerter::new(
                 kinlink_alerter::routing::AuthorityResolver::shipped()?,
                 kinlink_alerter::deadline::WorkingCalendar::england_and_wales()?,
