@@ -6,6 +6,7 @@ mod intake;
 mod linkage_cli;
 mod notifier;
 mod ops;
+mod person_linkage;
 mod routing_cli;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -62,8 +62,10 @@ pub async fn resolve(
         let person_id = canonical(conn, &row.try_get::<String, _>("person_id")?).await?;
         return Ok(Resolved {
             person_id,
-            method: MatchMethod::try_from(i32::try_from(row.try_get::<i64, _>("method")?).unwrap_or(0))
-                .unwrap_or(MatchMethod::Unspecified),
+            method: MatchMethod::try_from(
+                i32::try_from(row.try_get::<i64, _>("method")?).unwrap_or(0),
+            )
+            .unwrap_or(MatchMethod::Unspecified),
             probability: row.try_get("match_probability")?,
             opened: Vec::new(),
         });
@@ -170,13 +172,14 @@ pub async fn resolve(
 /// The person an id stands for now: a merged person resolves to the one it was merged into.
 /// Merges repoint earlier merges, so one step is enough.
 pub async fn canonical(conn: &mut AnyConnection, person_id: &str) -> Result<String, sqlx::Error> {
-    let merged: Option<String> = sqlx::query("SELECT merged_into FROM persons WHERE person_id = $1")
-        .bind(person_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| row.try_get::<Option<String>, _>("merged_into"))
-        .transpose()?
-        .flatten();
+    let merged: Option<String> =
+        sqlx::query("SELECT merged_into FROM persons WHERE person_id = $1")
+            .bind(person_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<Option<String>, _>("merged_into"))
+            .transpose()?
+            .flatten();
     Ok(merged.unwrap_or_else(|| person_id.to_owned()))
 }
 
@@ -320,9 +323,7 @@ fn dob_text(dob: Option<Dob>) -> String {
     match dob {
         None => String::new(),
         Some(Dob {
-            year,
-            month: None,
-            ..
+            year, month: None, ..
         }) => format!("{year:04}"),
         Some(Dob {
             year,

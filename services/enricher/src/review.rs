@@ -138,7 +138,11 @@ pub async fn decide(
             alert_id: "",
             detail: &format!(
                 "task={task_id} verdict={}",
-                if merged.is_some() { "same" } else { "different" }
+                if merged.is_some() {
+                    "same"
+                } else {
+                    "different"
+                }
             ),
         },
     )

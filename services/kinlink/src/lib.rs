@@ -92,7 +92,11 @@ pub enum ReviewCommand {
     /// `--different` closes it with nothing merged.
     Decide {
         task_id: String,
-        #[arg(long, conflicts_with = "different", required_unless_present = "different")]
+        #[arg(
+            long,
+            conflicts_with = "different",
+            required_unless_present = "different"
+        )]
         same: bool,
         #[arg(long)]
         different: bool,

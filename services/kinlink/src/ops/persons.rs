@@ -11,10 +11,7 @@ async fn backends(
     args: &StoreArgs,
 ) -> anyhow::Result<(kinlink_store::Store, kinlink_eventlog::EventLog)> {
     let settings = settings(args)?;
-    Ok(
-        kinlink_runtime::open_backends(&settings, kinlink_eventlog::LogMetrics::default())
-            .await?,
-    )
+    Ok(kinlink_runtime::open_backends(&settings, kinlink_eventlog::LogMetrics::default()).await?)
 }
 
 /// `kinlink explain <person-id>`.
