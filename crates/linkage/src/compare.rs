@@ -149,7 +149,11 @@ fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
     // At least one date is an estimate (year only, 1 January, marked estimated): agreement
     // on what both state is all that can be asked, and estimates are often a year or more out.
     match years_apart {
-        0 if a.month.is_some() && a.month == b.month && !is_placeholder(a) && !is_placeholder(b) => {
+        0 if a.month.is_some()
+            && a.month == b.month
+            && !is_placeholder(a)
+            && !is_placeholder(b) =>
+        {
             Some("same_month")
         }
         0 => Some("same_year"),

@@ -74,10 +74,7 @@ pub fn train(start: &Model, records: &[PersonRecord], version: &str, seed: u64) 
         }
         if let Some(levels) = model.fields.get_mut(*field) {
             for (level, [m, _]) in levels.iter_mut() {
-                let sum: f64 = estimates
-                    .iter()
-                    .filter_map(|e| e.get(level.as_str()))
-                    .sum();
+                let sum: f64 = estimates.iter().filter_map(|e| e.get(level.as_str())).sum();
                 *m = sum / estimates.len() as f64;
             }
         }
@@ -147,7 +144,9 @@ fn session_pairs(
     for members in groups.values().filter(|g| g.len() <= MAX_GROUP) {
         for (x, &i) in members.iter().enumerate() {
             for &j in &members[x + 1..] {
-                *patterns.entry(compare(&records[i], &records[j])).or_default() += 1.0;
+                *patterns
+                    .entry(compare(&records[i], &records[j]))
+                    .or_default() += 1.0;
             }
         }
     }
@@ -199,9 +198,9 @@ fn em_session(
                 let mut weight = (lambda / (1.0 - lambda)).log2();
                 for &f in &free {
                     if let Some([m, u]) = comparison[f]
-                    .filter(|l| !counted_elsewhere(FIELDS[f], l))
-                    .and_then(|l| params[f].get(l))
-                {
+                        .filter(|l| !counted_elsewhere(FIELDS[f], l))
+                        .and_then(|l| params[f].get(l))
+                    {
                         weight += (m.max(1e-12) / u.max(1e-12)).log2();
                     }
                 }

@@ -254,6 +254,117 @@ mod tests {
         );
     }
 
+    fn candidate(person: &str, record: &str, probability: f64, band: Band) -> Candidate {
+        Candidate {
+            person_id: person.into(),
+            record_id: record.into(),
+            scored: Scored {
+                weight: 0.0,
+                probability,
+                band,
+                evidence: Vec::new(),
+            },
+            identifier_conflict: false,
+        }
+    }
+
+    #[test]
+    fn decision_links_the_best_person_and_reviews_the_rest() {
+        let decision = decide(vec![
+            candidate("p2", "r3", 0.97, Band::Link),
+            candidate("p1", "r1", 0.99, Band::Link),
+            candidate("p1", "r2", 0.60, Band::Review),
+            candidate("p3", "r4", 0.70, Band::Review),
+            candidate("p4", "r5", 0.10, Band::Distinct),
+        ]);
+        let link = decision.link.as_ref().map(|c| c.person_id.as_str());
+        assert_eq!(link, Some("p1"));
+        // Each person once, by their best record; distinct candidates are dropped.
+        let review: Vec<&str> = decision
+            .review
+            .iter()
+            .map(|c| c.person_id.as_str())
+            .collect();
+        assert_eq!(review, ["p2", "p3"]);
+    }
+
+    #[test]
+    fn review_band_alone_never_links() {
+        let decision = decide(vec![candidate("p1", "r1", 0.9, Band::Review)]);
+        assert!(decision.link.is_none());
+        assert_eq!(decision.review.len(), 1);
+        assert!(decide(Vec::new()).link.is_none());
+    }
+
+    #[test]
+    fn identifier_conflict_turns_a_link_into_a_review() {
+        let mut conflicting = candidate("p1", "r1", 0.999, Band::Link);
+        conflicting.identifier_conflict = true;
+        let decision = decide(vec![conflicting, candidate("p2", "r2", 0.96, Band::Link)]);
+        assert_eq!(
+            decision.link.as_ref().map(|c| c.person_id.as_str()),
+            Some("p2")
+        );
+        assert_eq!(decision.review[0].person_id, "p1");
+    }
+
+    #[test]
+    fn decision_does_not_depend_on_candidate_order() {
+        let mut candidates = vec![
+            candidate("p1", "r1", 0.98, Band::Link),
+            candidate("p2", "r2", 0.98, Band::Link),
+            candidate("p3", "r3", 0.80, Band::Review),
+        ];
+        let first = decide(candidates.clone());
+        candidates.reverse();
+        let second = decide(candidates);
+        let ids = |d: &Decision| {
+            (
+                d.link.as_ref().map(|c| c.person_id.clone()),
+                d.review
+                    .iter()
+                    .map(|c| c.person_id.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(ids(&first), ids(&second));
+        assert_eq!(ids(&first).0.as_deref(), Some("p1"));
+    }
+
+    #[test]
+    fn linkage_record_takes_where_the_child_lives_first() {
+        let mut p = person(Some(("2016", v1::DobPrecision::Estimated)), None);
+        p.sex = v1::Sex::Female as i32;
+        p.nationalities = vec![" al ".into(), "XK".into()];
+        p.locations = vec![
+            v1::Location {
+                role: v1::LocationRole::Found as i32,
+                postcode: "B1 1BB".into(),
+                ..Default::default()
+            },
+            v1::Location {
+                role: v1::LocationRole::Lives as i32,
+                postcode: "CT1 2RR".into(),
+                ..Default::default()
+            },
+        ];
+        let record = person_record("rec-1", &p);
+        assert_eq!(record.id, "rec-1");
+        assert_eq!(record.postcode, "CT1 2RR");
+        assert_eq!(record.sex, "f");
+        assert_eq!(record.nationality, "AL");
+        let dob = record.dob.unwrap_or(Dob {
+            year: 0,
+            month: None,
+            day: None,
+            estimated: false,
+        });
+        assert_eq!((dob.year, dob.month, dob.estimated), (2016, None, true));
+        // A malformed date is unknown, not a guess.
+        let bad = person(Some(("16/03/2016", v1::DobPrecision::Exact)), None);
+        assert!(person_record("rec-2", &bad).dob.is_none());
+    }
+
     #[test]
     fn identifiers_ignore_formatting() {
         assert_eq!(normalise_identifier("485 777-3456"), "4857773456");

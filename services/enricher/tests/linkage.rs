@@ -251,7 +251,7 @@ async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events() -> 
     assert_eq!(opened.person_id, maybe.person_id);
     assert!(opened.match_probability >= h.enricher.model().lower);
     assert!(opened.match_probability < h.enricher.model().upper);
-    assert_eq!(maybe.review_task_ids, [opened.task_id.clone()]);
+    assert_eq!(maybe.review_task_ids, std::slice::from_ref(&opened.task_id));
 
     let mut tx = h.store.begin().await?;
     let open = review::list(&mut tx, false).await?;
@@ -278,7 +278,10 @@ async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events() -> 
     let explained = review::explain(&mut conn, &maybe.person_id).await?;
     drop(conn);
     assert_eq!(explained.person_id, arber);
-    assert_eq!(explained.merged_person_ids, [maybe.person_id.clone()]);
+    assert_eq!(
+        explained.merged_person_ids,
+        std::slice::from_ref(&maybe.person_id)
+    );
     assert_eq!(explained.records.len(), 2);
     assert_eq!(explained.changes.len(), 1);
     assert_eq!(explained.reviews[0].state, "merged");

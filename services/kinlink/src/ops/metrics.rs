@@ -36,6 +36,7 @@ pub struct OpsGauges {
     dead_letters: Family<StageLabel, Gauge>,
     triage_open: Gauge,
     triage_overdue: Gauge,
+    reviews_open: Gauge,
     alerts: Family<StateLabel, Gauge>,
     overdue: Family<RagLabel, Gauge>,
 }
@@ -73,6 +74,11 @@ impl OpsGauges {
             "Triage items past their SLA",
             g.triage_overdue.clone(),
         );
+        registry.register(
+            "kinlink_linkage_reviews_open",
+            "Linkage review tasks waiting for a person to decide (nothing merged meanwhile)",
+            g.reviews_open.clone(),
+        );
         registry.register("kinlink_alerts", "Alerts by state", g.alerts.clone());
         registry.register(
             "kinlink_alerts_overdue",
@@ -106,6 +112,7 @@ impl OpsGauges {
         }
         self.triage_open.set(status.triage_open);
         self.triage_overdue.set(status.triage_overdue);
+        self.reviews_open.set(status.reviews_open);
         let a = &status.alerts;
         for (state, value) in [
             ("pending_delivery", a.pending_delivery),

@@ -339,6 +339,7 @@ pub async fn run(command: OpsCommand) -> anyhow::Result<()> {
                     "triage: {} open, {} overdue",
                     status.triage_open, status.triage_overdue
                 )?;
+                writeln!(out, "linkage reviews: {} open", status.reviews_open)?;
                 writeln!(
                     out,
                     "alerts: {} pending delivery, {} delivered unacknowledged, {} escalated, {} acknowledged, {} resolved, {} failed delivery",

@@ -53,6 +53,8 @@ pub struct Status {
     pub stages: Vec<StageStatus>,
     pub triage_open: i64,
     pub triage_overdue: i64,
+    /// Linkage review tasks waiting for a person (the review band).
+    pub reviews_open: i64,
     pub alerts: AlertCounts,
 }
 
@@ -122,6 +124,12 @@ pub async fn status(
         now,
     )
     .await?;
+    let reviews_open = count(
+        store,
+        "SELECT COUNT(*) AS n FROM linkage_reviews WHERE state = 'open' AND $1 >= 0",
+        now,
+    )
+    .await?;
     let mut alerts = AlertCounts {
         pending_delivery: count(store, "SELECT COUNT(*) AS n FROM deliveries WHERE state = 'pending' AND $1 >= 0", now).await?,
         failed_delivery: count(store, "SELECT COUNT(*) AS n FROM deliveries WHERE state = 'failed' AND $1 >= 0", now).await?,
@@ -165,6 +173,7 @@ pub async fn status(
         stages,
         triage_open,
         triage_overdue,
+        reviews_open,
         alerts,
     })
 }
