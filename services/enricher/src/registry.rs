@@ -4,7 +4,7 @@
 //! enricher's transaction, so a referral's persons, links and review tasks appear together or
 //! not at all.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use kinlink_linkage::model::{Evidence, Frequencies};
 use kinlink_linkage::normalise::fold;
@@ -191,50 +191,42 @@ async fn score_candidates(
     person: &v1::Person,
     exclude: &[String],
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    let mut ids: BTreeSet<String> = BTreeSet::new();
+    // One query per blocking key brings the records with their current person, so a
+    // decision costs a handful of indexed lookups however large the registry is.
     let limit = i64::try_from(blocking::MAX_BLOCK + 1).unwrap_or(i64::MAX);
+    let mut found: BTreeMap<String, (String, PersonRecord)> = BTreeMap::new();
     for key in blocking::keys(record) {
-        let rows = sqlx::query("SELECT record_id FROM linkage_keys WHERE block_key = $1 LIMIT $2")
-            .bind(&key)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT r.*, COALESCE(p.merged_into, r.person_id) AS current_person_id \
+             FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
+             JOIN persons p ON p.person_id = r.person_id WHERE k.block_key = $1 LIMIT $2",
+        )
+        .bind(&key)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
         // A key shared by too many records says little; the other keys still find a match.
         if rows.len() > blocking::MAX_BLOCK {
             continue;
         }
         for row in rows {
-            ids.insert(row.try_get("record_id")?);
+            let earlier = stored_record(&row)?;
+            if !found.contains_key(&earlier.id) {
+                let person_id: String = row.try_get("current_person_id")?;
+                found.insert(earlier.id.clone(), (person_id, earlier));
+            }
         }
     }
-    if ids.is_empty() {
+    if found.is_empty() {
         return Ok(Vec::new());
     }
     let frequencies = frequencies(conn, record).await?;
-    let mut persons: HashMap<String, String> = HashMap::new();
     let mut identifiers: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     let mut candidates = Vec::new();
-    for id in ids {
-        let Some(row) = sqlx::query("SELECT * FROM linkage_records WHERE record_id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            continue;
-        };
-        let stored_person: String = row.try_get("person_id")?;
-        let person_id = match persons.get(&stored_person) {
-            Some(p) => p.clone(),
-            None => {
-                let p = canonical(conn, &stored_person).await?;
-                persons.insert(stored_person, p.clone());
-                p
-            }
-        };
+    for (id, (person_id, earlier)) in found {
         if exclude.contains(&person_id) {
             continue;
         }
-        let earlier = stored_record(&row)?;
         let scored = model.score(record, &earlier, Some(&frequencies));
         let identifier_conflict = if person.identifiers.is_empty() {
             false
