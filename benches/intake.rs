@@ -16,11 +16,34 @@ const DURATION: Duration = Duration::from_secs(8);
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// A name of its own for referral `n`, so linkage sees distinct people (digits are not part of
+/// a name, so `Child1` and `Child2` would be the same child).
+fn name(n: usize, salt: usize) -> String {
+    const SYLLABLES: [&str; 16] = [
+        "ba", "ko", "mi", "ra", "tu", "le", "si", "no", "da", "fe", "gi", "ho", "ju", "ly", "pa",
+        "ve",
+    ];
+    let mut x = n * 7 + salt;
+    let mut out = String::new();
+    loop {
+        out.push_str(SYLLABLES[x % 16]);
+        x /= 16;
+        if x == 0 {
+            break;
+        }
+    }
+    let mut chars = out.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
 fn referral(n: usize) -> serde_json::Value {
     serde_json::json!({
         "external_reference": format!("BENCH-{n}"),
-        "subject": { "given_name": format!("Adult{n}"), "family_name": "Bench", "date_of_birth": { "value": "1985-05-05" } },
-        "dependants": [{ "relationship": "child", "person": { "given_name": format!("Child{n}"), "claimed_age": 7,
+        "subject": { "given_name": name(n, 1), "family_name": name(n, 3), "date_of_birth": { "value": "1985-05-05" } },
+        "dependants": [{ "relationship": "child", "person": { "given_name": name(n, 5), "family_name": name(n, 3), "claimed_age": 7,
             "locations": [{ "role": "lives", "postcode": "CT1 2RR" }] } }]
     })
 }

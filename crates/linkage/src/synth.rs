@@ -210,6 +210,10 @@ fn typo(name: &str, rng: &mut impl Rng) -> String {
 pub struct Synthetic {
     pub true_person: String,
     pub record: PersonRecord,
+    /// The referral the record is on (records of one referral are consecutive).
+    pub referral: String,
+    /// The referral's subject; otherwise a dependant of the subject.
+    pub subject: bool,
 }
 
 /// `households` households, deterministic for `seed`.
@@ -260,9 +264,12 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
             } else {
                 home.clone()
             };
+            // Later referrals are sometimes of one child alone, in their own right.
+            let alone = (mention > 0 && people.len() > 1 && rng.random_bool(0.5))
+                .then(|| rng.random_range(1..people.len()));
+            let referral = format!("h{h}-m{mention}");
             for (index, (person, given, (year, month, day), female)) in people.iter().enumerate() {
-                // Later referrals are sometimes of one child alone.
-                if mention > 0 && index == 0 && rng.random_bool(0.5) {
+                if alone.is_some_and(|only| only != index) {
                     continue;
                 }
                 let (month, day) = (*month, *day);
@@ -324,6 +331,8 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                 out.push(Synthetic {
                     true_person: person.clone(),
                     record,
+                    referral: referral.clone(),
+                    subject: index == 0 || alone.is_some(),
                 });
             }
         }

@@ -49,7 +49,9 @@ pub struct SynthArgs {
     pub households: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Writes persons.csv (records) and truth.csv (`id,true_person_id`) here.
+    /// Writes persons.csv (records), truth.csv (`id,true_person_id`), referrals.jsonl (the
+    /// same records as referrals, for `kinlink import`) and referral_truth.csv
+    /// (`external_reference,role,dependant_index,true_person_id`) here.
     #[arg(long)]
     pub out_dir: PathBuf,
 }
@@ -62,6 +64,69 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
         )?,
         None => Model::shipped()?,
     })
+}
+
+/// The synthetic records as referrals in the `POST /v1/referrals` JSON shape, one per line,
+/// with the true person of every subject and dependant beside them.
+fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<()> {
+    fn person(r: &PersonRecord) -> serde_json::Value {
+        let mut person = serde_json::json!({
+            "given_name": r.given,
+            "family_name": r.family,
+            "nationalities": if r.nationality.is_empty() { vec![] } else { vec![r.nationality.clone()] },
+            "sex": match r.sex.as_str() { "f" => "female", "m" => "male", _ => "unknown" },
+            "locations": [if r.postcode.is_empty() {
+                serde_json::json!({ "role": "lives", "no_fixed_abode": true })
+            } else {
+                serde_json::json!({ "role": "lives", "postcode": r.postcode })
+            }],
+        });
+        if let Some(d) = r.dob {
+            let (value, precision) = match (d.month, d.day) {
+                (Some(m), Some(day)) => (format!("{:04}-{m:02}-{day:02}", d.year), "exact"),
+                (Some(m), None) => (format!("{:04}-{m:02}", d.year), "month"),
+                _ => (format!("{:04}", d.year), "year"),
+            };
+            person["date_of_birth"] = serde_json::json!({
+                "value": value,
+                "precision": if d.estimated { "estimated" } else { precision },
+            });
+        }
+        person
+    }
+    let mut lines = std::io::BufWriter::new(std::fs::File::create(dir.join("referrals.jsonl"))?);
+    let mut truth = csv::Writer::from_path(dir.join("referral_truth.csv"))?;
+    truth.write_record([
+        "external_reference",
+        "role",
+        "dependant_index",
+        "true_person_id",
+    ])?;
+    for group in records.chunk_by(|a, b| a.referral == b.referral) {
+        let Some((subject, dependants)) = group.split_first() else {
+            continue;
+        };
+        let adult = !subject.true_person.contains("-child");
+        let referral = serde_json::json!({
+            "external_reference": subject.referral,
+            "subject": person(&subject.record),
+            "dependants": dependants.iter().map(|d| serde_json::json!({
+                "person": person(&d.record),
+                "relationship": "child",
+                "with_subject": true,
+            })).collect::<Vec<_>>(),
+            "exploitation_types": ["labour"],
+            "consent": if adult { "given" } else { "not_required_child" },
+        });
+        writeln!(lines, "{referral}")?;
+        truth.write_record([&subject.referral, "subject", "0", &subject.true_person])?;
+        for (index, d) in dependants.iter().enumerate() {
+            truth.write_record([&d.referral, "dependant", &index.to_string(), &d.true_person])?;
+        }
+    }
+    lines.flush()?;
+    truth.flush()?;
+    Ok(())
 }
 
 /// The persons CSV columns after `id`, in the order `kinlink synth` writes them.
@@ -194,6 +259,7 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
     }
     persons.flush()?;
     truth.flush()?;
+    write_referrals(&records, &args.out_dir)?;
     writeln!(
         std::io::stdout(),
         "{} record(s) of {} household(s) in {}",
