@@ -152,3 +152,121 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
     assert!(status.success(), "{status:?}");
     Ok(())
 }
+
+/// Synthetic referrals with ground truth through `kinlink import` and the running pipeline:
+/// the persons the streaming enricher resolves agree with the truth.
+#[tokio::test]
+async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestResult {
+    use sqlx::{Connection, Row};
+    let dir = TempDir::new("e2e-synth-import")?;
+    let receiver = WebhookReceiver::start().await?;
+    let config = write_config(&dir.0, &receiver, &[], "")?;
+    let data = dir.0.join("data");
+    let kinlink = Kinlink::up(&data, &config).await?;
+    let synth = dir.0.join("synth");
+    let run = |args: &[&str]| -> TestResult<std::process::Output> {
+        Ok(std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+            .args(args)
+            .output()?)
+    };
+    let synth_dir = synth.to_string_lossy().to_string();
+    let out = run(&[
+        "synth",
+        "--households",
+        "60",
+        "--seed",
+        "5",
+        "--out-dir",
+        &synth_dir,
+    ])?;
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        .arg("import")
+        .arg(synth.join("referrals.jsonl"))
+        .args(["--agency", "synthetic", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+
+    let truth: Vec<Vec<String>> = std::fs::read_to_string(synth.join("referral_truth.csv"))?
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}?mode=ro", data.join("kinlink.db").display());
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let rows = loop {
+        let mut conn = sqlx::AnyConnection::connect(&url).await?;
+        let rows: Vec<(String, i64, i64, String)> = sqlx::query(
+            "SELECT i.external_reference, rp.role, rp.dependant_index, \
+             COALESCE(p.merged_into, p.person_id) AS person FROM referral_persons rp \
+             JOIN intake_referrals i ON i.referral_id = rp.referral_id \
+             JOIN persons p ON p.person_id = rp.person_id",
+        )
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("external_reference")?,
+                r.try_get("role")?,
+                r.try_get("dependant_index")?,
+                r.try_get("person")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        conn.close().await?;
+        if rows.len() >= truth.len() || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(rows.len(), truth.len(), "every record enriched");
+
+    let true_person: std::collections::HashMap<(String, i64, i64), String> = truth
+        .iter()
+        .map(|t| {
+            let role = if t[1] == "subject" { 1 } else { 2 };
+            let index = t[2].parse().unwrap_or(-1);
+            ((t[0].clone(), role, index), t[3].clone())
+        })
+        .collect();
+    let labelled: Vec<(&str, &str)> = rows
+        .iter()
+        .filter_map(|(r, role, i, person)| {
+            true_person
+                .get(&(r.clone(), *role, *i))
+                .map(|t| (person.as_str(), t.as_str()))
+        })
+        .collect();
+    assert_eq!(labelled.len(), truth.len());
+    let (mut linked, mut correct, mut true_pairs) = (0usize, 0usize, 0usize);
+    for (i, a) in labelled.iter().enumerate() {
+        for b in &labelled[i + 1..] {
+            let same_person = a.0 == b.0;
+            let same_truth = a.1 == b.1;
+            linked += usize::from(same_person);
+            correct += usize::from(same_person && same_truth);
+            true_pairs += usize::from(same_truth);
+        }
+    }
+    let precision = correct as f64 / linked.max(1) as f64;
+    let recall = correct as f64 / true_pairs.max(1) as f64;
+    eprintln!(
+        "streaming linkage, 60 synthetic households: precision {precision:.3}, recall {recall:.3} \
+         ({correct} of {linked} linked pairs true, {true_pairs} true pairs)"
+    );
+    assert!(true_pairs > 50, "the synthetic set has repeat referrals");
+    assert!(
+        precision >= 0.95,
+        "precision {precision} ({correct}/{linked})"
+    );
+    assert!(recall >= 0.6, "recall {recall} ({correct}/{true_pairs})");
+
+    let status = kinlink.interrupt().await?;
+    assert!(status.success(), "{status:?}");
+    Ok(())
+}
