@@ -28,7 +28,17 @@ pub struct Model {
     pub lower: f64,
     /// field -> level -> [m, u]
     pub fields: BTreeMap<String, BTreeMap<String, [f64; 2]>>,
+    /// [m, u] of household context the streaming enricher has and files do not: the candidate
+    /// is already known as a child of the person this referral's subject resolved to. Absent
+    /// (or when the subject is new) the context is neutral.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household: Option<[f64; 2]>,
 }
+
+/// The evidence field of household context.
+pub const HOUSEHOLD_FIELD: &str = "household";
+/// Its one level: the candidate is a known child of the matched subject.
+pub const KNOWN_CHILD_OF_SUBJECT: &str = "known_child_of_subject";
 
 /// The decision band of a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,6 +184,25 @@ impl Model {
             band: self.band(probability),
             evidence,
         }
+    }
+
+    /// Adds household context to a scored pair: the candidate is already known as a child
+    /// of the person the referral's subject resolved to. One more term of the same sum, so the
+    /// evidence shows it and the band follows.
+    pub fn with_household(&self, mut scored: Scored) -> Scored {
+        let Some([m, u]) = self.household else {
+            return scored;
+        };
+        let w = (m.max(1e-9) / u.max(1e-9)).log2();
+        scored.weight += w;
+        scored.evidence.push(Evidence {
+            field: HOUSEHOLD_FIELD,
+            level: KNOWN_CHILD_OF_SUBJECT,
+            weight: w,
+        });
+        scored.probability = 1.0 / (1.0 + (-scored.weight).exp2());
+        scored.band = self.band(scored.probability);
+        scored
     }
 
     /// The band of a match probability: both thresholds are inclusive from below, so a

@@ -209,7 +209,10 @@ async fn enrich(
     );
     let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
     let mut opened = Vec::new();
-    for (role, index, person, _) in people.clone() {
+    // The subject's known children, once the subject matched someone known: a dependant who
+    // is one of them is far more likely the same child.
+    let mut household: Vec<String> = Vec::new();
+    for (role, index, person, relationship) in people.clone() {
         // Derived from the referral: a redelivered referral, or a later version of it,
         // gives the same person ids to the same subject and dependants.
         let new_id = kinlink_eventlog::envelope::derive_id(
@@ -227,7 +230,15 @@ async fn enrich(
             record_id: &record_id,
             new_person_id: &new_id,
         };
-        let mut resolved = registry::resolve(conn, model, person, &place, &exclude).await?;
+        let is_child_of_subject = role == SubjectRole::Dependant
+            && linking::household_link(relationship)
+                .is_some_and(|(kind, _)| kind == v1::LinkKind::Child);
+        let context: &[String] = if is_child_of_subject { &household } else { &[] };
+        let mut resolved =
+            registry::resolve(conn, model, person, &place, &exclude, context).await?;
+        if role == SubjectRole::ReferralSubject && resolved.method != v1::MatchMethod::NewPerson {
+            household = registry::known_children(conn, &resolved.person_id).await?;
+        }
         opened.append(&mut resolved.opened);
         let method = resolved
             .method

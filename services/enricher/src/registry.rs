@@ -44,13 +44,16 @@ pub struct RecordPlace<'a> {
 /// identifier match, the record is scored against the records sharing a blocking key with it;
 /// `exclude` holds persons already resolved on this referral (two people on one referral are
 /// never the same person). A record decided before (a redelivery, a replay or a later version
-/// of its referral) keeps its decision.
+/// of its referral) keeps its decision. `household` holds the persons already known as
+/// children of the person the referral's subject resolved to (empty for the subject itself,
+/// or when the subject is new); a candidate among them gets the model's household evidence.
 pub async fn resolve(
     conn: &mut AnyConnection,
     model: &Model,
     person: &v1::Person,
     place: &RecordPlace<'_>,
     exclude: &[String],
+    household: &[String],
 ) -> Result<Resolved, sqlx::Error> {
     if let Some(row) = sqlx::query(
         "SELECT person_id, method, match_probability FROM linkage_records WHERE record_id = $1",
@@ -95,7 +98,8 @@ pub async fn resolve(
     let (person_id, method, probability) = match by_identifier.as_slice() {
         [one] => (one.clone(), MatchMethod::StrongIdentifier, 1.0),
         [] => {
-            let candidates = score_candidates(conn, model, &record, person, exclude).await?;
+            let candidates =
+                score_candidates(conn, model, &record, person, exclude, household).await?;
             let decision = linking::decide(candidates);
             review = decision.review;
             match decision.link {
@@ -190,6 +194,7 @@ async fn score_candidates(
     record: &PersonRecord,
     person: &v1::Person,
     exclude: &[String],
+    household: &[String],
 ) -> Result<Vec<Candidate>, sqlx::Error> {
     // One query per blocking key brings the records with their current person, so a
     // decision costs a handful of indexed lookups however large the registry is.
@@ -227,7 +232,10 @@ async fn score_candidates(
         if exclude.contains(&person_id) {
             continue;
         }
-        let scored = model.score(record, &earlier, Some(&frequencies));
+        let mut scored = model.score(record, &earlier, Some(&frequencies));
+        if household.contains(&person_id) {
+            scored = model.with_household(scored);
+        }
         let identifier_conflict = if person.identifiers.is_empty() {
             false
         } else {
@@ -433,6 +441,22 @@ async fn open_review(
         match_weight: candidate.scored.weight,
         model_version: model_version.to_owned(),
     })
+}
+
+/// Persons known as children of `person_id` (through any earlier referral).
+pub async fn known_children(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT COALESCE(p.merged_into, p.person_id) AS child FROM person_links l \
+         JOIN persons p ON p.person_id = l.to_person_id WHERE l.from_person_id = $1 AND l.kind = $2",
+    )
+    .bind(person_id)
+    .bind(v1::LinkKind::Child as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|row| row.try_get("child")).collect()
 }
 
 /// Open review tasks about a person (either side).

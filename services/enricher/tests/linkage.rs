@@ -369,3 +369,82 @@ async fn persons_changes(store: &Store) -> Result<Vec<String>, Box<dyn std::erro
         .map(|r| r.try_get::<String, _>("event_type"))
         .collect::<Result<_, _>>()?)
 }
+
+#[tokio::test]
+async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral() -> TestResult {
+    let h = Harness::new("linkage-household").await?;
+    let boy = |dob: Option<(&str, v1::DobPrecision)>| v1::Person {
+        sex: v1::Sex::Male as i32,
+        ..person("Arber", "Krasniqi", dob)
+    };
+    let (first, _) = h
+        .enrich(&referral(
+            "r1",
+            person(
+                "Teuta",
+                "Krasniqi",
+                Some(("1990-02-02", v1::DobPrecision::Exact)),
+            ),
+            vec![
+                boy(Some(("2015-09-14", v1::DobPrecision::Exact))),
+                person(
+                    "Blerta",
+                    "Krasniqi",
+                    Some(("2013-01-20", v1::DobPrecision::Exact)),
+                ),
+            ],
+        ))
+        .await?;
+    let (mother, arber, blerta) = (
+        first.subjects[0].person_id.clone(),
+        first.subjects[1].person_id.clone(),
+        first.subjects[2].person_id.clone(),
+    );
+
+    // The family is referred again from a new address; the children's dates of birth were not
+    // taken this time.
+    let (second, _) = h
+        .enrich(&referral(
+            "r2",
+            at(
+                person(
+                    "Teuta",
+                    "Krasniqi",
+                    Some(("1990-02-02", v1::DobPrecision::Exact)),
+                ),
+                "M8 7DE",
+            ),
+            vec![
+                at(boy(None), "M8 7DE"),
+                at(person("Blerta", "Krasniqi", None), "M8 7DE"),
+            ],
+        ))
+        .await?;
+    assert_eq!(second.subjects[0].person_id, mother);
+    assert_eq!(second.subjects[1].person_id, arber);
+    assert_eq!(second.subjects[2].person_id, blerta);
+    let mut conn = h.store.begin().await?;
+    let explained = review::explain(&mut conn, &arber).await?;
+    drop(conn);
+    assert!(
+        explained.records[1]
+            .evidence
+            .iter()
+            .any(|e| e.field == "household" && e.level == "known_child_of_subject"),
+        "{explained:?}"
+    );
+
+    // The same name and no date of birth, with an adult nobody knows, somewhere else: not
+    // enough on its own.
+    let (third, _) = h
+        .enrich(&referral(
+            "r3",
+            at(person("Zana", "Morina", None), "B1 1BB"),
+            vec![at(boy(None), "B1 1BB")],
+        ))
+        .await?;
+    assert_ne!(third.subjects[1].person_id, arber);
+    assert_eq!(third.subjects[1].match_method, MatchMethod::NewPerson as i32);
+    h.close().await;
+    Ok(())
+}
