@@ -151,8 +151,9 @@ pub async fn decide(
 }
 
 /// Merges `merged` into `surviving`: its records, identifiers and appearances count for the
-/// surviving person from now on, and its id resolves to the surviving one.
-pub async fn merge(
+/// surviving person from now on, and its id resolves to the surviving one. Only through a
+/// decided review task ([`decide`]), which audits it.
+async fn merge(
     conn: &mut AnyConnection,
     log: &EventLog,
     surviving: &str,

@@ -12,6 +12,31 @@ use kinlink_store::Store;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Each scenario runs on the embedded store (SQLite) and on PostgreSQL (the scale-out store).
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $scenario() -> super::TestResult {
+                super::$scenario(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $scenario() -> super::TestResult {
+                super::$scenario(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    a_dependant_referred_later_under_a_transliterated_name_is_the_same_child,
+    an_uncertain_match_opens_a_review_then_merge_and_split_are_events,
+    conflicting_strong_identifiers_block_an_automatic_link,
+    a_known_mother_vouches_for_her_children_on_a_repeat_referral
+);
+
 fn person(given: &str, family: &str, dob: Option<(&str, v1::DobPrecision)>) -> v1::Person {
     v1::Person {
         given_name: given.into(),
@@ -70,15 +95,33 @@ struct Harness {
     log: EventLog,
     enricher: Enricher,
     dir: std::path::PathBuf,
+    postgres: Option<kinlink_store::test_support::TempPostgres>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 impl Harness {
-    async fn new(name: &str) -> Result<Self, Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir().join(format!("kinlink-{name}-{}", std::process::id()));
+    async fn new(name: &str, backend: Backend) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir =
+            std::env::temp_dir().join(format!("kinlink-{name}-{backend:?}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let settings = kinlink_runtime::settings::Settings {
+        let mut settings = kinlink_runtime::settings::Settings {
             data_dir: dir.clone(),
             ..Default::default()
+        };
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let database = kinlink_store::test_support::TempPostgres::create()
+                    .await
+                    .map_err(|e| format!("PostgreSQL is required for this test: {e}"))?;
+                settings.store.url = Some(database.url.clone());
+                Some(database)
+            }
         };
         let (store, log) =
             kinlink_runtime::open_backends(&settings, kinlink_eventlog::LogMetrics::default())
@@ -88,6 +131,7 @@ impl Harness {
             log,
             enricher: Enricher::shipped()?,
             dir,
+            postgres,
         })
     }
 
@@ -109,12 +153,16 @@ impl Harness {
     async fn close(self) {
         self.store.close().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(database) = self.postgres {
+            let _ = database.drop_database().await;
+        }
     }
 }
 
-#[tokio::test]
-async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_child() -> TestResult {
-    let h = Harness::new("linkage-translit").await?;
+async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_child(
+    backend: Backend,
+) -> TestResult {
+    let h = Harness::new("linkage-translit", backend).await?;
     let (first, _) = h
         .enrich(&referral(
             "r1",
@@ -202,9 +250,10 @@ async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_chil
     Ok(())
 }
 
-#[tokio::test]
-async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events() -> TestResult {
-    let h = Harness::new("linkage-review").await?;
+async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events(
+    backend: Backend,
+) -> TestResult {
+    let h = Harness::new("linkage-review", backend).await?;
     let (first, _) = h
         .enrich(&referral(
             "r1",
@@ -325,9 +374,8 @@ async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events() -> 
     Ok(())
 }
 
-#[tokio::test]
-async fn conflicting_strong_identifiers_block_an_automatic_link() -> TestResult {
-    let h = Harness::new("linkage-ids").await?;
+async fn conflicting_strong_identifiers_block_an_automatic_link(backend: Backend) -> TestResult {
+    let h = Harness::new("linkage-ids", backend).await?;
     let with_nhs = |n: &str| v1::Person {
         identifiers: vec![v1::Identifier {
             kind: v1::IdentifierKind::NhsNumber as i32,
@@ -370,9 +418,10 @@ async fn persons_changes(store: &Store) -> Result<Vec<String>, Box<dyn std::erro
         .collect::<Result<_, _>>()?)
 }
 
-#[tokio::test]
-async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral() -> TestResult {
-    let h = Harness::new("linkage-household").await?;
+async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral(
+    backend: Backend,
+) -> TestResult {
+    let h = Harness::new("linkage-household", backend).await?;
     let boy = |dob: Option<(&str, v1::DobPrecision)>| v1::Person {
         sex: v1::Sex::Male as i32,
         ..person("Arber", "Krasniqi", dob)
@@ -444,7 +493,10 @@ async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral() -> TestR
         ))
         .await?;
     assert_ne!(third.subjects[1].person_id, arber);
-    assert_eq!(third.subjects[1].match_method, MatchMethod::NewPerson as i32);
+    assert_eq!(
+        third.subjects[1].match_method,
+        MatchMethod::NewPerson as i32
+    );
     h.close().await;
     Ok(())
 }
