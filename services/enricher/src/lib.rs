@@ -229,6 +229,7 @@ async fn enrich(
             referral_id: &referral.referral_id,
             record_id: &record_id,
             new_person_id: &new_id,
+            anonymous: referral.anonymous_duty_to_notify && role == SubjectRole::ReferralSubject,
         };
         let is_child_of_subject = role == SubjectRole::Dependant
             && linking::household_link(relationship)

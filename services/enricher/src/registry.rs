@@ -35,6 +35,9 @@ pub struct RecordPlace<'a> {
     pub record_id: &'a str,
     /// The id a new person gets.
     pub new_person_id: &'a str,
+    /// The adult of an anonymous Duty-to-Notify report (s52(3)): never linked to anyone and
+    /// never a candidate, so the registry cannot tie the report to a known person.
+    pub anonymous: bool,
 }
 
 /// Finds the registered person this record is, or registers a new one.
@@ -96,6 +99,7 @@ pub async fn resolve(
     let mut weight = 0.0;
     let mut review: Vec<Candidate> = Vec::new();
     let (person_id, method, probability) = match by_identifier.as_slice() {
+        _ if place.anonymous => (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0),
         [one] => (one.clone(), MatchMethod::StrongIdentifier, 1.0),
         [] => {
             let candidates =
@@ -148,9 +152,10 @@ pub async fn resolve(
         weight,
         &evidence,
         &model.version,
+        !place.anonymous,
     )
     .await?;
-    for identifier in &person.identifiers {
+    for identifier in person.identifiers.iter().filter(|_| !place.anonymous) {
         sqlx::query("INSERT INTO person_identifiers (kind, value, person_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(i64::from(identifier.kind))
             .bind(normalise_identifier(&identifier.value))
@@ -352,6 +357,7 @@ async fn insert_record(
     weight: f64,
     evidence: &[Evidence],
     model_version: &str,
+    indexed: bool,
 ) -> Result<(), sqlx::Error> {
     let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
     sqlx::query(
@@ -380,6 +386,9 @@ async fn insert_record(
     .bind(kinlink_store::now_millis())
     .execute(&mut *conn)
     .await?;
+    if !indexed {
+        return Ok(());
+    }
     for key in blocking::keys(record) {
         sqlx::query(
             "INSERT INTO linkage_keys (block_key, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -389,14 +398,20 @@ async fn insert_record(
         .execute(&mut *conn)
         .await?;
     }
-    for name in [String::new(), fold(&record.given), fold(&record.family)] {
-        sqlx::query(
-            "INSERT INTO linkage_name_counts (name, occurrences) VALUES ($1, 1) \
-             ON CONFLICT (name) DO UPDATE SET occurrences = linkage_name_counts.occurrences + 1",
-        )
-        .bind(name)
-        .execute(&mut *conn)
-        .await?;
+    // Each known name counts once under itself and once in the total (the empty name).
+    for name in [fold(&record.given), fold(&record.family)] {
+        if name.is_empty() {
+            continue;
+        }
+        for counted in [name, String::new()] {
+            sqlx::query(
+                "INSERT INTO linkage_name_counts (name, occurrences) VALUES ($1, 1) \
+                 ON CONFLICT (name) DO UPDATE SET occurrences = linkage_name_counts.occurrences + 1",
+            )
+            .bind(counted)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     Ok(())
 }

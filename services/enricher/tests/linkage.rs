@@ -34,6 +34,7 @@ on_both_stores!(
     a_dependant_referred_later_under_a_transliterated_name_is_the_same_child,
     an_uncertain_match_opens_a_review_then_merge_and_split_are_events,
     conflicting_strong_identifiers_block_an_automatic_link,
+    an_anonymous_duty_to_notify_adult_is_never_linked,
     a_known_mother_vouches_for_her_children_on_a_repeat_referral
 );
 
@@ -400,6 +401,53 @@ async fn conflicting_strong_identifiers_block_an_automatic_link(backend: Backend
         MatchMethod::NewPerson as i32
     );
     assert_eq!(reviews.len(), 1);
+    h.close().await;
+    Ok(())
+}
+
+async fn an_anonymous_duty_to_notify_adult_is_never_linked(backend: Backend) -> TestResult {
+    use sqlx::Row;
+    let h = Harness::new("linkage-anonymous", backend).await?;
+    // What an anonymous report may carry about the adult: nothing identifying.
+    let anonymous_adult = v1::Person {
+        sex: v1::Sex::Female as i32,
+        nationalities: vec!["AL".into()],
+        date_of_birth: Some(v1::DateOfBirth {
+            value: "1990".into(),
+            precision: v1::DobPrecision::Year as i32,
+        }),
+        ..Default::default()
+    };
+    let mut persons = Vec::new();
+    for id in ["r1", "r2"] {
+        let mut record = referral(id, anonymous_adult.clone(), vec![]);
+        let mut event: v1::ReferralReceived = record.envelope.decode()?;
+        event.anonymous_duty_to_notify = true;
+        record.envelope = Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event);
+        let (enriched, reviews) = h.enrich(&record).await?;
+        assert!(reviews.is_empty());
+        assert_eq!(
+            enriched.subjects[0].match_method,
+            MatchMethod::NewPerson as i32
+        );
+        persons.push(enriched.subjects[0].person_id.clone());
+    }
+    assert_ne!(
+        persons[0], persons[1],
+        "two anonymous reports are never tied"
+    );
+    let mut conn = h.store.begin().await?;
+    let keys: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
+         WHERE r.person_id = $1 OR r.person_id = $2",
+    )
+    .bind(&persons[0])
+    .bind(&persons[1])
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    drop(conn);
+    assert_eq!(keys, 0, "never a candidate for anyone");
     h.close().await;
     Ok(())
 }
