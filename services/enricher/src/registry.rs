@@ -207,7 +207,9 @@ async fn score_candidates(
     let mut found: BTreeMap<String, (String, PersonRecord)> = BTreeMap::new();
     for key in blocking::keys(record) {
         let rows = sqlx::query(
-            "SELECT r.*, COALESCE(p.merged_into, r.person_id) AS current_person_id \
+            "SELECT r.record_id, r.given_name, r.family_name, r.aliases, r.date_of_birth, \
+             r.dob_estimated, r.sex, r.postcode, r.nationality, \
+             COALESCE(p.merged_into, r.person_id) AS current_person_id \
              FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
              JOIN persons p ON p.person_id = r.person_id WHERE k.block_key = $1 LIMIT $2",
         )
