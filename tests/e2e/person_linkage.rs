@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::helpers::*;
 
 const KENT: &str = "E10000016";
+const WESTMINSTER: &str = "E09000033";
 
 fn child(
     given: &str,
@@ -50,7 +51,7 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
 {
     let dir = TempDir::new("e2e-person-linkage")?;
     let receiver = WebhookReceiver::start().await?;
-    let config = write_config(&dir.0, &receiver, &[KENT], "")?;
+    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], "")?;
     let data = dir.0.join("data");
     let kinlink = Kinlink::up(&data, &config).await?;
 
@@ -147,6 +148,90 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
     // Nothing waits for review yet; the list answers.
     let open = cli(&["review", "list"], &data, &config)?;
     assert_eq!(open, serde_json::json!([]));
+
+    // Her sister is reported found in Westminster, living somewhere in Canterbury, with no
+    // date of birth: maybe Drita, maybe not. Nothing is merged; a person is asked.
+    let mut drita = child("Drita", "Hoxha", "2012", "year", "CT1 9ZZ");
+    drita.as_object_mut().map(|p| p.remove("date_of_birth"));
+    drita["locations"] = serde_json::json!([
+        { "role": "lives", "postcode": "CT1 9ZZ" },
+        { "role": "found", "authority_code": WESTMINSTER }
+    ]);
+    let found = kinlink
+        .post_referral(&serde_json::json!({
+            "external_reference": "LINK-3",
+            "subject": drita,
+            "exploitation_types": ["criminal"],
+            "consent": "not_required_child"
+        }))
+        .await?;
+    let found_id = found["referral_id"]
+        .as_str()
+        .ok_or("no referral_id")?
+        .to_owned();
+    receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter()
+                .filter(|x| x.body["referral_id"].as_str() == Some(found_id.as_str()))
+                .count()
+                >= 2
+        })
+        .await?;
+    let drita_id = dependant_person_id(&store_url, &family_id, 1).await?;
+    let open = cli(&["review", "list"], &data, &config)?;
+    let tasks = open.as_array().ok_or("review list is not an array")?;
+    assert_eq!(tasks.len(), 1, "{open}");
+    assert_eq!(tasks[0]["candidate_person_id"], drita_id.as_str());
+    let task_id = tasks[0]["task_id"].as_str().ok_or("no task id")?.to_owned();
+
+    // The social worker confirms it is Drita: one merge, by an operator id.
+    let decided = cli(
+        &["review", "decide", &task_id, "--same", "--by", "op-17"],
+        &data,
+        &config,
+    )?;
+    assert_eq!(decided["surviving_person_id"], drita_id.as_str());
+
+    // Drita is referred again at home: Kent's alert now knows Westminster found her before.
+    let again = kinlink
+        .post_referral(&serde_json::json!({
+            "external_reference": "LINK-4",
+            "subject": child("Drita", "Hoxha", "2012-07-09", "exact", "CT1 2RR"),
+            "exploitation_types": ["criminal"],
+            "consent": "not_required_child"
+        }))
+        .await?;
+    let again_id = again["referral_id"]
+        .as_str()
+        .ok_or("no referral_id")?
+        .to_owned();
+    receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter()
+                .any(|x| x.body["referral_id"].as_str() == Some(again_id.as_str()))
+        })
+        .await?;
+    let received = receiver.received_by(KENT);
+    let alert = received
+        .iter()
+        .find(|x| x.body["referral_id"].as_str() == Some(again_id.as_str()))
+        .ok_or("no Kent alert for the fourth referral")?;
+    let section = &alert.body["children"][0];
+    assert_eq!(section["person_id"], drita_id.as_str(), "{section}");
+    assert_eq!(
+        section["earlier_referral_ids"],
+        serde_json::json!([family_id, found_id]),
+        "{section}"
+    );
+    assert!(
+        section["previous_authority_codes"]
+            .as_array()
+            .is_some_and(|codes| codes.iter().any(|c| c == WESTMINSTER)),
+        "{section}"
+    );
+    let explained = cli(&["explain", &drita_id], &data, &config)?;
+    assert_eq!(explained["changes"][0]["kind"], "merge", "{explained}");
+    assert_eq!(explained["changes"][0]["decided_by"], "op-17");
 
     let status = kinlink.interrupt().await?;
     assert!(status.success(), "{status:?}");

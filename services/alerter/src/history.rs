@@ -1,5 +1,7 @@
 //! What the store knows about a child before this event: where they were routed and when
-//! they were last on a referral. Read inside the alerter's transaction.
+//! they were last on a referral. Read inside the alerter's transaction. A person's history
+//! includes the persons merged into them (`persons.merged_into`), so a reviewed merge joins
+//! the child's earlier referrals and authorities to the next alert.
 
 use sqlx::{AnyConnection, Row};
 
@@ -13,7 +15,7 @@ pub async fn previous_bodies(
 ) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT authority_code, MIN(decided_at_ms) AS first FROM routing_decisions \
-         WHERE person_id = $1 AND referral_id <> $2 AND authority_code <> '' \
+         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND referral_id <> $2 AND authority_code <> '' \
          GROUP BY authority_code ORDER BY first, authority_code",
     )
     .bind(person_id)
@@ -30,7 +32,8 @@ pub async fn previously_seen(
     except_referral: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT MAX(seen_at_ms) AS seen FROM referral_persons WHERE person_id = $1 AND referral_id <> $2",
+        "SELECT MAX(seen_at_ms) AS seen FROM referral_persons \
+         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND referral_id <> $2",
     )
     .bind(person_id)
     .bind(except_referral)
@@ -51,7 +54,9 @@ pub async fn person_of(
         Some(Target::ReferralSubject(_)) | None => (1i64, 0i64),
     };
     let row = sqlx::query(
-        "SELECT person_id FROM referral_persons WHERE referral_id = $1 AND role = $2 AND dependant_index = $3",
+        "SELECT COALESCE(p.merged_into, rp.person_id) AS person_id FROM referral_persons rp \
+         JOIN persons p ON p.person_id = rp.person_id \
+         WHERE rp.referral_id = $1 AND rp.role = $2 AND rp.dependant_index = $3",
     )
     .bind(referral_id)
     .bind(role)
@@ -67,7 +72,9 @@ pub async fn children_of(
     person_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT to_person_id FROM person_links WHERE from_person_id = $1 AND kind = $2 ORDER BY to_person_id",
+        "SELECT DISTINCT COALESCE(p.merged_into, l.to_person_id) AS to_person_id FROM person_links l \
+         JOIN persons p ON p.person_id = l.to_person_id \
+         WHERE l.from_person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND l.kind = $2 ORDER BY to_person_id",
     )
     .bind(person_id)
     .bind(kinlink_proto::v1::LinkKind::Child as i64)
@@ -78,7 +85,9 @@ pub async fn children_of(
 
 /// Whether the person was ever routed as a child.
 pub async fn was_routed(conn: &mut AnyConnection, person_id: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM routing_decisions WHERE person_id = $1")
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM routing_decisions WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1)",
+    )
         .bind(person_id)
         .fetch_one(conn)
         .await?;
