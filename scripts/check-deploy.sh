@@ -236,6 +236,8 @@ kinlink_stage_processing_seconds_count{stage="alerter"} 1
 # TYPE kinlink_notifier_escalations counter
 # TYPE kinlink_notifier_acknowledgement_seconds histogram
 # TYPE kinlink_enricher_links counter
+# TYPE kinlink_enricher_reviews_opened counter
+# TYPE kinlink_linkage_reviews_open gauge
 # EOF
 EOF
 scripts/check-metrics.sh "$tmp/exposition.txt" >/dev/null
