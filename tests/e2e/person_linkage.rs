@@ -46,6 +46,35 @@ fn cli(
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// Posts a referral and returns its id.
+async fn refer(kinlink: &Kinlink, referral: serde_json::Value) -> TestResult<String> {
+    let accepted = kinlink.post_referral(&referral).await?;
+    Ok(accepted["referral_id"]
+        .as_str()
+        .ok_or("no referral_id")?
+        .to_owned())
+}
+
+/// Waits for `authority`'s alert about `referral_id` and returns its body.
+async fn alert_for(
+    receiver: &WebhookReceiver,
+    authority: &str,
+    referral_id: &str,
+) -> TestResult<serde_json::Value> {
+    let about = |x: &Received| {
+        x.authority == authority && x.body["referral_id"].as_str() == Some(referral_id)
+    };
+    receiver
+        .wait_for(Duration::from_secs(60), |r| r.iter().any(about))
+        .await?;
+    Ok(receiver
+        .received()
+        .into_iter()
+        .find(about)
+        .ok_or("no alert")?
+        .body)
+}
+
 #[tokio::test]
 async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recognised() -> TestResult
 {
@@ -56,8 +85,9 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
     let kinlink = Kinlink::up(&data, &config).await?;
 
     // An adult referred by the police with her two daughters, all living in Canterbury.
-    let family = kinlink
-        .post_referral(&serde_json::json!({
+    let family_id = refer(
+        &kinlink,
+        serde_json::json!({
             "external_reference": "LINK-1",
             "subject": child("Elira", "Hoxha", "1986-05-20", "exact", "CT1 2RR"),
             "dependants": [
@@ -68,50 +98,29 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
             ],
             "exploitation_types": ["labour"],
             "consent": "given"
-        }))
-        .await?;
-    let family_id = family["referral_id"]
-        .as_str()
-        .ok_or("no referral_id")?
-        .to_owned();
-    receiver
-        .wait_for(Duration::from_secs(60), |r| !r.is_empty())
-        .await?;
+        }),
+    )
+    .await?;
+    alert_for(&receiver, KENT, &family_id).await?;
     let store_url = format!("sqlite://{}?mode=ro", data.join("kinlink.db").display());
     let besa = dependant_person_id(&store_url, &family_id, 0).await?;
+    let drita_id = dependant_person_id(&store_url, &family_id, 1).await?;
 
-    // Months later a charity refers "Bessa Hoxhaj", born "2016" by her own estimate, found
+    // Months later a charity refers "Bessa Hoxhaj", born in 2016 by her own estimate, found
     // in the next street.
-    let own = kinlink
-        .post_referral(&serde_json::json!({
+    let own_id = refer(
+        &kinlink,
+        serde_json::json!({
             "external_reference": "LINK-2",
             "subject": child("Bessa", "Hoxhaj", "2016-01-01", "estimated", "CT1 2AB"),
             "exploitation_types": ["criminal"],
             "consent": "not_required_child"
-        }))
-        .await?;
-    let own_id = own["referral_id"]
-        .as_str()
-        .ok_or("no referral_id")?
-        .to_owned();
-    receiver
-        .wait_for(Duration::from_secs(60), |r| {
-            r.iter()
-                .any(|x| x.body["referral_id"].as_str() == Some(own_id.as_str()))
-        })
-        .await?;
-    let received = receiver.received_by(KENT);
-    let alert = received
-        .iter()
-        .find(|x| x.body["referral_id"].as_str() == Some(own_id.as_str()))
-        .ok_or("no alert for the second referral")?;
-    let section = &alert.body["children"][0];
-    assert_eq!(
-        alert.body["person_id"].as_str(),
-        Some(besa.as_str()),
-        "{}",
-        alert.body
-    );
+        }),
+    )
+    .await?;
+    let alert = alert_for(&receiver, KENT, &own_id).await?;
+    let section = &alert["children"][0];
+    assert_eq!(alert["person_id"].as_str(), Some(besa.as_str()), "{alert}");
     assert_eq!(section["person_id"].as_str(), Some(besa.as_str()));
     assert_eq!(section["recognised_by"], "probabilistic", "{section}");
     assert!(section["match_probability"].as_f64().unwrap_or(0.0) >= 0.95);
@@ -157,27 +166,17 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
         { "role": "lives", "postcode": "CT1 9ZZ" },
         { "role": "found", "authority_code": WESTMINSTER }
     ]);
-    let found = kinlink
-        .post_referral(&serde_json::json!({
+    let found_id = refer(
+        &kinlink,
+        serde_json::json!({
             "external_reference": "LINK-3",
             "subject": drita,
             "exploitation_types": ["criminal"],
             "consent": "not_required_child"
-        }))
-        .await?;
-    let found_id = found["referral_id"]
-        .as_str()
-        .ok_or("no referral_id")?
-        .to_owned();
-    receiver
-        .wait_for(Duration::from_secs(60), |r| {
-            r.iter()
-                .filter(|x| x.body["referral_id"].as_str() == Some(found_id.as_str()))
-                .count()
-                >= 2
-        })
-        .await?;
-    let drita_id = dependant_person_id(&store_url, &family_id, 1).await?;
+        }),
+    )
+    .await?;
+    alert_for(&receiver, WESTMINSTER, &found_id).await?;
     let open = cli(&["review", "list"], &data, &config)?;
     let tasks = open.as_array().ok_or("review list is not an array")?;
     assert_eq!(tasks.len(), 1, "{open}");
@@ -193,30 +192,18 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
     assert_eq!(decided["surviving_person_id"], drita_id.as_str());
 
     // Drita is referred again at home: Kent's alert now knows Westminster found her before.
-    let again = kinlink
-        .post_referral(&serde_json::json!({
+    let again_id = refer(
+        &kinlink,
+        serde_json::json!({
             "external_reference": "LINK-4",
             "subject": child("Drita", "Hoxha", "2012-07-09", "exact", "CT1 2RR"),
             "exploitation_types": ["criminal"],
             "consent": "not_required_child"
-        }))
-        .await?;
-    let again_id = again["referral_id"]
-        .as_str()
-        .ok_or("no referral_id")?
-        .to_owned();
-    receiver
-        .wait_for(Duration::from_secs(60), |r| {
-            r.iter()
-                .any(|x| x.body["referral_id"].as_str() == Some(again_id.as_str()))
-        })
-        .await?;
-    let received = receiver.received_by(KENT);
-    let alert = received
-        .iter()
-        .find(|x| x.body["referral_id"].as_str() == Some(again_id.as_str()))
-        .ok_or("no Kent alert for the fourth referral")?;
-    let section = &alert.body["children"][0];
+        }),
+    )
+    .await?;
+    let alert = alert_for(&receiver, KENT, &again_id).await?;
+    let section = &alert["children"][0];
     assert_eq!(section["person_id"], drita_id.as_str(), "{section}");
     assert_eq!(
         section["earlier_referral_ids"],
@@ -239,7 +226,8 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
 }
 
 /// Synthetic referrals with ground truth through `kinlink import` and the running pipeline:
-/// the persons the streaming enricher resolves agree with the truth.
+/// the persons the streaming enricher resolves agree with the truth (precision at least 0.95,
+/// recall at least 0.7; seen: 1.000 and 0.795).
 #[tokio::test]
 async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestResult {
     use sqlx::{Connection, Row};
@@ -349,7 +337,7 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
         precision >= 0.95,
         "precision {precision} ({correct}/{linked})"
     );
-    assert!(recall >= 0.6, "recall {recall} ({correct}/{true_pairs})");
+    assert!(recall >= 0.7, "recall {recall} ({correct}/{true_pairs})");
 
     let status = kinlink.interrupt().await?;
     assert!(status.success(), "{status:?}");

@@ -195,16 +195,15 @@ async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_chil
 
     // Besa referred in her own right: transliterated names, estimated year of birth, found
     // in the next street.
-    let (second, reviews) = h
-        .enrich(&referral(
-            "r2",
-            at(
-                person("Bessa", "Hoxhaj", Some(("2016", v1::DobPrecision::Year))),
-                "CT1 2AB",
-            ),
-            vec![],
-        ))
-        .await?;
+    let own_right = referral(
+        "r2",
+        at(
+            person("Bessa", "Hoxhaj", Some(("2016", v1::DobPrecision::Year))),
+            "CT1 2AB",
+        ),
+        vec![],
+    );
+    let (second, reviews) = h.enrich(&own_right).await?;
     let own = &second.subjects[0];
     assert_eq!(own.person_id, besa.person_id, "the same child");
     assert_eq!(own.match_method, MatchMethod::Probabilistic as i32);
@@ -235,16 +234,7 @@ async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_chil
     }
 
     // Redelivery or replay of the same referral keeps the decision.
-    let (again, reviews) = h
-        .enrich(&referral(
-            "r2",
-            at(
-                person("Bessa", "Hoxhaj", Some(("2016", v1::DobPrecision::Year))),
-                "CT1 2AB",
-            ),
-            vec![],
-        ))
-        .await?;
+    let (again, reviews) = h.enrich(&own_right).await?;
     assert_eq!(again.subjects[0].person_id, besa.person_id);
     assert!(reviews.is_empty());
     h.close().await;
