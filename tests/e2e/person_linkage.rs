@@ -154,6 +154,19 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
         assert!(!text.contains(personal), "explain leaks {personal}: {text}");
     }
 
+    // The referral's trace shows the linkage decision.
+    let trace = cli(&["ops", "trace", &own_id], &data, &config)?;
+    assert!(
+        trace
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["kind"] == "linkage"
+                && s["what"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("probabilistic"))
+                && s["ids"][1] == besa.as_str())),
+        "{trace}"
+    );
+
     // Nothing waits for review yet; the list answers.
     let open = cli(&["review", "list"], &data, &config)?;
     assert_eq!(open, serde_json::json!([]));

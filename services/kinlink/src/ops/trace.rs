@@ -10,7 +10,8 @@ use sqlx::Row;
 #[derive(Debug, Serialize)]
 pub struct Step {
     pub at_ms: i64,
-    /// event, person, link, routing, alert, delivery, escalation, acknowledgement, audit
+    /// event, person, linkage, review, link, routing, alert, delivery, escalation,
+    /// acknowledgement, audit
     pub kind: String,
     pub what: String,
     pub ids: Vec<String>,
@@ -101,6 +102,57 @@ pub async fn trace(store: &Store, log: &EventLog, referral_id: &str) -> anyhow::
     {
         let role = if r.try_get::<i64, _>("role")? == 1 { "subject".to_owned() } else { format!("dependant {}", r.try_get::<i64, _>("dependant_index")?) };
         steps.push(step(r.try_get("seen_at_ms")?, "person", format!("linked as {role}"), vec![r.try_get("person_id")?]));
+    }
+    for r in sqlx::query(
+        "SELECT record_id, person_id, method, match_probability, model_version, decided_at_ms \
+         FROM linkage_records WHERE referral_id = $1",
+    )
+    .bind(referral_id)
+    .fetch_all(pool)
+    .await?
+    {
+        let method = kinlink_proto::v1::MatchMethod::try_from(
+            i32::try_from(r.try_get::<i64, _>("method")?).unwrap_or(0),
+        )
+        .map(|m| {
+            m.as_str_name()
+                .trim_start_matches("MATCH_METHOD_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+        steps.push(step(
+            r.try_get("decided_at_ms")?,
+            "linkage",
+            format!(
+                "{method} p={:.4} model {} (kinlink explain <person>)",
+                r.try_get::<f64, _>("match_probability")?,
+                r.try_get::<String, _>("model_version")?
+            ),
+            vec![r.try_get("record_id")?, r.try_get("person_id")?],
+        ));
+    }
+    for r in sqlx::query(
+        "SELECT task_id, person_id, candidate_person_id, match_probability, state, created_at_ms \
+         FROM linkage_reviews WHERE referral_id = $1",
+    )
+    .bind(referral_id)
+    .fetch_all(pool)
+    .await?
+    {
+        steps.push(step(
+            r.try_get("created_at_ms")?,
+            "review",
+            format!(
+                "possible match p={:.4}, {}",
+                r.try_get::<f64, _>("match_probability")?,
+                r.try_get::<String, _>("state")?
+            ),
+            vec![
+                r.try_get("task_id")?,
+                r.try_get("person_id")?,
+                r.try_get("candidate_person_id")?,
+            ],
+        ));
     }
     for r in sqlx::query(
         "SELECT from_person_id, to_person_id, kind FROM person_links WHERE referral_id = $1",
