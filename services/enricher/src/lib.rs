@@ -207,6 +207,14 @@ async fn enrich(
                 ))
             }),
     );
+    let records: Vec<_> = people
+        .clone()
+        .filter(|(role, _, _, _)| {
+            !(referral.anonymous_duty_to_notify && *role == SubjectRole::ReferralSubject)
+        })
+        .map(|(_, _, person, _)| linking::person_record("", person))
+        .collect();
+    registry::lock_blocking_keys(conn, &records).await?;
     let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
     let mut opened = Vec::new();
     // The subject's known children, once the subject matched someone known: a dependant who

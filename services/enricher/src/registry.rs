@@ -178,6 +178,44 @@ pub async fn resolve(
     })
 }
 
+/// Serialises linkage decisions that could see each other: on PostgreSQL (several enricher
+/// instances), takes a transaction-scoped advisory lock per blocking key, in sorted order so
+/// two referrals never deadlock. Two referrals of the same child share a key, so the second
+/// waits for the first to commit and then finds its record; without this both could create
+/// a new person. SQLite has one writer at a time already.
+pub async fn lock_blocking_keys(
+    conn: &mut AnyConnection,
+    records: &[PersonRecord],
+) -> Result<(), sqlx::Error> {
+    if conn.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    let mut locks: Vec<i64> = records
+        .iter()
+        .flat_map(blocking::keys)
+        .map(|key| lock_id(&key))
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    for id in locks {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A stable 64-bit id for a blocking key (FNV-1a), the same in every instance.
+fn lock_id(key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"kinlink-linkage:".iter().chain(key.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
 /// The person an id stands for now: a merged person resolves to the one it was merged into.
 /// Merges repoint earlier merges, so one step is enough.
 pub async fn canonical(conn: &mut AnyConnection, person_id: &str) -> Result<String, sqlx::Error> {

@@ -442,6 +442,55 @@ async fn an_anonymous_duty_to_notify_adult_is_never_linked(backend: Backend) -> 
     Ok(())
 }
 
+/// Two enricher instances deciding referrals of the same child at the same moment: the second
+/// waits for the first to commit, then links to the person it made, instead of both making a
+/// new person.
+#[tokio::test]
+async fn concurrent_referrals_of_one_child_on_postgres_make_one_person() -> TestResult {
+    let h = Harness::new("linkage-concurrent", Backend::Postgres).await?;
+    let besa = || {
+        person(
+            "Besa",
+            "Hoxha",
+            Some(("2016-03-04", v1::DobPrecision::Exact)),
+        )
+    };
+    let mut first = h.store.begin().await?;
+    let outputs = h
+        .enricher
+        .handle(&mut first, &referral("r1", besa(), vec![]))
+        .await?;
+    let one: v1::ReferralEnriched = outputs.first().ok_or("no output")?.envelope.decode()?;
+
+    // The other instance starts while the first has not committed.
+    let store = h.store.clone();
+    let enricher = h.enricher.clone();
+    let second = tokio::spawn(async move {
+        let mut tx = store.begin().await?;
+        let outputs = enricher
+            .handle(&mut tx, &referral("r2", besa(), vec![]))
+            .await?;
+        tx.commit().await?;
+        let enriched: v1::ReferralEnriched =
+            outputs.first().ok_or("no output")?.envelope.decode()?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(enriched)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second decision waits for the first"
+    );
+    first.commit().await?;
+    let two = second.await?.map_err(|e| e.to_string())?;
+    assert_eq!(two.subjects[0].person_id, one.subjects[0].person_id);
+    assert_eq!(
+        two.subjects[0].match_method,
+        MatchMethod::Probabilistic as i32
+    );
+    h.close().await;
+    Ok(())
+}
+
 /// Event types on the persons-changes topic of the embedded log, in order.
 async fn persons_changes(store: &Store) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     use sqlx::Row;
