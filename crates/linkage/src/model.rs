@@ -181,8 +181,24 @@ impl Model {
         Scored {
             weight,
             probability,
-            band: self.band(probability),
+            band: self.pair_band(probability, &evidence),
             evidence,
+        }
+    }
+
+    /// The band of a scored pair: [`Model::band`], except that a pair whose given names
+    /// disagree outright is never linked automatically, however strong the rest is. Twins
+    /// share a family name, a date of birth, an address and a nationality; merging them would
+    /// hide a child, so a person looks instead.
+    fn pair_band(&self, probability: f64, evidence: &[Evidence]) -> Band {
+        let band = self.band(probability);
+        let given_names_differ = evidence
+            .iter()
+            .any(|e| e.field == "given_name" && e.level == "else");
+        if band == Band::Link && given_names_differ {
+            Band::Review
+        } else {
+            band
         }
     }
 
@@ -201,7 +217,7 @@ impl Model {
             weight: w,
         });
         scored.probability = 1.0 / (1.0 + (-scored.weight).exp2());
-        scored.band = self.band(scored.probability);
+        scored.band = self.pair_band(scored.probability, &scored.evidence);
         scored
     }
 
@@ -345,6 +361,23 @@ mod tests {
         let family = swapped.evidence.iter().find(|e| e.field == "family_name");
         assert_eq!(family.map(|e| (e.level, e.weight)), Some(("swapped", 0.0)));
         assert!(swapped.weight < straight.weight);
+        Ok(())
+    }
+
+    #[test]
+    fn twins_are_never_linked_automatically() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let twin = |given: &str| PersonRecord {
+            sex: "f".into(),
+            nationality: "AL".into(),
+            ..person(given, "Hoxha", "2016-03-04", "CT1 2RR")
+        };
+        let scored = model.score(&twin("Besa"), &twin("Drita"), None);
+        // Everything else agrees, so the weight alone would link them.
+        assert!(scored.probability >= model.upper, "{scored:?}");
+        assert_eq!(scored.band, Band::Review);
+        // Household context does not lift the cap either.
+        assert_eq!(model.with_household(scored).band, Band::Review);
         Ok(())
     }
 
