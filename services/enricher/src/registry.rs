@@ -514,21 +514,31 @@ pub async fn known_children(
     rows.iter().map(|row| row.try_get("child")).collect()
 }
 
-/// Open review tasks about a person (either side).
+/// Open review tasks about a person (either side), oldest first.
 pub async fn open_reviews(
     conn: &mut AnyConnection,
     person_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query(
-        "SELECT task_id FROM linkage_reviews WHERE state = 'open' \
-         AND (person_id = $1 OR candidate_person_id = $1) ORDER BY created_at_ms, task_id",
+    // Two indexed lookups; sorted here so the planner is not tempted by the state index.
+    let rows = sqlx::query(
+        "SELECT task_id, created_at_ms FROM linkage_reviews WHERE person_id = $1 AND state = 'open' \
+         UNION SELECT task_id, created_at_ms FROM linkage_reviews \
+         WHERE candidate_person_id = $1 AND state = 'open'",
     )
     .bind(person_id)
     .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|row| row.try_get("task_id"))
-    .collect()
+    .await?;
+    let mut tasks = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("created_at_ms")?,
+                row.try_get("task_id")?,
+            ))
+        })
+        .collect::<Result<Vec<(i64, String)>, sqlx::Error>>()?;
+    tasks.sort();
+    Ok(tasks.into_iter().map(|(_, task)| task).collect())
 }
 
 /// Other referrals the person (or a person merged into them) was on, oldest first.
@@ -538,10 +548,9 @@ pub async fn earlier_referrals(
     referral_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query(
-        "SELECT rp.referral_id, MIN(rp.seen_at_ms) AS first_seen FROM referral_persons rp \
-         JOIN persons p ON p.person_id = rp.person_id \
-         WHERE (rp.person_id = $1 OR p.merged_into = $1) AND rp.referral_id <> $2 \
-         GROUP BY rp.referral_id ORDER BY first_seen, rp.referral_id",
+        "SELECT referral_id, MIN(seen_at_ms) AS first_seen FROM referral_persons \
+         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) \
+         AND referral_id <> $2 GROUP BY referral_id ORDER BY first_seen, referral_id",
     )
     .bind(person_id)
     .bind(referral_id)

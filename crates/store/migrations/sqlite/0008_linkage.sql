@@ -78,3 +78,10 @@ CREATE TABLE person_changes (
     decided_at_ms INTEGER NOT NULL
 );
 CREATE INDEX person_changes_person ON person_changes (person_id);
+
+-- Lookups by person, so a decision's cost does not grow with the registry.
+CREATE INDEX referral_persons_person ON referral_persons (person_id);
+CREATE INDEX persons_merged_into ON persons (merged_into);
+CREATE INDEX linkage_reviews_person ON linkage_reviews (person_id, state);
+CREATE INDEX linkage_reviews_candidate ON linkage_reviews (candidate_person_id, state);
+CREATE INDEX person_changes_other ON person_changes (other_person_id);
