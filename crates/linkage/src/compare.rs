@@ -256,6 +256,8 @@ mod tests {
         assert_eq!(level("Martha", "Marhta"), Some("jw_high"));
         assert_eq!(level("Mirela", "Mirena"), Some("jw_mid"));
         assert_eq!(level("Bahar", "Bahir"), Some("translit"));
+        // Same Soundex, spelled too differently for the other levels.
+        assert_eq!(level("Robert", "Rupert"), Some("phonetic"));
         assert_eq!(level("Elira", "Besa"), Some("else"));
         assert_eq!(level("", "Besa"), None);
         assert_eq!(
