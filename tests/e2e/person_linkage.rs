@@ -352,6 +352,32 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
     );
     assert!(recall >= 0.7, "recall {recall} ({correct}/{true_pairs})");
 
+    // Linking the registry again with the same model: every record is there, and any merge
+    // it proposes is of one true person.
+    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        .args(["model", "diff", "--json", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    assert!(diff.status.success(), "{diff:?}");
+    let diff: serde_json::Value = serde_json::from_slice(&diff.stdout)?;
+    assert_eq!(diff["records"], truth.len(), "{diff}");
+    let truth_of: std::collections::HashMap<&str, &str> = labelled.iter().copied().collect();
+    for group in diff["merges"].as_array().ok_or("no merges array")? {
+        let truths: std::collections::BTreeSet<&str> = group
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().and_then(|p| truth_of.get(p).copied()))
+            .collect();
+        assert_eq!(
+            truths.len(),
+            1,
+            "a proposed merge of different people: {group}"
+        );
+    }
+
     let status = kinlink.interrupt().await?;
     assert!(status.success(), "{status:?}");
     Ok(())

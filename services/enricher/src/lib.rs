@@ -5,10 +5,12 @@
 //!
 //! Layout: [`linking`] (pure rules: child status, linkage records, the link/review/new
 //! decision), [`registry`] (person tables and the blocking index), [`review`] (review tasks,
-//! merges, splits and explanations for operators), this file (the stage).
+//! merges, splits and explanations for operators), [`relink`] (what another model would
+//! change), this file (the stage).
 
 pub mod linking;
 pub mod registry;
+pub mod relink;
 pub mod review;
 
 use std::sync::Arc;

@@ -132,6 +132,15 @@ pub enum PersonCommand {
 pub enum ModelCommand {
     /// Estimate u (random pairs) and m (expectation maximisation) from a persons CSV.
     Train(linkage::TrainArgs),
+    /// Link the registry's records again with a model (the configured one by default) and
+    /// report which persons would merge or split. Changes nothing.
+    Diff {
+        /// A model file from `kinlink model train`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -371,6 +380,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model {
             command: ModelCommand::Train(args),
         } => linkage::train_model(&args),
+        Command::Model {
+            command: ModelCommand::Diff { model, store },
+        } => ops::persons::model_diff(model.as_deref(), &store).await,
         Command::Synth(args) => linkage::synth(&args),
         Command::Explain { person_id, store } => ops::persons::explain(&person_id, &store).await,
         Command::Review {

@@ -176,3 +176,39 @@ pub async fn split(
         )
     })
 }
+
+/// `kinlink model diff`.
+pub async fn model_diff(model: Option<&std::path::Path>, args: &StoreArgs) -> anyhow::Result<()> {
+    let mut enricher = settings(args)?.enricher;
+    if let Some(path) = model {
+        enricher.model_path = Some(path.to_owned());
+    }
+    let model = kinlink_enricher::Enricher::from_settings(&enricher)?
+        .model()
+        .clone();
+    let (store, _log) = backends(args).await?;
+    let mut conn = store.begin().await?;
+    let registered = kinlink_enricher::relink::load(&mut conn).await;
+    drop(conn);
+    store.close().await;
+    let proposal = kinlink_enricher::relink::propose(&model, &registered?);
+    print(args.json, &proposal, |out| {
+        writeln!(
+            out,
+            "model {}: {} records, {} persons, {} automatic links checked; {} possible merge(s), {} person(s) with a link it would not make; nothing changed",
+            proposal.model_version,
+            proposal.records,
+            proposal.persons_now,
+            proposal.links_checked,
+            proposal.merges.len(),
+            proposal.splits.len()
+        )?;
+        for group in &proposal.merges {
+            writeln!(out, "  would merge: {}", group.join(" "))?;
+        }
+        for person in &proposal.splits {
+            writeln!(out, "  would not link all of: {person} (kinlink explain)")?;
+        }
+        Ok(())
+    })
+}
