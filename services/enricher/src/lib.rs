@@ -223,15 +223,24 @@ async fn enrich(
     // is one of them is far more likely the same child.
     let mut household: Vec<String> = Vec::new();
     for (role, index, person, relationship) in people.clone() {
-        // Derived from the referral: a redelivered referral, or a later version of it,
-        // gives the same person ids to the same subject and dependants.
+        // Ids derived from the referral, its version and the place in it: a redelivered or
+        // replayed referral keeps its decisions. A later version is decided afresh, because
+        // its dependants may be corrected or reordered; its unchanged persons match their
+        // records of the earlier version. The adult of an anonymous report is never linked,
+        // so it keeps one person across versions.
+        let anonymous = referral.anonymous_duty_to_notify && role == SubjectRole::ReferralSubject;
+        let place_key = if anonymous {
+            format!("{}/{index}", role as i32)
+        } else {
+            format!("{}/{index}/v{}", role as i32, referral.version.max(1))
+        };
         let new_id = kinlink_eventlog::envelope::derive_id(
             &referral.referral_id,
-            &format!("person/{}/{index}", role as i32),
+            &format!("person/{place_key}"),
         );
         let record_id = kinlink_eventlog::envelope::derive_id(
             &referral.referral_id,
-            &format!("record/{}/{index}", role as i32),
+            &format!("record/{place_key}"),
         );
         // Two people on one referral are never the same person.
         let exclude: Vec<String> = subjects.iter().map(|s| s.person_id.clone()).collect();
@@ -239,7 +248,7 @@ async fn enrich(
             referral_id: &referral.referral_id,
             record_id: &record_id,
             new_person_id: &new_id,
-            anonymous: referral.anonymous_duty_to_notify && role == SubjectRole::ReferralSubject,
+            anonymous,
         };
         let is_child_of_subject = role == SubjectRole::Dependant
             && linking::household_link(relationship)

@@ -561,8 +561,9 @@ pub async fn earlier_referrals(
     .collect()
 }
 
-/// Records that `person_id` appears on the referral in `role` at `index`; for the referral's
-/// own subject, also that the person has been referred in their own right.
+/// Records that `person_id` appears on the referral in `role` at `index` (a later version of
+/// the referral replaces who is there); for the referral's own subject, also that the person
+/// has been referred in their own right.
 pub async fn record_appearance(
     conn: &mut AnyConnection,
     referral_id: &str,
@@ -573,7 +574,8 @@ pub async fn record_appearance(
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "INSERT INTO referral_persons (referral_id, person_id, role, dependant_index, seen_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (referral_id, role, dependant_index) \
+         DO UPDATE SET person_id = excluded.person_id",
     )
     .bind(referral_id)
     .bind(person_id)

@@ -35,6 +35,7 @@ on_both_stores!(
     an_uncertain_match_opens_a_review_then_merge_and_split_are_events,
     conflicting_strong_identifiers_block_an_automatic_link,
     an_anonymous_duty_to_notify_adult_is_never_linked,
+    a_later_version_with_dependants_reordered_keeps_each_child,
     a_known_mother_vouches_for_her_children_on_a_repeat_referral
 );
 
@@ -438,6 +439,55 @@ async fn an_anonymous_duty_to_notify_adult_is_never_linked(backend: Backend) -> 
     .try_get("n")?;
     drop(conn);
     assert_eq!(keys, 0, "never a candidate for anyone");
+    h.close().await;
+    Ok(())
+}
+
+async fn a_later_version_with_dependants_reordered_keeps_each_child(
+    backend: Backend,
+) -> TestResult {
+    let h = Harness::new("linkage-versions", backend).await?;
+    let mother = || {
+        person(
+            "Teuta",
+            "Krasniqi",
+            Some(("1990-02-02", v1::DobPrecision::Exact)),
+        )
+    };
+    let arber = || {
+        person(
+            "Arber",
+            "Krasniqi",
+            Some(("2015-09-14", v1::DobPrecision::Exact)),
+        )
+    };
+    let blerta = || {
+        person(
+            "Blerta",
+            "Krasniqi",
+            Some(("2013-01-20", v1::DobPrecision::Exact)),
+        )
+    };
+    let (first, _) = h
+        .enrich(&referral("r1", mother(), vec![arber(), blerta()]))
+        .await?;
+    // Version 2 lists the children the other way round.
+    let mut update = referral("r1", mother(), vec![blerta(), arber()]);
+    let mut event: v1::ReferralReceived = update.envelope.decode()?;
+    event.version = 2;
+    update.envelope = Envelope::new("event-r1-v2".into(), "/test", "r1", "r1", 0, &event);
+    let (second, reviews) = h.enrich(&update).await?;
+    assert!(reviews.is_empty());
+    assert_eq!(second.subjects[0].person_id, first.subjects[0].person_id);
+    assert_eq!(
+        second.subjects[1].person_id, first.subjects[2].person_id,
+        "Blerta"
+    );
+    assert_eq!(
+        second.subjects[2].person_id, first.subjects[1].person_id,
+        "Arber"
+    );
+    assert_eq!(second.version, 2);
     h.close().await;
     Ok(())
 }
