@@ -61,9 +61,19 @@ async fn alert_for(
     authority: &str,
     referral_id: &str,
 ) -> TestResult<serde_json::Value> {
-    let about = |x: &Received| {
-        x.authority == authority && x.body["referral_id"].as_str() == Some(referral_id)
-    };
+    alert_where(receiver, authority, |body| {
+        body["referral_id"].as_str() == Some(referral_id)
+    })
+    .await
+}
+
+/// Waits for an alert to `authority` whose body satisfies `wanted` and returns the body.
+async fn alert_where(
+    receiver: &WebhookReceiver,
+    authority: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> TestResult<serde_json::Value> {
+    let about = |x: &Received| x.authority == authority && wanted(&x.body);
     receiver
         .wait_for(Duration::from_secs(60), |r| r.iter().any(about))
         .await?;
@@ -203,6 +213,22 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
         &config,
     )?;
     assert_eq!(decided["surviving_person_id"], drita_id.as_str());
+
+    // Kent and Westminster each hear that the child is known to the other.
+    for body in [KENT, WESTMINSTER] {
+        let alert = alert_where(&receiver, body, |b| {
+            b["rule"] == "cross_authority_reappearance"
+        })
+        .await?;
+        assert_eq!(alert["person_id"], drita_id.as_str(), "{alert}");
+        let codes = &alert["children"][0]["previous_authority_codes"];
+        assert!(
+            [KENT, WESTMINSTER]
+                .iter()
+                .all(|c| codes.as_array().is_some_and(|a| a.iter().any(|x| x == c))),
+            "{alert}"
+        );
+    }
 
     // Drita is referred again at home: Kent's alert now knows Westminster found her before.
     let again_id = refer(

@@ -32,7 +32,10 @@ pub const ALL: &[&str] = &[
 pub const STAGE_INPUTS: &[(&str, &[&str])] = &[
     ("intake", &[INTAKE_SUBMISSIONS]),
     ("enricher", &[REFERRALS_RECEIVED]),
-    ("alerter", &[REFERRALS_ENRICHED, REFERRAL_FOLLOWUPS]),
+    (
+        "alerter",
+        &[REFERRALS_ENRICHED, REFERRAL_FOLLOWUPS, PERSONS_CHANGES],
+    ),
     ("notifier", &[ALERTS_RAISED]),
 ];
 

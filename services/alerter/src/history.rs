@@ -93,3 +93,19 @@ pub async fn was_routed(conn: &mut AnyConnection, person_id: &str) -> Result<boo
         .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
+
+/// The latest referral the person (or a person merged into them) was on.
+pub async fn latest_referral(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT referral_id FROM referral_persons \
+         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) \
+         ORDER BY seen_at_ms DESC, referral_id DESC LIMIT 1",
+    )
+    .bind(person_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| r.try_get("referral_id")).transpose()
+}

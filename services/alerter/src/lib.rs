@@ -3,7 +3,8 @@
 //! was placed from, and where the child was known before), applies the alert rules, and
 //! raises one alert per body, grouping a household's children into one alert with a section
 //! each. Anything that cannot be routed goes to the triage queue. Consumes
-//! `kinlink.referrals.enriched` and `kinlink.referrals.followups`; emits `kinlink.alerts.raised`.
+//! `kinlink.referrals.enriched`, `kinlink.referrals.followups` and `kinlink.persons.changes`
+//! (merges); emits `kinlink.alerts.raised`.
 //!
 //! Layout: [`postcode`] and [`postcode_table`] (postcode → district), [`authorities`]
 //! (district → children's-services body), [`routing`] (pure: child → bodies or triage),
@@ -271,9 +272,29 @@ impl Stage for Alerter {
                 };
                 (assessment.referral_id, drafts, Context::default())
             }
-            // Found episodes and withdrawals raise no alert of their own (yet).
+            // A person decided that two persons are one child. When the two were known to
+            // different bodies, each body hears that the child is known to the others.
+            t if t == v1::PersonsMerged::full_name() => {
+                let merged: v1::PersonsMerged = envelope.decode()?;
+                let person = merged.surviving_person_id.as_str();
+                let bodies = history::previous_bodies(conn, person, "").await?;
+                let Some(referral_id) = history::latest_referral(conn, person).await? else {
+                    return Ok(Vec::new());
+                };
+                if bodies.len() < 2 {
+                    return Ok(Vec::new());
+                }
+                let drafts = self
+                    .on_person_event(conn, Some(person), Rule::CrossAuthorityReappearance, None)
+                    .await?;
+                (referral_id, drafts, Context::default())
+            }
+            // Found episodes, withdrawals, review tasks and splits raise no alert of their own
+            // (yet).
             t if t == v1::FoundEpisodeReported::full_name()
-                || t == v1::ReferralWithdrawn::full_name() =>
+                || t == v1::ReferralWithdrawn::full_name()
+                || t == v1::LinkageReviewOpened::full_name()
+                || t == v1::PersonSplit::full_name() =>
             {
                 return Ok(Vec::new());
             }
