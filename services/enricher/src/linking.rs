@@ -130,8 +130,11 @@ pub struct Candidate {
 pub struct Decision {
     /// The person to attach the record to (its best candidate scored in the link band).
     pub link: Option<Candidate>,
-    /// Persons a human must compare with the record: in the review band, or in the link band
-    /// but not chosen (another person scored higher, or identifiers conflict).
+    /// The one person a human should compare with the record, if any: without a link, the
+    /// best candidate in the review band (or a link-band candidate held back by conflicting
+    /// identifiers or different given names); with a link, a second person that also scored
+    /// in the link band (the two may be one person). One task per record at most, so the
+    /// queue stays workable when names are common.
     pub review: Vec<Candidate>,
 }
 
@@ -154,16 +157,18 @@ pub fn decide(candidates: Vec<Candidate>) -> Decision {
     let mut ranked: Vec<Candidate> = best.into_values().collect();
     // Stable sort over person-id order: equal probabilities keep the smaller id first.
     ranked.sort_by(|a, b| b.scored.probability.total_cmp(&a.scored.probability));
+    let linkable = |c: &Candidate| c.scored.band == Band::Link && !c.identifier_conflict;
     let mut decision = Decision::default();
-    for candidate in ranked {
-        if decision.link.is_none()
-            && candidate.scored.band == Band::Link
-            && !candidate.identifier_conflict
-        {
-            decision.link = Some(candidate);
-        } else {
-            decision.review.push(candidate);
-        }
+    if let Some(position) = ranked.iter().position(linkable) {
+        let link = ranked.remove(position);
+        decision.review = ranked
+            .into_iter()
+            .filter(|c| c.scored.band == Band::Link)
+            .take(1)
+            .collect();
+        decision.link = Some(link);
+    } else {
+        decision.review = ranked.into_iter().take(1).collect();
     }
     decision
 }
@@ -279,21 +284,40 @@ mod tests {
         ]);
         let link = decision.link.as_ref().map(|c| c.person_id.as_str());
         assert_eq!(link, Some("p1"));
-        // Each person once, by their best record; distinct candidates are dropped.
+        // Each person once, by their best record; next to a link, only a second link-band
+        // person is worth a review.
         let review: Vec<&str> = decision
             .review
             .iter()
             .map(|c| c.person_id.as_str())
             .collect();
-        assert_eq!(review, ["p2", "p3"]);
+        assert_eq!(review, ["p2"]);
     }
 
     #[test]
-    fn review_band_alone_never_links() {
-        let decision = decide(vec![candidate("p1", "r1", 0.9, Band::Review)]);
+    fn review_band_alone_never_links_and_opens_one_task() {
+        let decision = decide(vec![
+            candidate("p1", "r1", 0.7, Band::Review),
+            candidate("p2", "r2", 0.9, Band::Review),
+        ]);
         assert!(decision.link.is_none());
-        assert_eq!(decision.review.len(), 1);
+        let review: Vec<&str> = decision
+            .review
+            .iter()
+            .map(|c| c.person_id.as_str())
+            .collect();
+        assert_eq!(review, ["p2"], "the best candidate only");
         assert!(decide(Vec::new()).link.is_none());
+    }
+
+    #[test]
+    fn a_link_next_to_review_band_candidates_opens_no_task() {
+        let decision = decide(vec![
+            candidate("p1", "r1", 0.99, Band::Link),
+            candidate("p2", "r2", 0.9, Band::Review),
+        ]);
+        assert!(decision.link.is_some());
+        assert!(decision.review.is_empty());
     }
 
     #[test]
