@@ -413,3 +413,39 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example files in `deploy/` are real settings: they parse (unknown keys are errors)
+    /// and validate.
+    #[test]
+    fn deploy_examples_are_valid_settings() -> Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let scale_out = Settings::load(Some(&root.join("deploy/config/scale-out.example.toml")))?;
+        scale_out.validate()?;
+        assert_eq!(scale_out.log.backend, LogBackend::Kafka);
+        assert_eq!(scale_out.enricher.link_threshold, Some(0.95));
+        Settings::load(Some(&root.join("deploy/compose/kinlink.toml")))?.validate()?;
+        Ok(())
+    }
+
+    #[test]
+    fn linkage_thresholds_must_be_probabilities_in_order() {
+        let mut settings = Settings::default();
+        settings.enricher.link_threshold = Some(0.6);
+        settings.enricher.review_threshold = Some(0.8);
+        let error = settings.validate().err().map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("enricher.review_threshold")),
+            "{error:?}"
+        );
+        settings.enricher.review_threshold = Some(0.0);
+        assert!(settings.validate().is_err());
+        settings.enricher.review_threshold = Some(0.5);
+        assert!(settings.validate().is_ok());
+    }
+}
