@@ -214,6 +214,8 @@ pub struct Synthetic {
     pub referral: String,
     /// The referral's subject; otherwise a dependant of the subject.
     pub subject: bool,
+    /// The age the person claims (in 2026) when no date of birth was taken.
+    pub claimed_age: Option<u32>,
 }
 
 /// `households` households, deterministic for `seed`.
@@ -273,7 +275,8 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                     continue;
                 }
                 let (month, day) = (*month, *day);
-                let mut given = given.clone();
+                let original = given;
+                let mut given = original.clone();
                 let mut fam = family.clone();
                 if rng.random_bool(0.25) {
                     given = transliterate(&given, &mut rng);
@@ -282,6 +285,8 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                 if rng.random_bool(0.08) {
                     given = typo(&given, &mut rng);
                 }
+                // Sometimes the name the person was known by before is noted as an alias.
+                let alias = (given != *original && rng.random_bool(0.3)).then(|| original.clone());
                 let mut record = PersonRecord {
                     id: format!("r{next_record}"),
                     sex: if *female { "f".into() } else { "m".into() },
@@ -298,6 +303,7 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                 }
                 record.given = given;
                 record.family = fam;
+                record.aliases.extend(alias);
                 record.dob = match rng.random_range(0..10) {
                     0 => Some(Dob {
                         year: *year,
@@ -320,6 +326,13 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                         estimated: false,
                     }),
                     3 => None,
+                    // One digit of the day mistyped.
+                    4 => Some(Dob {
+                        year: *year,
+                        month: Some(month),
+                        day: Some(if day <= 18 { day + 10 } else { day - 10 }),
+                        estimated: false,
+                    }),
                     _ => Some(Dob {
                         year: *year,
                         month: Some(month),
@@ -327,15 +340,64 @@ pub fn generate(households: usize, seed: u64) -> Vec<Synthetic> {
                         estimated: false,
                     }),
                 };
+                // Without a date of birth, the age the person gives (off by one at times).
+                let claimed_age = record.dob.is_none().then(|| {
+                    let age = u32::try_from(2026 - *year).unwrap_or(0);
+                    if rng.random_bool(0.3) { age + 1 } else { age }
+                });
                 next_record += 1;
                 out.push(Synthetic {
                     true_person: person.clone(),
                     record,
                     referral: referral.clone(),
                     subject: index == 0 || alone.is_some(),
+                    claimed_age,
                 });
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_with_every_kind_of_variation() {
+        let a = generate(300, 9);
+        let b = generate(300, 9);
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&b).all(|(x, y)| x.record == y.record));
+        assert_ne!(
+            generate(300, 10).first().map(|s| s.record.clone()),
+            a.first().map(|s| s.record.clone())
+        );
+        // Each referral has exactly one subject, first, and its records are together.
+        for group in a.chunk_by(|x, y| x.referral == y.referral) {
+            assert!(group[0].subject);
+            assert!(group[1..].iter().all(|s| !s.subject));
+        }
+        let referrals: std::collections::HashSet<&str> =
+            a.iter().map(|s| s.referral.as_str()).collect();
+        assert_eq!(
+            referrals.len(),
+            a.chunk_by(|x, y| x.referral == y.referral).count()
+        );
+        // Children referred alone, aliases, claimed ages, estimated and year-only dates.
+        assert!(
+            a.iter()
+                .any(|s| s.subject && s.true_person.contains("-child"))
+        );
+        assert!(a.iter().any(|s| !s.record.aliases.is_empty()));
+        assert!(
+            a.iter()
+                .all(|s| s.claimed_age.is_some() == s.record.dob.is_none())
+        );
+        assert!(a.iter().any(|s| s.record.dob.is_some_and(|d| d.estimated)));
+        assert!(
+            a.iter()
+                .any(|s| s.record.dob.is_some_and(|d| d.month.is_none()))
+        );
+    }
 }

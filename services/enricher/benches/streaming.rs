@@ -46,6 +46,8 @@ fn person(s: &Synthetic) -> v1::Person {
             "m" => v1::Sex::Male as i32,
             _ => v1::Sex::Unknown as i32,
         },
+        aliases: r.aliases.clone(),
+        claimed_age: s.claimed_age,
         nationalities: vec![r.nationality.clone()],
         locations: vec![v1::Location {
             role: v1::LocationRole::Lives as i32,

@@ -69,7 +69,8 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 /// The synthetic records as referrals in the `POST /v1/referrals` JSON shape, one per line,
 /// with the true person of every subject and dependant beside them.
 fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<()> {
-    fn person(r: &PersonRecord) -> serde_json::Value {
+    fn person(s: &synth::Synthetic) -> serde_json::Value {
+        let r = &s.record;
         let mut person = serde_json::json!({
             "given_name": r.given,
             "family_name": r.family,
@@ -81,6 +82,12 @@ fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<(
                 serde_json::json!({ "role": "lives", "postcode": r.postcode })
             }],
         });
+        if !r.aliases.is_empty() {
+            person["aliases"] = serde_json::json!(r.aliases);
+        }
+        if let Some(age) = s.claimed_age {
+            person["claimed_age"] = serde_json::json!(age);
+        }
         if let Some(d) = r.dob {
             let (value, precision) = match (d.month, d.day) {
                 (Some(m), Some(day)) => (format!("{:04}-{m:02}-{day:02}", d.year), "exact"),
@@ -109,9 +116,9 @@ fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<(
         let adult = !subject.true_person.contains("-child");
         let referral = serde_json::json!({
             "external_reference": subject.referral,
-            "subject": person(&subject.record),
+            "subject": person(subject),
             "dependants": dependants.iter().map(|d| serde_json::json!({
-                "person": person(&d.record),
+                "person": person(d),
                 "relationship": "child",
                 "with_subject": true,
             })).collect::<Vec<_>>(),
