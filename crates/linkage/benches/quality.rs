@@ -28,8 +28,8 @@ fn peak_memory_mib() -> f64 {
 
 /// Exactly `n` synthetic records (households are generated until there are enough).
 fn population(n: usize, seed: u64) -> Vec<PersonRecord> {
-    // About 5.5 records per household; a fifth of `n` households always gives enough.
-    let mut records: Vec<PersonRecord> = synth::generate(n / 5 + 1, seed)
+    // About 5 records per household; a quarter of `n` households always gives enough.
+    let mut records: Vec<PersonRecord> = synth::generate(n / 4 + 1, seed)
         .into_iter()
         .map(|s| s.record)
         .collect();
