@@ -5,7 +5,8 @@
 //! transaction) as the registry grows.
 //!
 //! Run: `cargo bench -p kinlink-enricher --bench streaming`
-//! (`KINLINK_BENCH_HOUSEHOLDS`, default 20000, about 110,000 persons).
+//! (`KINLINK_BENCH_HOUSEHOLDS`, default 20000, about 100,000 person records;
+//! `KINLINK_BENCH_LINK_THRESHOLD` overrides the model's automatic-link threshold).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -83,12 +84,20 @@ async fn run(households: usize) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("kinlink-bench-streaming-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = kinlink_store::Store::open_embedded(&dir).await?;
-    let enricher = Enricher::shipped()?;
+    // `KINLINK_BENCH_LINK_THRESHOLD` tries another automatic-link threshold.
+    let settings = kinlink_runtime::settings::EnricherSettings {
+        link_threshold: std::env::var("KINLINK_BENCH_LINK_THRESHOLD")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        ..Default::default()
+    };
+    let enricher = Enricher::from_settings(&settings)?;
     println!(
-        "{} synthetic records in {} households, model {}",
+        "{} synthetic records in {} households, model {}, link threshold {}",
         data.len(),
         households,
-        enricher.model().version
+        enricher.model().version,
+        enricher.model().upper
     );
 
     // Latency of each referral, by how many persons were registered when it was decided.
