@@ -214,7 +214,7 @@ async fn enrich(
         .filter(|(role, _, _, _)| {
             !(referral.anonymous_duty_to_notify && *role == SubjectRole::ReferralSubject)
         })
-        .map(|(_, _, person, _)| linking::person_record("", person, received))
+        .map(|(_, _, person, _)| linking::person_record("", person))
         .collect();
     registry::lock_blocking_keys(conn, &records).await?;
     let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
@@ -248,7 +248,6 @@ async fn enrich(
             referral_id: &referral.referral_id,
             record_id: &record_id,
             new_person_id: &new_id,
-            received,
             anonymous,
         };
         let is_child_of_subject = role == SubjectRole::Dependant

@@ -35,8 +35,6 @@ pub struct RecordPlace<'a> {
     pub record_id: &'a str,
     /// The id a new person gets.
     pub new_person_id: &'a str,
-    /// When the referral was received (a claimed age counts from then).
-    pub received: chrono::NaiveDate,
     /// The adult of an anonymous Duty-to-Notify report (s52(3)): never linked to anyone and
     /// never a candidate, so the registry cannot tie the report to a known person.
     pub anonymous: bool,
@@ -79,7 +77,7 @@ pub async fn resolve(
         });
     }
 
-    let record = linking::person_record(place.record_id, person, place.received);
+    let record = linking::person_record(place.record_id, person);
     let mut by_identifier: Vec<String> = Vec::new();
     for identifier in &person.identifiers {
         let row =
