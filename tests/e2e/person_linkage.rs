@@ -266,7 +266,7 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
 
 /// Synthetic referrals with ground truth through `kinlink import` and the running pipeline:
 /// the persons the streaming enricher resolves agree with the truth (precision at least 0.95,
-/// recall at least 0.7; seen: 1.000 and 0.793).
+/// recall at least 0.7; seen: 1.000 and 0.748).
 #[tokio::test]
 async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestResult {
     use sqlx::{Connection, Row};
