@@ -5,6 +5,13 @@
 
 use sqlx::{AnyConnection, Row};
 
+/// The ids of the person `$1` and of every person merged into them, for `IN`.
+macro_rules! the_person {
+    () => {
+        "(SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1)"
+    };
+}
+
 use kinlink_proto::v1::{SubjectRef, subject_ref::Target};
 
 /// Bodies the person was routed to by earlier referrals (not `except_referral`), oldest first.
@@ -13,11 +20,13 @@ pub async fn previous_bodies(
     person_id: &str,
     except_referral: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "SELECT authority_code, MIN(decided_at_ms) AS first FROM routing_decisions \
-         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND referral_id <> $2 AND authority_code <> '' \
-         GROUP BY authority_code ORDER BY first, authority_code",
-    )
+         WHERE person_id IN ",
+        the_person!(),
+        " AND referral_id <> $2 AND authority_code <> '' \
+         GROUP BY authority_code ORDER BY first, authority_code"
+    ))
     .bind(person_id)
     .bind(except_referral)
     .fetch_all(conn)
@@ -31,10 +40,12 @@ pub async fn previously_seen(
     person_id: &str,
     except_referral: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(concat!(
         "SELECT MAX(seen_at_ms) AS seen FROM referral_persons \
-         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND referral_id <> $2",
-    )
+         WHERE person_id IN ",
+        the_person!(),
+        " AND referral_id <> $2"
+    ))
     .bind(person_id)
     .bind(except_referral)
     .fetch_one(conn)
@@ -71,11 +82,13 @@ pub async fn children_of(
     conn: &mut AnyConnection,
     person_id: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT COALESCE(p.merged_into, l.to_person_id) AS to_person_id FROM person_links l \
-         JOIN persons p ON p.person_id = l.to_person_id \
-         WHERE l.from_person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) AND l.kind = $2 ORDER BY to_person_id",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT DISTINCT COALESCE(p.merged_into, l.to_person_id) AS to_person_id \
+         FROM person_links l JOIN persons p ON p.person_id = l.to_person_id \
+         WHERE l.from_person_id IN ",
+        the_person!(),
+        " AND l.kind = $2 ORDER BY to_person_id"
+    ))
     .bind(person_id)
     .bind(kinlink_proto::v1::LinkKind::Child as i64)
     .fetch_all(conn)
@@ -85,12 +98,13 @@ pub async fn children_of(
 
 /// Whether the person was ever routed as a child.
 pub async fn was_routed(conn: &mut AnyConnection, person_id: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM routing_decisions WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1)",
-    )
-        .bind(person_id)
-        .fetch_one(conn)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT COUNT(*) AS n FROM routing_decisions WHERE person_id IN ",
+        the_person!()
+    ))
+    .bind(person_id)
+    .fetch_one(conn)
+    .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
 
@@ -99,11 +113,12 @@ pub async fn latest_referral(
     conn: &mut AnyConnection,
     person_id: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query(concat!(
         "SELECT referral_id FROM referral_persons \
-         WHERE person_id IN (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) \
-         ORDER BY seen_at_ms DESC, referral_id DESC LIMIT 1",
-    )
+         WHERE person_id IN ",
+        the_person!(),
+        " ORDER BY seen_at_ms DESC, referral_id DESC LIMIT 1"
+    ))
     .bind(person_id)
     .fetch_optional(conn)
     .await?;

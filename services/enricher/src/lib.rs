@@ -209,63 +209,64 @@ async fn enrich(
                 ))
             }),
     );
-    let records: Vec<_> = people
+    // Ids derived from the referral, its version and the place in it: a redelivered or
+    // replayed referral keeps its decisions. A later version is decided afresh, because its
+    // dependants may be corrected or reordered; its unchanged persons match their records of
+    // the earlier version. The adult of an anonymous report is never linked, so it keeps one
+    // person across versions and has no blocking keys.
+    let places: Vec<registry::RecordPlace<'_>> = people
         .clone()
-        .filter(|(role, _, _, _)| {
-            !(referral.anonymous_duty_to_notify && *role == SubjectRole::ReferralSubject)
+        .map(|(role, index, person, _)| {
+            let anonymous =
+                referral.anonymous_duty_to_notify && role == SubjectRole::ReferralSubject;
+            let place_key = if anonymous {
+                format!("{}/{index}", role as i32)
+            } else {
+                format!("{}/{index}/v{}", role as i32, referral.version.max(1))
+            };
+            let derive = |what: &str| {
+                kinlink_eventlog::envelope::derive_id(
+                    &referral.referral_id,
+                    &format!("{what}/{place_key}"),
+                )
+            };
+            let record = linking::person_record(&derive("record"), person);
+            registry::RecordPlace {
+                referral_id: &referral.referral_id,
+                keys: if anonymous {
+                    Vec::new()
+                } else {
+                    kinlink_linkage::blocking::keys(&record)
+                },
+                record,
+                new_person_id: derive("person"),
+                anonymous,
+            }
         })
-        .map(|(_, _, person, _)| linking::person_record("", person))
         .collect();
-    registry::lock_blocking_keys(conn, &records).await?;
+    registry::lock_blocking_keys(conn, &places).await?;
     let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
     let mut opened = Vec::new();
     // The subject's known children, once the subject matched someone known: a dependant who
     // is one of them is far more likely the same child.
     let mut household: Vec<String> = Vec::new();
-    for (role, index, person, relationship) in people.clone() {
-        // Ids derived from the referral, its version and the place in it: a redelivered or
-        // replayed referral keeps its decisions. A later version is decided afresh, because
-        // its dependants may be corrected or reordered; its unchanged persons match their
-        // records of the earlier version. The adult of an anonymous report is never linked,
-        // so it keeps one person across versions.
-        let anonymous = referral.anonymous_duty_to_notify && role == SubjectRole::ReferralSubject;
-        let place_key = if anonymous {
-            format!("{}/{index}", role as i32)
-        } else {
-            format!("{}/{index}/v{}", role as i32, referral.version.max(1))
-        };
-        let new_id = kinlink_eventlog::envelope::derive_id(
-            &referral.referral_id,
-            &format!("person/{place_key}"),
-        );
-        let record_id = kinlink_eventlog::envelope::derive_id(
-            &referral.referral_id,
-            &format!("record/{place_key}"),
-        );
+    for ((role, index, person, relationship), place) in people.clone().zip(&places) {
         // Two people on one referral are never the same person.
         let exclude: Vec<String> = subjects.iter().map(|s| s.person_id.clone()).collect();
-        let place = registry::RecordPlace {
-            referral_id: &referral.referral_id,
-            record_id: &record_id,
-            new_person_id: &new_id,
-            anonymous,
-        };
         let is_child_of_subject = role == SubjectRole::Dependant
             && linking::household_link(relationship)
                 .is_some_and(|(kind, _)| kind == v1::LinkKind::Child);
         let context: &[String] = if is_child_of_subject { &household } else { &[] };
-        let mut resolved =
-            registry::resolve(conn, model, person, &place, &exclude, context).await?;
+        let mut resolved = registry::resolve(conn, model, person, place, &exclude, context).await?;
         if role == SubjectRole::ReferralSubject && resolved.method != v1::MatchMethod::NewPerson {
             household = registry::known_children(conn, &resolved.person_id).await?;
         }
         opened.append(&mut resolved.opened);
-        let method = resolved
-            .method
-            .as_str_name()
-            .trim_start_matches("MATCH_METHOD_")
-            .to_ascii_lowercase();
-        LINKS.get_or_create(&MethodLabel { method }).inc();
+        LINKS
+            .get_or_create(&MethodLabel {
+                method: linking::method_name(resolved.method),
+            })
+            .inc();
         let in_own_right = registry::record_appearance(
             conn,
             &referral.referral_id,

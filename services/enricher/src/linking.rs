@@ -184,6 +184,23 @@ fn better(a: &Candidate, b: &Candidate) -> bool {
     }
 }
 
+/// A match method as stored in a `method` column (unknown values read as unspecified).
+pub fn method_from_column(value: i64) -> v1::MatchMethod {
+    i32::try_from(value)
+        .ok()
+        .and_then(|v| v1::MatchMethod::try_from(v).ok())
+        .unwrap_or(v1::MatchMethod::Unspecified)
+}
+
+/// The short name of a match method for metrics labels and operator output
+/// (`new_person`, `strong_identifier`, `probabilistic`).
+pub fn method_name(method: v1::MatchMethod) -> String {
+    method
+        .as_str_name()
+        .trim_start_matches("MATCH_METHOD_")
+        .to_ascii_lowercase()
+}
+
 /// The link from the subject to a dependant, seen from each side: (what the dependant is to
 /// the subject, what the subject is to the dependant). None for unrelated dependants.
 pub fn household_link(relationship: i32) -> Option<(LinkKind, LinkKind)> {

@@ -27,14 +27,19 @@ pub struct Resolved {
     pub opened: Vec<v1::LinkageReviewOpened>,
 }
 
-/// Where a record sits in a referral and the ids derived from that place.
+/// A subject or dependant of a referral as linkage sees them, with the ids derived from
+/// their place in it.
 #[derive(Debug, Clone)]
 pub struct RecordPlace<'a> {
     pub referral_id: &'a str,
-    /// Stable for the same subject or dependant of the same referral (any version).
-    pub record_id: &'a str,
+    /// The person as linkage compares them. Its id is the record id: stable for the same
+    /// subject or dependant of the same referral version.
+    pub record: PersonRecord,
+    /// The record's blocking keys, computed once for the lock, the candidate search and the
+    /// index.
+    pub keys: Vec<String>,
     /// The id a new person gets.
-    pub new_person_id: &'a str,
+    pub new_person_id: String,
     /// The adult of an anonymous Duty-to-Notify report (s52(3)): never linked to anyone and
     /// never a candidate, so the registry cannot tie the report to a known person.
     pub anonymous: bool,
@@ -61,23 +66,20 @@ pub async fn resolve(
     if let Some(row) = sqlx::query(
         "SELECT person_id, method, match_probability FROM linkage_records WHERE record_id = $1",
     )
-    .bind(place.record_id)
+    .bind(&place.record.id)
     .fetch_optional(&mut *conn)
     .await?
     {
         let person_id = canonical(conn, &row.try_get::<String, _>("person_id")?).await?;
         return Ok(Resolved {
             person_id,
-            method: MatchMethod::try_from(
-                i32::try_from(row.try_get::<i64, _>("method")?).unwrap_or(0),
-            )
-            .unwrap_or(MatchMethod::Unspecified),
+            method: linking::method_from_column(row.try_get("method")?),
             probability: row.try_get("match_probability")?,
             opened: Vec::new(),
         });
     }
 
-    let record = linking::person_record(place.record_id, person);
+    let record = &place.record;
     let mut by_identifier: Vec<String> = Vec::new();
     for identifier in &person.identifiers {
         let row =
@@ -99,11 +101,11 @@ pub async fn resolve(
     let mut weight = 0.0;
     let mut review: Vec<Candidate> = Vec::new();
     let (person_id, method, probability) = match by_identifier.as_slice() {
-        _ if place.anonymous => (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0),
+        _ if place.anonymous => (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0),
         [one] => (one.clone(), MatchMethod::StrongIdentifier, 1.0),
         [] => {
             let candidates =
-                score_candidates(conn, model, &record, person, exclude, household).await?;
+                score_candidates(conn, model, place, person, exclude, household).await?;
             let decision = linking::decide(candidates);
             review = decision.review;
             match decision.link {
@@ -117,16 +119,16 @@ pub async fn resolve(
                         link.scored.probability,
                     )
                 }
-                None => (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0),
+                None => (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0),
             }
         }
         _ => {
             tracing::warn!(
                 referral_id = %place.referral_id,
-                record_id = %place.record_id,
+                record_id = %record.id,
                 "Conflicting strong identifiers; not merging, creating a new person."
             );
-            (place.new_person_id.to_owned(), MatchMethod::NewPerson, 0.0)
+            (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0)
         }
     };
 
@@ -143,7 +145,7 @@ pub async fn resolve(
     }
     insert_record(
         conn,
-        &record,
+        place,
         &person_id,
         place.referral_id,
         method,
@@ -152,7 +154,6 @@ pub async fn resolve(
         weight,
         &evidence,
         &model.version,
-        !place.anonymous,
     )
     .await?;
     for identifier in person.identifiers.iter().filter(|_| !place.anonymous) {
@@ -185,15 +186,15 @@ pub async fn resolve(
 /// a new person. SQLite has one writer at a time already.
 pub async fn lock_blocking_keys(
     conn: &mut AnyConnection,
-    records: &[PersonRecord],
+    places: &[RecordPlace<'_>],
 ) -> Result<(), sqlx::Error> {
     if conn.backend_name() != "PostgreSQL" {
         return Ok(());
     }
-    let mut locks: Vec<i64> = records
+    let mut locks: Vec<i64> = places
         .iter()
-        .flat_map(blocking::keys)
-        .map(|key| lock_id(&key))
+        .flat_map(|place| &place.keys)
+        .map(|key| lock_id(key))
         .collect();
     locks.sort_unstable();
     locks.dedup();
@@ -234,16 +235,17 @@ pub async fn canonical(conn: &mut AnyConnection, person_id: &str) -> Result<Stri
 async fn score_candidates(
     conn: &mut AnyConnection,
     model: &Model,
-    record: &PersonRecord,
+    place: &RecordPlace<'_>,
     person: &v1::Person,
     exclude: &[String],
     household: &[String],
 ) -> Result<Vec<Candidate>, sqlx::Error> {
+    let record = &place.record;
     // One query per blocking key brings the records with their current person, so a
     // decision costs a handful of indexed lookups however large the registry is.
     let limit = i64::try_from(blocking::MAX_BLOCK + 1).unwrap_or(i64::MAX);
     let mut found: BTreeMap<String, (String, PersonRecord)> = BTreeMap::new();
-    for key in blocking::keys(record) {
+    for key in &place.keys {
         let rows = sqlx::query(
             "SELECT r.record_id, r.given_name, r.family_name, r.aliases, r.date_of_birth, \
              r.dob_estimated, r.sex, r.postcode, r.nationality, \
@@ -251,7 +253,7 @@ async fn score_candidates(
              FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
              JOIN persons p ON p.person_id = r.person_id WHERE k.block_key = $1 LIMIT $2",
         )
-        .bind(&key)
+        .bind(key)
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
@@ -324,23 +326,25 @@ async fn frequencies(
     conn: &mut AnyConnection,
     record: &PersonRecord,
 ) -> Result<Frequencies, sqlx::Error> {
-    let mut counts = Vec::new();
-    let mut total = 0u32;
-    for name in [String::new(), fold(&record.given), fold(&record.family)] {
-        let count: Option<i64> =
-            sqlx::query("SELECT occurrences FROM linkage_name_counts WHERE name = $1")
-                .bind(&name)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|row| row.try_get("occurrences"))
-                .transpose()?;
-        let count = u32::try_from(count.unwrap_or(0)).unwrap_or(u32::MAX);
-        if name.is_empty() {
-            total = count;
-        } else {
-            counts.push((name, count));
-        }
-    }
+    let names = [String::new(), fold(&record.given), fold(&record.family)];
+    let found: HashMap<String, i64> =
+        sqlx::query("SELECT name, occurrences FROM linkage_name_counts WHERE name IN ($1, $2, $3)")
+            .bind(&names[0])
+            .bind(&names[1])
+            .bind(&names[2])
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("occurrences")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+    let count =
+        |name: &str| u32::try_from(found.get(name).copied().unwrap_or(0)).unwrap_or(u32::MAX);
+    let total = count("");
+    let counts = names
+        .iter()
+        .filter(|name| !name.is_empty())
+        .map(|name| (name.clone(), count(name)))
+        .collect::<Vec<_>>();
     Ok(Frequencies::from_counts(counts, total))
 }
 
@@ -388,7 +392,7 @@ fn dob_text(dob: Option<Dob>) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn insert_record(
     conn: &mut AnyConnection,
-    record: &PersonRecord,
+    place: &RecordPlace<'_>,
     person_id: &str,
     referral_id: &str,
     method: MatchMethod,
@@ -397,8 +401,8 @@ async fn insert_record(
     weight: f64,
     evidence: &[Evidence],
     model_version: &str,
-    indexed: bool,
 ) -> Result<(), sqlx::Error> {
+    let record = &place.record;
     let encode = |e: serde_json::Error| sqlx::Error::Encode(Box::new(e));
     sqlx::query(
         "INSERT INTO linkage_records (record_id, person_id, referral_id, given_name, family_name, \
@@ -426,10 +430,11 @@ async fn insert_record(
     .bind(kinlink_store::now_millis())
     .execute(&mut *conn)
     .await?;
-    if !indexed {
+    // An anonymous report's adult is neither a candidate nor counted.
+    if place.anonymous {
         return Ok(());
     }
-    for key in blocking::keys(record) {
+    for key in &place.keys {
         sqlx::query(
             "INSERT INTO linkage_keys (block_key, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
@@ -464,7 +469,7 @@ async fn open_review(
     model_version: &str,
 ) -> Result<v1::LinkageReviewOpened, sqlx::Error> {
     let task_id = kinlink_eventlog::envelope::derive_id(
-        place.record_id,
+        &place.record.id,
         &format!("review/{}", candidate.person_id),
     );
     let evidence = serde_json::to_string(&candidate.scored.evidence)
@@ -476,7 +481,7 @@ async fn open_review(
     )
     .bind(&task_id)
     .bind(place.referral_id)
-    .bind(place.record_id)
+    .bind(&place.record.id)
     .bind(person_id)
     .bind(&candidate.record_id)
     .bind(&candidate.person_id)

@@ -11,7 +11,7 @@ use kinlink_proto::v1;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use crate::{Error, SOURCE, registry};
+use crate::{Error, SOURCE, linking, registry};
 
 /// One field's evidence as stored with a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -459,17 +459,10 @@ pub async fn explain(conn: &mut AnyConnection, person_id: &str) -> Result<Explan
     .await?
     .iter()
     .map(|row| {
-        let method = v1::MatchMethod::try_from(
-            i32::try_from(row.try_get::<i64, _>("method")?).unwrap_or(0),
-        )
-        .unwrap_or(v1::MatchMethod::Unspecified);
         Ok(RecordDecision {
             record_id: row.try_get("record_id")?,
             referral_id: row.try_get("referral_id")?,
-            method: method
-                .as_str_name()
-                .trim_start_matches("MATCH_METHOD_")
-                .to_ascii_lowercase(),
+            method: linking::method_name(linking::method_from_column(row.try_get("method")?)),
             matched_record_id: row.try_get("matched_record_id")?,
             match_probability: row.try_get("match_probability")?,
             match_weight: row.try_get("match_weight")?,

@@ -111,15 +111,9 @@ pub async fn trace(store: &Store, log: &EventLog, referral_id: &str) -> anyhow::
     .fetch_all(pool)
     .await?
     {
-        let method = kinlink_proto::v1::MatchMethod::try_from(
-            i32::try_from(r.try_get::<i64, _>("method")?).unwrap_or(0),
-        )
-        .map(|m| {
-            m.as_str_name()
-                .trim_start_matches("MATCH_METHOD_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+        let method = kinlink_enricher::linking::method_name(
+            kinlink_enricher::linking::method_from_column(r.try_get("method")?),
+        );
         steps.push(step(
             r.try_get("decided_at_ms")?,
             "linkage",
