@@ -34,3 +34,16 @@ pub fn millis_from_timestamp(ts: &prost_types::Timestamp) -> i64 {
         .saturating_mul(1000)
         .saturating_add(i64::from(ts.nanos / 1_000_000))
 }
+
+/// Namespace of kinlink's derived ids.
+const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b69_6e6c_696e_6b2d_6576_656e_7473_2d76);
+
+/// Derives a stable id from a parent id and a discriminator (UUID v5). Events, alerts and
+/// persons derive their ids from their cause, so a retried or replayed step reuses them.
+pub fn derive_id(parent: &str, discriminator: &str) -> String {
+    uuid::Uuid::new_v5(
+        &ID_NAMESPACE,
+        format!("{parent}/{discriminator}").as_bytes(),
+    )
+    .to_string()
+}

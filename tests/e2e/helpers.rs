@@ -216,6 +216,13 @@ async fn record(
     }
 }
 
+/// The `kinlink` binary under test: the one this test build made, or `KINLINK_E2E_BIN` (used
+/// to run the golden walkthrough against an earlier build and compare).
+pub fn kinlink_bin() -> std::ffi::OsString {
+    std::env::var_os("KINLINK_E2E_BIN")
+        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_kinlink")))
+}
+
 /// Writes a settings file for `kinlink up`; `extra` is appended verbatim.
 pub fn write_config(
     dir: &Path,
@@ -254,7 +261,7 @@ pub fn create_token(
     flag: &str,
     principal: &str,
 ) -> TestResult<String> {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"));
+    let mut command = std::process::Command::new(kinlink_bin());
     command
         .args(["tokens", "create", flag, principal, "--json", "--config"])
         .arg(config);
@@ -275,7 +282,7 @@ pub fn create_token(
 impl Kinlink {
     /// Starts `kinlink up` (every service in one process) and waits for its address.
     pub async fn up(data_dir: &Path, config: &Path) -> TestResult<Self> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        let mut command = Command::new(kinlink_bin());
         command
             .arg("up")
             .arg("--data-dir")
@@ -291,7 +298,7 @@ impl Kinlink {
 
     /// Starts `kinlink serve <service>` (one service, scale-out shape) on a free port.
     pub async fn serve(service: &str, config: &Path) -> TestResult<Self> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        let mut command = Command::new(kinlink_bin());
         command
             .arg("serve")
             .arg(service)
@@ -311,7 +318,7 @@ impl Kinlink {
         config: &Path,
         env: &[(&str, &str)],
     ) -> TestResult<Self> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kinlink"));
+        let mut command = Command::new(kinlink_bin());
         command
             .arg("up")
             .arg("--data-dir")

@@ -431,7 +431,7 @@ fn import_reports_bad_lines_and_resumes_without_duplicates() -> TestResult {
     let whole = dir.0.join("all.jsonl");
     std::fs::write(&whole, all.join("\n"))?;
     let import = |file: &std::path::Path| -> TestResult<Value> {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        let output = std::process::Command::new(crate::helpers::kinlink_bin())
             .args(["import", "--agency", "backlog-agency", "--json", "--errors"])
             .arg(dir.0.join("errors.jsonl"))
             .arg("--data-dir")

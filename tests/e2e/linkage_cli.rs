@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::helpers::*;
 
 fn kinlink(args: &[&str], dir: &Path) -> TestResult<std::process::Output> {
-    Ok(std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    Ok(std::process::Command::new(crate::helpers::kinlink_bin())
         .args(args)
         .current_dir(dir)
         .output()?)

@@ -220,7 +220,7 @@ async fn sigkill_during_retries_delivers_with_at_most_one_extra_attempt() -> Tes
 }
 
 fn kinlink_cli(args: &[&str], data: &std::path::Path) -> TestResult<std::process::Output> {
-    Ok(std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    Ok(std::process::Command::new(crate::helpers::kinlink_bin())
         .args(args)
         .arg("--data-dir")
         .arg(data)

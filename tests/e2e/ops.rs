@@ -12,7 +12,7 @@ const KENT: &str = "E10000016";
 const WESTMINSTER: &str = "E09000033";
 
 fn ops(args: &[&str], data: &Path, config: &Path) -> TestResult<Value> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    let output = std::process::Command::new(crate::helpers::kinlink_bin())
         .arg("ops")
         .args(args)
         .args(["--json", "--config"])

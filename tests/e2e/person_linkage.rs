@@ -32,7 +32,7 @@ fn cli(
     data: &std::path::Path,
     config: &std::path::Path,
 ) -> TestResult<serde_json::Value> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    let output = std::process::Command::new(crate::helpers::kinlink_bin())
         .args(args)
         .arg("--json")
         .arg("--data-dir")
@@ -277,7 +277,7 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
     let kinlink = Kinlink::up(&data, &config).await?;
     let synth = dir.0.join("synth");
     let run = |args: &[&str]| -> TestResult<std::process::Output> {
-        Ok(std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+        Ok(std::process::Command::new(crate::helpers::kinlink_bin())
             .args(args)
             .output()?)
     };
@@ -292,7 +292,7 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
         &synth_dir,
     ])?;
     assert!(out.status.success(), "{out:?}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    let out = std::process::Command::new(crate::helpers::kinlink_bin())
         .arg("import")
         .arg(synth.join("referrals.jsonl"))
         .args(["--agency", "synthetic", "--data-dir"])
@@ -380,7 +380,7 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
 
     // Linking the registry again with the same model: every record is there, and any merge
     // it proposes is of one true person.
-    let diff = std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    let diff = std::process::Command::new(crate::helpers::kinlink_bin())
         .args(["model", "diff", "--json", "--data-dir"])
         .arg(&data)
         .arg("--config")

@@ -8,7 +8,7 @@ use crate::helpers::*;
 const KENT: &str = "E10000016";
 
 fn kinlink_command() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kinlink"))
+    std::process::Command::new(crate::helpers::kinlink_bin())
 }
 
 #[test]

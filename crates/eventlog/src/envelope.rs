@@ -17,8 +17,6 @@ pub const SPEC_VERSION: &str = "1.0";
 /// `datacontenttype` of every kinlink event.
 pub const CONTENT_TYPE: &str = "application/protobuf";
 /// Namespace for event ids derived from other ids, so a replay derives the same ids.
-const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b69_6e6c_696e_6b2d_6576_656e_7473_2d76);
-
 /// Extension attribute carrying the W3C trace context (CloudEvents distributed tracing).
 pub const TRACEPARENT: &str = "traceparent";
 /// Extension attribute set on dead letters: why the stage rejected the event.
@@ -207,14 +205,9 @@ impl Envelope {
     }
 }
 
-/// Derives a stable event id from a parent id and a discriminator (UUID v5).
-pub fn derive_id(parent: &str, discriminator: &str) -> String {
-    Uuid::new_v5(
-        &ID_NAMESPACE,
-        format!("{parent}/{discriminator}").as_bytes(),
-    )
-    .to_string()
-}
+/// Derives a stable event id from a parent id and a discriminator (UUID v5); the rule lives
+/// with the event contracts so pure code can derive ids too.
+pub use kinlink_proto::derive_id;
 
 /// A new W3C trace context with a random trace id, sampled.
 pub fn new_traceparent() -> String {

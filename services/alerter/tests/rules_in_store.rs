@@ -3,8 +3,8 @@
 //! lives/found double routing, every rule, and replays that raise nothing new.
 
 use kinlink_alerter::Alerter;
-use kinlink_alerter::deadline::WorkingCalendar;
-use kinlink_alerter::routing::AuthorityResolver;
+use kinlink_domain::deadline::WorkingCalendar;
+use kinlink_domain::routing::AuthorityResolver;
 use kinlink_enricher::Enricher;
 use kinlink_eventlog::{Envelope, Record, Stage};
 use kinlink_proto::v1::{self, LocationRole, Relationship, subject_ref};

@@ -8,13 +8,13 @@
 //! merges, splits and explanations for operators), [`relink`] (what another model would
 //! change), this file (the stage).
 
-pub mod linking;
 pub mod registry;
 pub mod relink;
 pub mod review;
 
 use std::sync::Arc;
 
+use kinlink_domain::linking;
 use kinlink_eventlog::{Output, Record, Stage, StageError, topics};
 use kinlink_linkage::Model;
 use kinlink_proto::v1::{self, PersonLink, SubjectRole};
@@ -276,7 +276,7 @@ async fn enrich(
             received_ms,
         )
         .await?;
-        let (is_child, basis) = linking::child_status(person, received);
+        let (is_child, basis) = kinlink_domain::child::child_status(person, received);
         let earlier_referral_ids =
             registry::earlier_referrals(conn, &resolved.person_id, &referral.referral_id).await?;
         let review_task_ids = registry::open_reviews(conn, &resolved.person_id).await?;
@@ -298,24 +298,18 @@ async fn enrich(
     }
 
     // Household: the subject and each related dependant, and siblings among the children.
-    let relationships: Vec<i32> = people.map(|(_, _, _, relationship)| relationship).collect();
-    let mut pairs = Vec::new();
-    let mut children_of_subject = Vec::new();
-    for (position, relationship) in relationships.iter().enumerate().skip(1) {
-        if let Some((dependant_is, subject_is)) = linking::household_link(*relationship) {
-            pairs.push((0, position, dependant_is, subject_is, *relationship));
-            if dependant_is == v1::LinkKind::Child {
-                children_of_subject.push(position);
-            }
-        }
-    }
-    for (i, &a) in children_of_subject.iter().enumerate() {
-        for &b in &children_of_subject[i + 1..] {
-            let sibling = v1::LinkKind::Sibling;
-            pairs.push((a, b, sibling, sibling, v1::Relationship::Sibling as i32));
-        }
-    }
-    for (a, b, b_is, a_is, relationship) in pairs {
+    let relationships: Vec<i32> = people
+        .skip(1)
+        .map(|(_, _, _, relationship)| relationship)
+        .collect();
+    for pair in linking::household_pairs(&relationships) {
+        let linking::HouseholdPair {
+            a,
+            b,
+            b_is,
+            a_is,
+            relationship,
+        } = pair;
         let (id_a, id_b) = (subjects[a].person_id.clone(), subjects[b].person_id.clone());
         // The same person twice on one referral (a data error) links to nobody.
         if id_a == id_b {

@@ -13,7 +13,7 @@ use kinlink_proto::v1::{self, MatchMethod};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::linking::{self, Candidate, normalise_identifier};
+use kinlink_domain::linking::{self, Candidate, IdentifierPrecedence, normalise_identifier};
 
 /// The person a referral's subject or dependant resolved to.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,37 +100,42 @@ pub async fn resolve(
     let mut matched_record: Option<String> = None;
     let mut weight = 0.0;
     let mut review: Vec<Candidate> = Vec::new();
-    let (person_id, method, probability) = match by_identifier.as_slice() {
-        _ if place.anonymous => (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0),
-        [one] => (one.clone(), MatchMethod::StrongIdentifier, 1.0),
-        [] => {
-            let candidates =
-                score_candidates(conn, model, place, person, exclude, household).await?;
-            let decision = linking::decide(candidates);
-            review = decision.review;
-            match decision.link {
-                Some(link) => {
-                    evidence = link.scored.evidence;
-                    weight = link.scored.weight;
-                    matched_record = Some(link.record_id);
-                    (
-                        link.person_id,
-                        MatchMethod::Probabilistic,
-                        link.scored.probability,
-                    )
-                }
-                None => (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0),
+    let (person_id, method, probability) =
+        match linking::identifier_precedence(place.anonymous, &by_identifier) {
+            IdentifierPrecedence::Anonymous => {
+                (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0)
             }
-        }
-        _ => {
-            tracing::warn!(
-                referral_id = %place.referral_id,
-                record_id = %record.id,
-                "Conflicting strong identifiers; not merging, creating a new person."
-            );
-            (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0)
-        }
-    };
+            IdentifierPrecedence::Identified(one) => {
+                (one.to_owned(), MatchMethod::StrongIdentifier, 1.0)
+            }
+            IdentifierPrecedence::Score => {
+                let candidates =
+                    score_candidates(conn, model, place, person, exclude, household).await?;
+                let decision = linking::decide(candidates);
+                review = decision.review;
+                match decision.link {
+                    Some(link) => {
+                        evidence = link.scored.evidence;
+                        weight = link.scored.weight;
+                        matched_record = Some(link.record_id);
+                        (
+                            link.person_id,
+                            MatchMethod::Probabilistic,
+                            link.scored.probability,
+                        )
+                    }
+                    None => (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0),
+                }
+            }
+            IdentifierPrecedence::Conflicting => {
+                tracing::warn!(
+                    referral_id = %place.referral_id,
+                    record_id = %record.id,
+                    "Conflicting strong identifiers; not merging, creating a new person."
+                );
+                (place.new_person_id.clone(), MatchMethod::NewPerson, 0.0)
+            }
+        };
 
     if method == MatchMethod::NewPerson {
         sqlx::query(
@@ -290,13 +295,9 @@ async fn score_candidates(
                 let held = person_identifiers(conn, &person_id).await?;
                 identifiers.insert(person_id.clone(), held);
             }
-            identifiers.get(&person_id).is_some_and(|held| {
-                person.identifiers.iter().any(|mine| {
-                    let value = normalise_identifier(&mine.value);
-                    held.iter()
-                        .any(|(kind, v)| *kind == i64::from(mine.kind) && *v != value)
-                })
-            })
+            identifiers
+                .get(&person_id)
+                .is_some_and(|held| linking::identifier_conflict(&person.identifiers, held))
         };
         candidates.push(Candidate {
             person_id,

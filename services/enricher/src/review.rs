@@ -11,7 +11,9 @@ use kinlink_proto::v1;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use crate::{Error, SOURCE, linking, registry};
+use kinlink_domain::linking;
+
+use crate::{Error, SOURCE, registry};
 
 /// One field's evidence as stored with a decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -422,8 +422,9 @@ pub fn into_event(
         .date_naive();
     // Anyone who may be under 18 is a child and needs no consent (s51); an adult who did not
     // consent is reported anonymously (s52(3)).
-    let (subject_is_child, _) = kinlink_enricher::linking::child_status(&subject, received_on);
-    let anonymous = consent_refused && !subject_is_child;
+    let (subject_is_child, _) = kinlink_domain::child::child_status(&subject, received_on);
+    let anonymous =
+        kinlink_domain::child::anonymous_duty_to_notify(subject_is_child, consent_refused);
     if anonymous {
         refuse_identifying_fields(&subject, &mut errors);
     } else if !subject_named {

@@ -12,12 +12,13 @@ use kinlink_eventlog::{EventLog, topics};
 use kinlink_proto::v1;
 use kinlink_store::Store;
 use kinlink_store::audit::{self, AuditEntry};
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::delivery::lifecycle;
-use crate::inbox::LEVEL_ON_CALL;
+use kinlink_domain::lifecycle::{AlertCommand, AlertState, Step};
+
+use crate::escalation::stop_timers;
 use crate::webhook::WebhookPayload;
 
 /// Time from an alert being filed to its acknowledgement.
@@ -104,7 +105,7 @@ async fn audit_now(state: &ApiState, entry: AuditEntry<'_>) -> Result<(), Respon
 
 struct StoredAlert {
     alert: v1::AlertRaised,
-    state: String,
+    state: AlertState,
 }
 
 /// The alert if it belongs to the caller; otherwise 404, with the denial audited.
@@ -135,28 +136,14 @@ async fn own_alert(state: &ApiState, caller: &Caller, id: &str) -> Result<Stored
         return Err(not_found());
     }
     let bytes: Vec<u8> = row.try_get("alert").map_err(unavailable)?;
-    let alert = v1::AlertRaised::decode(bytes.as_slice()).map_err(unavailable)?;
-    Ok(StoredAlert {
-        alert,
-        state: row.try_get("state").map_err(unavailable)?,
-    })
-}
-
-/// Cancels the alert's pending escalation timers; an on-call page already sent is marked for
-/// the worker to resolve.
-async fn stop_escalation(tx: &mut kinlink_store::Tx, alert_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE escalations SET state = 'cancelled' WHERE alert_id = $1 AND state = 'scheduled'",
-    )
-    .bind(alert_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE escalations SET state = 'resolve_pending' WHERE alert_id = $1 AND level = $2 AND state = 'fired'")
-        .bind(alert_id)
-        .bind(LEVEL_ON_CALL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let alert = crate::stored_alert(id, &bytes).map_err(unavailable)?;
+    let state: String = row.try_get("state").map_err(unavailable)?;
+    let state = AlertState::parse(&state).ok_or_else(|| {
+        unavailable(crate::Error::CorruptAlert {
+            alert_id: id.to_owned(),
+        })
+    })?;
+    Ok(StoredAlert { alert, state })
 }
 
 /// The caller and the alert, when the alert is the caller's authority's.
@@ -285,7 +272,7 @@ async fn read_alert(
     let payload = WebhookPayload::from_alert(&stored.alert, &state.base_url, true);
     let mut body = serde_json::to_value(&payload).unwrap_or_default();
     if let Some(object) = body.as_object_mut() {
-        object.insert("state".into(), stored.state.into());
+        object.insert("state".into(), stored.state.as_str().into());
     }
     Json(body).into_response()
 }
@@ -304,9 +291,10 @@ async fn acknowledge(
         Ok(found) => found,
         Err(response) => return response,
     };
-    if stored.state != "open" {
-        return Json(serde_json::json!({ "alert_id": id, "state": stored.state })).into_response();
-    }
+    let Step::Move { from, to } = stored.state.apply(AlertCommand::Acknowledge) else {
+        return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
+            .into_response();
+    };
     let result = async {
         let now = kinlink_store::now_millis();
         let mut tx = state.store.begin().await?;
@@ -319,12 +307,14 @@ async fn acknowledge(
         if let Some(filed) = filed {
             ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
         }
-        sqlx::query("UPDATE alerts SET state = 'acknowledged', acknowledged_at_ms = $1 WHERE alert_id = $2 AND state = 'open'")
+        sqlx::query("UPDATE alerts SET state = $1, acknowledged_at_ms = $2 WHERE alert_id = $3 AND state = $4")
+            .bind(to.as_str())
             .bind(now)
             .bind(&id)
+            .bind(from.as_str())
             .execute(&mut *tx)
             .await?;
-        stop_escalation(&mut tx, &id).await?;
+        stop_timers(&mut tx, &id).await?;
         let acknowledged = v1::AlertAcknowledged {
             alert_id: id.clone(),
             authority_code: caller.authority.clone(),
@@ -340,7 +330,7 @@ async fn acknowledge(
         Ok(()) => {
             state.log.notify_appended();
             tracing::info!(alert_id = %id, authority = %caller.authority, "Alert acknowledged.");
-            Json(serde_json::json!({ "alert_id": id, "state": "acknowledged" })).into_response()
+            Json(serde_json::json!({ "alert_id": id, "state": to.as_str() })).into_response()
         }
         Err(error) => unavailable(error),
     }
@@ -362,19 +352,28 @@ async fn accept_responsibility(
     };
     let result = async {
         let mut tx = state.store.begin().await?;
-        let accepted = sqlx::query(
-            "UPDATE handoffs SET state = 'accepted', updated_at_ms = $1 WHERE referral_id = $2 AND home_authority = $3 AND state = 'pending'",
+        let accepted = kinlink_alerter::records::accept_handoff(
+            &mut tx,
+            &stored.alert.referral_id,
+            &caller.authority,
+            kinlink_store::now_millis(),
         )
-        .bind(kinlink_store::now_millis())
-        .bind(&stored.alert.referral_id)
-        .bind(&caller.authority)
-        .execute(&mut *tx)
         .await?;
-        if accepted.rows_affected() > 0 {
-            audit::append(&mut tx, &AuditEntry { action: "handoff_accepted", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: "" }).await?;
+        if accepted > 0 {
+            audit::append(
+                &mut tx,
+                &AuditEntry {
+                    action: "handoff_accepted",
+                    actor: &caller.token_id,
+                    authority_code: &caller.authority,
+                    alert_id: &id,
+                    detail: "",
+                },
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok::<_, crate::Error>(accepted.rows_affected())
+        Ok::<_, crate::Error>(accepted)
     }
     .await;
     match result {
@@ -432,19 +431,27 @@ async fn resolve(
             &format!("outcome_code must be one of {}", OUTCOME_CODES.join(", ")),
         );
     }
-    if let Err(response) = own_alert(&state, &caller, &id).await {
-        return response;
-    }
+    let stored = match own_alert(&state, &caller, &id).await {
+        Ok(stored) => stored,
+        Err(response) => return response,
+    };
+    // Resolving twice keeps the first outcome and changes nothing.
+    let Step::Move { from, to } = stored.state.apply(AlertCommand::Resolve) else {
+        return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
+            .into_response();
+    };
     let result = async {
         let now = kinlink_store::now_millis();
         let mut tx = state.store.begin().await?;
-        sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at_ms = $1, outcome_code = $2 WHERE alert_id = $3 AND state <> 'resolved'")
+        sqlx::query("UPDATE alerts SET state = $1, resolved_at_ms = $2, outcome_code = $3 WHERE alert_id = $4 AND state = $5")
+            .bind(to.as_str())
             .bind(now)
             .bind(&outcome_code)
             .bind(&id)
+            .bind(from.as_str())
             .execute(&mut *tx)
             .await?;
-        stop_escalation(&mut tx, &id).await?;
+        stop_timers(&mut tx, &id).await?;
         let resolved = v1::AlertResolved {
             alert_id: id.clone(),
             authority_code: caller.authority.clone(),
@@ -460,7 +467,7 @@ async fn resolve(
     match result {
         Ok(()) => {
             state.log.notify_appended();
-            Json(serde_json::json!({ "alert_id": id, "state": "resolved", "outcome_code": outcome_code })).into_response()
+            Json(serde_json::json!({ "alert_id": id, "state": to.as_str(), "outcome_code": outcome_code })).into_response()
         }
         Err(error) => unavailable(error),
     }

@@ -15,14 +15,15 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use prost::Message;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::directory::Directory;
 use crate::policy::{self, AttemptOutcome, GiveUp, NextStep};
 use crate::webhook::{WebhookClient, WebhookPayload};
-use crate::{Error, SOURCE, state};
+use kinlink_domain::lifecycle::{DeliveryState, EscalationLevel, EscalationState};
+
+use crate::{Error, SOURCE};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabels {
@@ -128,7 +129,7 @@ impl DeliveryWorker {
              AND alert_id IN (SELECT alert_id FROM delivery_attempts WHERE outcome = 'in_flight')",
         )
         .bind(self.now())
-        .bind(state::PENDING)
+        .bind(DeliveryState::Pending.as_str())
         .execute(self.store.pool())
         .await?;
         Ok(result.rows_affected())
@@ -168,7 +169,7 @@ impl DeliveryWorker {
             "SELECT alert_id, attempts, base_attempts FROM deliveries WHERE state = $1 AND next_attempt_at_ms <= $2 \
              ORDER BY next_attempt_at_ms LIMIT 16",
         )
-        .bind(state::PENDING)
+        .bind(DeliveryState::Pending.as_str())
         .bind(self.now())
         .fetch_all(self.store.pool())
         .await?;
@@ -203,7 +204,7 @@ impl DeliveryWorker {
         .bind(now)
         .bind(alert_id)
         .bind(attempts)
-        .bind(state::PENDING)
+        .bind(DeliveryState::Pending.as_str())
         .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() != 1 {
@@ -223,9 +224,7 @@ impl DeliveryWorker {
             .fetch_one(&mut *tx)
             .await?;
         let bytes: Vec<u8> = row.try_get("alert")?;
-        let alert = v1::AlertRaised::decode(bytes.as_slice()).map_err(|_| Error::CorruptAlert {
-            alert_id: alert_id.to_owned(),
-        })?;
+        let alert = crate::stored_alert(alert_id, &bytes)?;
         tx.commit().await?;
         Ok(Some(alert))
     }
@@ -323,7 +322,7 @@ impl DeliveryWorker {
                     },
                 )
                 .await?;
-                (state::DELIVERED, now)
+                (DeliveryState::Delivered.as_str(), now)
             }
             NextStep::RetryAfter(delay) => {
                 let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
@@ -332,12 +331,12 @@ impl DeliveryWorker {
                 self.log
                     .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
                     .await?;
-                (state::PENDING, at)
+                (DeliveryState::Pending.as_str(), at)
             }
             NextStep::GiveUp(why) => {
                 self.give_up(&mut tx, &alert, attempt, status, label, why, now)
                     .await?;
-                (state::FAILED, now)
+                (DeliveryState::Failed.as_str(), now)
             }
         };
         sqlx::query("UPDATE deliveries SET state = $1, next_attempt_at_ms = $2, updated_at_ms = $3 WHERE alert_id = $4")
@@ -399,9 +398,11 @@ impl DeliveryWorker {
             .append_in(tx, &topics::dead_letter("notifier"), &letter)
             .await?;
         // Escalate now rather than at the deadline: nobody has been told.
-        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = 1 AND state = 'scheduled'")
+        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4")
             .bind(now)
             .bind(&alert.alert_id)
+            .bind(EscalationLevel::Secondary.number())
+            .bind(EscalationState::Scheduled.as_str())
             .execute(&mut **tx)
             .await?;
         audit::append(

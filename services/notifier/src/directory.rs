@@ -2,6 +2,8 @@
 //! sign them, its secondary contact and how long before kinlink on-call is paged.
 
 use std::collections::HashMap;
+
+use kinlink_domain::lifecycle::{EscalationTimer, schedule_escalations};
 use std::time::Duration;
 
 use kinlink_runtime::settings::NotifierSettings;
@@ -117,5 +119,13 @@ impl Directory {
         self.endpoints
             .get(code)
             .map_or(self.default_on_call_after, |e| e.on_call_after)
+    }
+
+    /// The escalation timers of an alert for `code` due at `deadline_ms`, with this
+    /// authority's secondary contact and on-call delay (the policy snapshotted at filing).
+    pub fn escalation_timers(&self, code: &str, deadline_ms: i64) -> [EscalationTimer; 2] {
+        let secondary = self.endpoint(code).and_then(|e| e.secondary_url.as_deref());
+        let on_call_after = i64::try_from(self.on_call_after(code).as_millis()).unwrap_or(0);
+        schedule_escalations(deadline_ms, secondary, on_call_after)
     }
 }

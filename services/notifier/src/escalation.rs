@@ -7,16 +7,65 @@
 use kinlink_eventlog::topics;
 use kinlink_proto::v1;
 use kinlink_store::audit::{self, AuditEntry};
-use prost::Message;
 use serde_json::json;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::delivery::{DeliveryWorker, OutcomeLabels, lifecycle};
-use crate::inbox::{LEVEL_ON_CALL, LEVEL_SECONDARY};
 use crate::policy::AttemptOutcome;
 use crate::webhook::WebhookPayload;
+use kinlink_domain::lifecycle::{
+    AlertState, EscalationEvent, EscalationLevel, EscalationState, EscalationTimer, Step,
+};
+
+/// Files the escalation timers the domain plans for an alert (the one writer of new rows in
+/// `escalations`, for alerts routed by the alerter and by an operator alike).
+pub async fn file_timers(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    timers: &[EscalationTimer],
+) -> Result<(), sqlx::Error> {
+    for timer in timers {
+        sqlx::query(
+            "INSERT INTO escalations (alert_id, level, due_at_ms, state, target) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(alert_id)
+        .bind(timer.level.number())
+        .bind(timer.due_at_ms)
+        .bind(EscalationState::Scheduled.as_str())
+        .bind(&timer.target)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The alert was acknowledged or resolved: every timer takes the domain's `AlertClosed` step
+/// (what has not fired is cancelled; an on-call page already sent is marked for the worker to
+/// resolve).
+pub async fn stop_timers(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+) -> Result<(), sqlx::Error> {
+    for level in [EscalationLevel::Secondary, EscalationLevel::OnCall] {
+        for from in [EscalationState::Scheduled, EscalationState::Fired] {
+            if let Step::Move { from, to } = from.apply(level, EscalationEvent::AlertClosed) {
+                sqlx::query(
+                    "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+                )
+                .bind(to.as_str())
+                .bind(alert_id)
+                .bind(level.number())
+                .bind(from.as_str())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Pause before retrying an escalation whose target did not answer.
 const RETRY_MS: i64 = 30_000;
@@ -28,10 +77,13 @@ impl DeliveryWorker {
         let rows = sqlx::query(
             "SELECT e.alert_id, e.level, e.target, e.state, a.authority_code, a.alert FROM escalations e \
              JOIN alerts a ON a.alert_id = e.alert_id \
-             WHERE (e.state = 'scheduled' AND e.due_at_ms <= $1 AND a.state = 'open') OR e.state = 'resolve_pending' \
+             WHERE (e.state = $2 AND e.due_at_ms <= $1 AND a.state = $3) OR e.state = $4 \
              ORDER BY e.due_at_ms LIMIT 16",
         )
         .bind(now)
+        .bind(EscalationState::Scheduled.as_str())
+        .bind(AlertState::Open.as_str())
+        .bind(EscalationState::ResolvePending.as_str())
         .fetch_all(self.store.pool())
         .await?;
         let mut handled = 0;
@@ -45,16 +97,17 @@ impl DeliveryWorker {
             let state: String = row.try_get("state")?;
             let authority: String = row.try_get("authority_code")?;
             let bytes: Vec<u8> = row.try_get("alert")?;
-            let alert =
-                v1::AlertRaised::decode(bytes.as_slice()).map_err(|_| Error::CorruptAlert {
-                    alert_id: alert_id.clone(),
-                })?;
-            if state == "resolve_pending" {
-                self.resolve_on_call(&alert).await?;
-            } else if level == LEVEL_SECONDARY {
-                self.fire_secondary(&alert, &target).await?;
-            } else if level == LEVEL_ON_CALL {
-                self.fire_on_call(&alert).await?;
+            let alert = crate::stored_alert(&alert_id, &bytes)?;
+            let state = EscalationState::parse(&state);
+            match (state, EscalationLevel::from_number(level)) {
+                (Some(EscalationState::ResolvePending), _) => self.resolve_on_call(&alert).await?,
+                (_, Some(EscalationLevel::Secondary)) => {
+                    self.fire_secondary(&alert, &target).await?;
+                }
+                (_, Some(EscalationLevel::OnCall)) => self.fire_on_call(&alert).await?,
+                (_, None) => {
+                    tracing::warn!(%alert_id, level, "Escalation timer of an unknown level; left as it is.");
+                }
             }
             handled += 1;
             tracing::debug!(%alert_id, level, authority = %authority, "Escalation handled.");
@@ -84,13 +137,12 @@ impl DeliveryWorker {
     async fn fire_secondary(&self, alert: &v1::AlertRaised, target: &str) -> Result<(), Error> {
         if target.is_empty() {
             // No secondary contact configured: on-call is next.
-            sqlx::query(
-                "UPDATE escalations SET state = 'skipped' WHERE alert_id = $1 AND level = $2",
-            )
-            .bind(&alert.alert_id)
-            .bind(LEVEL_SECONDARY)
-            .execute(self.store.pool())
-            .await?;
+            sqlx::query("UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3")
+                .bind(EscalationState::Skipped.as_str())
+                .bind(&alert.alert_id)
+                .bind(EscalationLevel::Secondary.number())
+                .execute(self.store.pool())
+                .await?;
             return Ok(());
         }
         let full = self
@@ -114,7 +166,7 @@ impl DeliveryWorker {
             AttemptOutcome::Accepted(_) => {
                 self.fired(
                     alert,
-                    LEVEL_SECONDARY,
+                    EscalationLevel::Secondary.number(),
                     v1::EscalationLevel::SecondaryContact,
                     "deadline passed unacknowledged",
                 )
@@ -124,7 +176,8 @@ impl DeliveryWorker {
             _ => {
                 self.count(&alert.authority_code, "failed");
                 tracing::warn!(alert_id = %alert.alert_id, "Secondary contact did not accept the escalation; retrying.");
-                self.retry_later(&alert.alert_id, LEVEL_SECONDARY).await?;
+                self.retry_later(&alert.alert_id, EscalationLevel::Secondary.number())
+                    .await?;
             }
         }
         Ok(())
@@ -147,7 +200,9 @@ impl DeliveryWorker {
         let Some(on_call) = &self.directory.on_call else {
             self.count(&alert.authority_code, "failed");
             tracing::error!(alert_id = %alert.alert_id, "On-call escalation due but notifier.on_call is not configured.");
-            return self.retry_later(&alert.alert_id, LEVEL_ON_CALL).await;
+            return self
+                .retry_later(&alert.alert_id, EscalationLevel::OnCall.number())
+                .await;
         };
         let message_id =
             kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/on-call");
@@ -159,7 +214,7 @@ impl DeliveryWorker {
             AttemptOutcome::Accepted(_) => {
                 self.fired(
                     alert,
-                    LEVEL_ON_CALL,
+                    EscalationLevel::OnCall.number(),
                     v1::EscalationLevel::OnCall,
                     "still unacknowledged",
                 )
@@ -169,7 +224,8 @@ impl DeliveryWorker {
             _ => {
                 self.count(&alert.authority_code, "failed");
                 tracing::error!(alert_id = %alert.alert_id, "On-call trigger failed; retrying.");
-                self.retry_later(&alert.alert_id, LEVEL_ON_CALL).await?;
+                self.retry_later(&alert.alert_id, EscalationLevel::OnCall.number())
+                    .await?;
             }
         }
         Ok(())
@@ -191,13 +247,12 @@ impl DeliveryWorker {
             .send(&on_call.events_url, &message_id, &body, &[])
             .await
         {
-            sqlx::query(
-                "UPDATE escalations SET state = 'resolved' WHERE alert_id = $1 AND level = $2",
-            )
-            .bind(&alert.alert_id)
-            .bind(LEVEL_ON_CALL)
-            .execute(self.store.pool())
-            .await?;
+            sqlx::query("UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3")
+                .bind(EscalationState::Resolved.as_str())
+                .bind(&alert.alert_id)
+                .bind(EscalationLevel::OnCall.number())
+                .execute(self.store.pool())
+                .await?;
             self.count(&alert.authority_code, "on_call_resolved");
         }
         Ok(())
@@ -212,7 +267,8 @@ impl DeliveryWorker {
     ) -> Result<(), Error> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        sqlx::query("UPDATE escalations SET state = 'fired', fired_at_ms = $1 WHERE alert_id = $2 AND level = $3")
+        sqlx::query("UPDATE escalations SET state = $1, fired_at_ms = $2 WHERE alert_id = $3 AND level = $4")
+            .bind(EscalationState::Fired.as_str())
             .bind(now)
             .bind(&alert.alert_id)
             .bind(level)

@@ -9,12 +9,9 @@ use kinlink_proto::v1;
 use prost::Message;
 use sqlx::AnyConnection;
 
-use crate::directory::Directory;
-use crate::state;
+use kinlink_domain::lifecycle::{AlertState, DeliveryState};
 
-/// Escalation levels, as stored.
-pub const LEVEL_SECONDARY: i64 = 1;
-pub const LEVEL_ON_CALL: i64 = 2;
+use crate::directory::Directory;
 
 /// The stage that files raised alerts.
 #[derive(Debug, Clone)]
@@ -43,11 +40,7 @@ impl Stage for AlertInbox {
             return Err(StageError::Rejected("alert has no alert_id".to_owned()));
         }
         let triage = alert.authority_code.is_empty();
-        let initial = if triage {
-            state::TRIAGE
-        } else {
-            state::PENDING
-        };
+        let initial = DeliveryState::filed(!triage).as_str();
         let now = kinlink_store::now_millis();
         let deadline = alert
             .deadline
@@ -75,8 +68,9 @@ impl Stage for AlertInbox {
             )
             .bind(bytes.clone())
             .bind(i64::from(alert.revision.max(1)))
-            .bind(state::TRIAGE)
-            .bind(state::PENDING)
+            // `DeliveryState::amended`: a triage item stays in triage, anything else is due again.
+            .bind(DeliveryState::Triage.as_str())
+            .bind(DeliveryState::Delivered.amended().as_str())
             .bind(now)
             .bind(&alert.alert_id)
             .execute(&mut *conn)
@@ -94,43 +88,22 @@ impl Stage for AlertInbox {
         }
         sqlx::query(
             "INSERT INTO alerts (alert_id, referral_id, authority_code, state, deadline_ms, alert, created_at_ms) \
-             VALUES ($1, $2, $3, 'open', $4, $5, $6) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&alert.alert_id)
         .bind(&alert.referral_id)
         .bind(&alert.authority_code)
+        .bind(AlertState::Open.as_str())
         .bind(deadline)
         .bind(bytes)
         .bind(now)
         .execute(&mut *conn)
         .await?;
         if !triage {
-            let endpoint = self.directory.endpoint(&alert.authority_code);
-            let secondary = endpoint
-                .and_then(|e| e.secondary_url.clone())
-                .unwrap_or_default();
-            let on_call_at = deadline
-                + i64::try_from(
-                    self.directory
-                        .on_call_after(&alert.authority_code)
-                        .as_millis(),
-                )
-                .unwrap_or(0);
-            for (level, due, target) in [
-                (LEVEL_SECONDARY, deadline, secondary),
-                (LEVEL_ON_CALL, on_call_at, "on_call".to_owned()),
-            ] {
-                sqlx::query(
-                    "INSERT INTO escalations (alert_id, level, due_at_ms, state, target) VALUES ($1, $2, $3, 'scheduled', $4) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&alert.alert_id)
-                .bind(level)
-                .bind(due)
-                .bind(target)
-                .execute(&mut *conn)
-                .await?;
-            }
+            let timers = self
+                .directory
+                .escalation_timers(&alert.authority_code, deadline);
+            crate::escalation::file_timers(conn, &alert.alert_id, &timers).await?;
         }
         Ok(Vec::new())
     }

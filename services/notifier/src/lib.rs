@@ -15,6 +15,10 @@
 //! a crash in between leads to one more attempt carrying the same `webhook-id` (the alert id),
 //! which the receiver can drop. A retry is the only way an alert is sent twice.
 //!
+//! Tables owned here: `deliveries`, `delivery_attempts`, `endpoint_state` ([`delivery`]),
+//! `alerts` ([`authority_api`] and [`inbox`]) and `escalations` ([`escalation`]). State names
+//! and transitions come from [`kinlink_domain::lifecycle`].
+//!
 //! Layout: [`policy`] (pure: outcome -> next step), [`signing`], [`webhook`] (HTTP),
 //! [`directory`] (authority endpoints from settings), [`inbox`], [`delivery`], [`escalation`],
 //! [`authority_api`].
@@ -54,13 +58,12 @@ pub enum Error {
     Directory(#[from] directory::DirectoryError),
 }
 
-/// Delivery states in the `deliveries` table.
-mod state {
-    pub const PENDING: &str = "pending";
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
-    /// No authority resolved: waits for a person to route it.
-    pub const TRIAGE: &str = "triage";
+/// Decodes an alert as stored in `deliveries.alert` and `alerts.alert`.
+pub fn stored_alert(alert_id: &str, bytes: &[u8]) -> Result<kinlink_proto::v1::AlertRaised, Error> {
+    use prost::Message;
+    kinlink_proto::v1::AlertRaised::decode(bytes).map_err(|_| Error::CorruptAlert {
+        alert_id: alert_id.to_owned(),
+    })
 }
 
 /// Adds the notifier to a process that may share its store with other notifiers.

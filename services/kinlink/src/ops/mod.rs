@@ -12,7 +12,7 @@ pub mod trace;
 use std::io::Write;
 
 use anyhow::Context;
-use kinlink_alerter::routing::{AuthorityResolver, Resolution};
+use kinlink_domain::routing::{AuthorityResolver, Resolution};
 use kinlink_runtime::Settings;
 use kinlink_store::Store;
 use serde::Serialize;
@@ -540,10 +540,11 @@ pub async fn triage_route(
     let code = authority.trim().to_ascii_uppercase();
     let body = match resolver.resolve_code(&code) {
         Resolution::Resolved { body, .. } => body,
-        Resolution::Unresolved { reason, .. } => kinlink_alerter::authorities::trust_by_code(&code)
-            .ok_or_else(|| {
+        Resolution::Unresolved { reason, .. } => {
+            kinlink_domain::routing::authorities::trust_by_code(&code).ok_or_else(|| {
                 anyhow::anyhow!("{code} is not a children's-services body ({reason})")
-            })?,
+            })?
+        }
     };
     let settings = settings(args)?;
     let directory = kinlink_notifier::directory::Directory::from_settings(&settings.notifier)?;

@@ -36,8 +36,8 @@ impl AnyStage {
                 &settings.enricher,
             )?),
             "alerter" => AnyStage::Alerter(Box::new(kinlink_alerter::Alerter::new(
-                kinlink_alerter::routing::AuthorityResolver::shipped()?,
-                kinlink_alerter::deadline::WorkingCalendar::england_and_wales()?,
+                kinlink_domain::routing::AuthorityResolver::shipped()?,
+                kinlink_domain::deadline::WorkingCalendar::england_and_wales()?,
                 &settings.alerter,
             ))),
             "notifier" => {

@@ -111,8 +111,8 @@ pub async fn trace(store: &Store, log: &EventLog, referral_id: &str) -> anyhow::
     .fetch_all(pool)
     .await?
     {
-        let method = kinlink_enricher::linking::method_name(
-            kinlink_enricher::linking::method_from_column(r.try_get("method")?),
+        let method = kinlink_domain::linking::method_name(
+            kinlink_domain::linking::method_from_column(r.try_get("method")?),
         );
         steps.push(step(
             r.try_get("decided_at_ms")?,

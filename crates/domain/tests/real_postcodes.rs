@@ -2,7 +2,7 @@
 //! Routing real postcodes from every nation through the shipped ONSPD-derived table and the
 //! authority register. Postcodes are listed with their sources in `data/test-postcodes.md`.
 
-use kinlink_alerter::routing::{AuthorityResolver, Resolution, TriageReason};
+use kinlink_domain::routing::{AuthorityResolver, Resolution, TriageReason};
 
 fn resolver() -> AuthorityResolver {
     match AuthorityResolver::shipped() {

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
+use crate::Error;
+
 const BANK_HOLIDAYS_CSV: &str = include_str!("../data/bank_holidays_england_wales.csv");
 
 /// Red / amber / green.
@@ -22,6 +24,24 @@ pub enum Rag {
 }
 
 impl Rag {
+    /// The proto value carried on alerts and sections.
+    pub fn to_proto(self) -> kinlink_proto::v1::Rag {
+        match self {
+            Rag::Red => kinlink_proto::v1::Rag::Red,
+            Rag::Amber => kinlink_proto::v1::Rag::Amber,
+            Rag::Green => kinlink_proto::v1::Rag::Green,
+        }
+    }
+
+    /// Reads a proto value; anything but red or amber is green.
+    pub fn from_proto(value: i32) -> Self {
+        match kinlink_proto::v1::Rag::try_from(value) {
+            Ok(kinlink_proto::v1::Rag::Red) => Rag::Red,
+            Ok(kinlink_proto::v1::Rag::Amber) => Rag::Amber,
+            _ => Rag::Green,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rag::Red => "red",
@@ -60,16 +80,9 @@ pub struct WorkingCalendar {
     closes: NaiveTime,
 }
 
-/// Errors loading the calendar.
-#[derive(Debug, thiserror::Error)]
-#[error("bank holiday list line {line} is not `YYYY-MM-DD,name`")]
-pub struct CalendarError {
-    pub line: usize,
-}
-
 impl WorkingCalendar {
     /// England and Wales bank holidays as shipped, 09:00–17:00.
-    pub fn england_and_wales() -> Result<Self, CalendarError> {
+    pub fn england_and_wales() -> Result<Self, Error> {
         let mut holidays = BTreeSet::new();
         for (index, line) in BANK_HOLIDAYS_CSV.lines().enumerate().skip(1) {
             if line.trim().is_empty() {
@@ -77,7 +90,7 @@ impl WorkingCalendar {
             }
             let date = line.split(',').next().unwrap_or_default();
             let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                .map_err(|_| CalendarError { line: index + 1 })?;
+                .map_err(|_| Error::BankHolidays { line: index + 1 })?;
             holidays.insert(date);
         }
         Ok(Self {

@@ -1,13 +1,13 @@
 //! Benchmark (not a test): how fast the shipped postcode table loads, how much memory it
 //! takes, and how many postcodes per second resolve to a children's-services body.
 //!
-//! Run: `cargo bench -p kinlink-alerter --bench postcodes`
+//! Run: `cargo bench -p kinlink-domain --bench postcodes`
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use kinlink_alerter::postcode_table::PostcodeTable;
-use kinlink_alerter::routing::{AuthorityResolver, Resolution};
+use kinlink_domain::routing::postcode_table::PostcodeTable;
+use kinlink_domain::routing::{AuthorityResolver, Resolution};
 
 /// Resident memory of this process in bytes (Linux), or 0 elsewhere.
 fn resident_bytes() -> u64 {

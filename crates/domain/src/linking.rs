@@ -1,69 +1,12 @@
-//! Pure linking rules: who is a child, how a referral's person becomes a linkage record,
-//! how scored candidates become a decision (link, review or new person), and which household
-//! links a dependant's relationship implies. No I/O here; [`crate::registry`] applies these
-//! against the person tables.
+//! Linking rules: how a referral's person becomes a linkage record, which strong identifiers
+//! decide before any scoring, how scored candidates become a decision (link, review or new
+//! person), and which household links a dependant's relationship implies. The enricher's
+//! registry loads candidates and identifiers from the store, calls these and writes the result.
 
 use std::collections::BTreeMap;
 
-use chrono::{Datelike, NaiveDate};
 use kinlink_linkage::{Band, Dob, PersonRecord, Scored};
-use kinlink_proto::v1::{self, ChildBasis, LinkKind, Relationship};
-
-/// Whether a person is treated as a child on `at`, and why.
-///
-/// Anyone who *may* be under 18 is a child (Modern Slavery Act s51): a partial or estimated
-/// date of birth is read as the youngest date it allows, and an unknown age counts as a child.
-pub fn child_status(person: &v1::Person, at: NaiveDate) -> (bool, ChildBasis) {
-    if let Some(youngest) = person
-        .date_of_birth
-        .as_ref()
-        .and_then(|dob| latest_possible_birth(&dob.value))
-    {
-        let child = age_on(youngest, at) < 18;
-        return (
-            child,
-            if child {
-                ChildBasis::DateOfBirth
-            } else {
-                ChildBasis::Adult
-            },
-        );
-    }
-    match person.claimed_age {
-        Some(age) if age < 18 => (true, ChildBasis::ClaimedAge),
-        Some(_) => (false, ChildBasis::Adult),
-        None => (true, ChildBasis::AgeUncertain),
-    }
-}
-
-/// The latest birth date a partial ISO date allows (`2008` -> 2008-12-31).
-fn latest_possible_birth(value: &str) -> Option<NaiveDate> {
-    let mut parts = value.split('-');
-    let year: i32 = parts.next()?.parse().ok()?;
-    match (parts.next(), parts.next()) {
-        (None, _) => NaiveDate::from_ymd_opt(year, 12, 31),
-        (Some(month), None) => {
-            let month: u32 = month.parse().ok()?;
-            let first_of_next = if month == 12 {
-                NaiveDate::from_ymd_opt(year + 1, 1, 1)?
-            } else {
-                NaiveDate::from_ymd_opt(year, month + 1, 1)?
-            };
-            first_of_next.pred_opt()
-        }
-        (Some(month), Some(day)) => {
-            NaiveDate::from_ymd_opt(year, month.parse().ok()?, day.parse().ok()?)
-        }
-    }
-}
-
-fn age_on(birth: NaiveDate, at: NaiveDate) -> i32 {
-    let mut age = at.year() - birth.year();
-    if (at.month(), at.day()) < (birth.month(), birth.day()) {
-        age -= 1;
-    }
-    age
-}
+use kinlink_proto::v1::{self, LinkKind, Relationship};
 
 /// Strong identifiers compare without spaces, dashes or case ("485 777 3456" = "4857773456").
 pub fn normalise_identifier(value: &str) -> String {
@@ -115,6 +58,41 @@ pub fn person_record(record_id: &str, person: &v1::Person) -> PersonRecord {
             .map(|n| n.trim().to_ascii_uppercase())
             .unwrap_or_default(),
     }
+}
+
+/// What the strong identifiers on a record decide before any scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifierPrecedence<'a> {
+    /// The adult of an anonymous Duty-to-Notify report (s52(3)): never linked to anyone.
+    Anonymous,
+    /// Every identifier that is known points at this one person: a match, no scoring needed.
+    Identified(&'a str),
+    /// No identifier is known: score the candidates.
+    Score,
+    /// Identifiers point at different persons: never linked automatically.
+    Conflicting,
+}
+
+/// Strong identifiers decide first. `persons` are the distinct (current) persons that already
+/// hold one of the record's identifiers.
+pub fn identifier_precedence(anonymous: bool, persons: &[String]) -> IdentifierPrecedence<'_> {
+    match persons {
+        _ if anonymous => IdentifierPrecedence::Anonymous,
+        [one] => IdentifierPrecedence::Identified(one),
+        [] => IdentifierPrecedence::Score,
+        _ => IdentifierPrecedence::Conflicting,
+    }
+}
+
+/// Whether a candidate person holds a strong identifier of a kind the new record also has,
+/// with another value (`held` is the person's `(kind, normalised value)` pairs): the two are
+/// then different people as far as automatic linking goes.
+pub fn identifier_conflict(mine: &[v1::Identifier], held: &[(i64, String)]) -> bool {
+    mine.iter().any(|identifier| {
+        let value = normalise_identifier(&identifier.value);
+        held.iter()
+            .any(|(kind, v)| *kind == i64::from(identifier.kind) && *v != value)
+    })
 }
 
 /// An earlier record scored against the new one, with the person it belongs to now.
@@ -214,6 +192,54 @@ pub fn household_link(relationship: i32) -> Option<(LinkKind, LinkKind)> {
     }
 }
 
+/// One household link between two people on a referral, by their place on it (0 is the
+/// subject, 1.. the dependants in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HouseholdPair {
+    pub a: usize,
+    pub b: usize,
+    /// What `b` is to `a`.
+    pub b_is: LinkKind,
+    /// What `a` is to `b`.
+    pub a_is: LinkKind,
+    /// The relationship recorded on the link.
+    pub relationship: i32,
+}
+
+/// The household a referral describes, from each dependant's relationship to the subject:
+/// the subject and each related dependant, then siblings among the subject's children.
+pub fn household_pairs(dependant_relationships: &[i32]) -> Vec<HouseholdPair> {
+    let mut pairs = Vec::new();
+    let mut children_of_subject = Vec::new();
+    for (index, relationship) in dependant_relationships.iter().enumerate() {
+        let position = index + 1;
+        if let Some((dependant_is, subject_is)) = household_link(*relationship) {
+            pairs.push(HouseholdPair {
+                a: 0,
+                b: position,
+                b_is: dependant_is,
+                a_is: subject_is,
+                relationship: *relationship,
+            });
+            if dependant_is == LinkKind::Child {
+                children_of_subject.push(position);
+            }
+        }
+    }
+    for (i, &a) in children_of_subject.iter().enumerate() {
+        for &b in &children_of_subject[i + 1..] {
+            pairs.push(HouseholdPair {
+                a,
+                b,
+                b_is: LinkKind::Sibling,
+                a_is: LinkKind::Sibling,
+                relationship: Relationship::Sibling as i32,
+            });
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,54 +255,6 @@ mod tests {
             claimed_age,
             ..Default::default()
         }
-    }
-
-    fn day(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
-    }
-
-    #[test]
-    fn may_be_under_18_is_a_child() {
-        let at = day("2026-11-23");
-        assert_eq!(
-            child_status(
-                &person(Some(("2008-11-24", v1::DobPrecision::Exact)), None),
-                at
-            ),
-            (true, ChildBasis::DateOfBirth)
-        );
-        assert_eq!(
-            child_status(
-                &person(Some(("2008-11-23", v1::DobPrecision::Exact)), None),
-                at
-            ),
-            (false, ChildBasis::Adult)
-        );
-        // Year only: could be born 2008-12-31, so may be 17.
-        assert!(child_status(&person(Some(("2008", v1::DobPrecision::Year)), None), at).0);
-        assert!(
-            !child_status(
-                &person(Some(("2008-10", v1::DobPrecision::Month)), None),
-                at
-            )
-            .0
-        );
-        assert_eq!(
-            child_status(&person(None, Some(16)), at),
-            (true, ChildBasis::ClaimedAge)
-        );
-        assert_eq!(
-            child_status(&person(None, Some(0)), at),
-            (true, ChildBasis::ClaimedAge)
-        );
-        assert_eq!(
-            child_status(&person(None, Some(30)), at),
-            (false, ChildBasis::Adult)
-        );
-        assert_eq!(
-            child_status(&person(None, None), at),
-            (true, ChildBasis::AgeUncertain)
-        );
     }
 
     fn candidate(person: &str, record: &str, probability: f64, band: Band) -> Candidate {
@@ -415,5 +393,62 @@ mod tests {
     fn identifiers_ignore_formatting() {
         assert_eq!(normalise_identifier("485 777-3456"), "4857773456");
         assert_eq!(normalise_identifier("ab12"), "AB12");
+    }
+
+    #[test]
+    fn identifiers_decide_before_scoring() {
+        let one = vec!["p1".to_owned()];
+        let two = vec!["p1".to_owned(), "p2".to_owned()];
+        assert_eq!(
+            identifier_precedence(false, &[]),
+            IdentifierPrecedence::Score
+        );
+        assert_eq!(
+            identifier_precedence(false, &one),
+            IdentifierPrecedence::Identified("p1")
+        );
+        assert_eq!(
+            identifier_precedence(false, &two),
+            IdentifierPrecedence::Conflicting
+        );
+        assert_eq!(
+            identifier_precedence(true, &one),
+            IdentifierPrecedence::Anonymous
+        );
+    }
+
+    #[test]
+    fn another_value_of_the_same_identifier_conflicts() {
+        let mine = vec![v1::Identifier {
+            kind: 1,
+            value: "485 777 3456".into(),
+        }];
+        assert!(!identifier_conflict(&mine, &[(1, "4857773456".into())]));
+        assert!(identifier_conflict(&mine, &[(1, "9999999999".into())]));
+        assert!(!identifier_conflict(&mine, &[(2, "9999999999".into())]));
+        assert!(!identifier_conflict(&[], &[(1, "9999999999".into())]));
+    }
+
+    #[test]
+    fn household_links_the_subject_and_siblings() {
+        let child = Relationship::Child as i32;
+        let pairs = household_pairs(&[child, Relationship::Unrelated as i32, child]);
+        let shape: Vec<(usize, usize, LinkKind)> =
+            pairs.iter().map(|p| (p.a, p.b, p.b_is)).collect();
+        assert_eq!(
+            shape,
+            [
+                (0, 1, LinkKind::Child),
+                (0, 3, LinkKind::Child),
+                (1, 3, LinkKind::Sibling)
+            ]
+        );
+        assert_eq!(pairs[0].a_is, LinkKind::Parent);
+        let sibling = household_pairs(&[Relationship::Sibling as i32]);
+        assert_eq!(
+            (sibling[0].a_is, sibling[0].b_is),
+            (LinkKind::Sibling, LinkKind::Sibling)
+        );
+        assert!(household_pairs(&[]).is_empty());
     }
 }

@@ -6,13 +6,18 @@
 //! postcode. Whatever cannot be resolved to exactly one body goes to triage with the reason
 //! and any candidate bodies: a person routes it, nothing is dropped, and nothing is guessed.
 
+pub mod authorities;
+pub mod postcode;
+pub mod postcode_table;
+
 use std::sync::Arc;
 
 use kinlink_proto::v1::{self, LocationRole, RoutingBasis};
 
-use crate::authorities::{AuthorityRegistry, ChildrensServices, RegistryError, Unresolved};
-use crate::postcode::{PostcodeError, PostcodeQuery};
-use crate::postcode_table::{PostcodeLookup, PostcodeTable, TableError};
+use crate::Error;
+use crate::routing::authorities::{AuthorityRegistry, ChildrensServices, Unresolved};
+use crate::routing::postcode::{PostcodeError, PostcodeQuery};
+use crate::routing::postcode_table::{PostcodeLookup, PostcodeTable};
 
 /// Why a location went to triage. Codes are stable: they appear in alerts and the triage
 /// queue. None carries the postcode itself.
@@ -79,20 +84,11 @@ pub struct AuthorityResolver {
     version: String,
 }
 
-/// Errors loading the reference data.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error("postcode table: {0}")]
-    Postcodes(&'static TableError),
-}
-
 impl AuthorityResolver {
     /// The register and postcode table shipped with kinlink.
-    pub fn shipped() -> Result<Self, DataError> {
+    pub fn shipped() -> Result<Self, Error> {
         let registry = Arc::new(AuthorityRegistry::shipped()?);
-        let postcodes = PostcodeTable::shipped().map_err(DataError::Postcodes)?;
+        let postcodes = PostcodeTable::shipped()?;
         let version = format!("{};{}", registry.version(), postcodes.version());
         Ok(Self {
             registry,

@@ -17,8 +17,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-const REGISTER_CSV: &str = include_str!("../data/uk_local_authorities.csv");
-const REGISTER_VERSION: &str = include_str!("../data/AUTHORITIES_VERSION");
+use crate::Error;
+
+const REGISTER_CSV: &str = include_str!("../../data/uk_local_authorities.csv");
+const REGISTER_VERSION: &str = include_str!("../../data/AUTHORITIES_VERSION");
 
 /// A body that runs children's services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,19 +32,18 @@ pub struct ChildrensServices {
     pub via_district: Option<String>,
 }
 
-/// Why a GSS code did not resolve to one body.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a GSS code did not resolve to one body: a triage reason, not a failure of kinlink's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unresolved {
-    #[error("unknown GSS code")]
+    /// No such code in the register.
     UnknownCode,
     /// Several bodies may be responsible (an abolished authority split between successors, or
     /// a Northern Ireland district straddling two trusts): a person must choose.
-    #[error("{reason}")]
     SeveralBodies {
         reason: &'static str,
         candidates: Vec<ChildrensServices>,
     },
-    #[error("not an authority that runs children's services")]
+    /// The code is not of an authority that runs children's services.
     NotChildrensServices,
 }
 
@@ -133,32 +134,21 @@ pub struct AuthorityRegistry {
     version: String,
 }
 
-/// Errors loading the register.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("authority register row {row} does not parse: {source}")]
-    Parse {
-        row: usize,
-        #[source]
-        source: csv::Error,
-    },
-}
-
 impl AuthorityRegistry {
     /// The register shipped with kinlink.
-    pub fn shipped() -> Result<Self, RegistryError> {
+    pub fn shipped() -> Result<Self, Error> {
         Self::from_csv(REGISTER_CSV, REGISTER_VERSION.trim())
     }
 
-    pub fn from_csv(text: &str, version: &str) -> Result<Self, RegistryError> {
+    pub fn from_csv(text: &str, version: &str) -> Result<Self, Error> {
         let mut rows = Vec::new();
         for (index, row) in csv::Reader::from_reader(text.as_bytes())
             .deserialize::<Row>()
             .enumerate()
         {
-            rows.push(row.map_err(|source| RegistryError::Parse {
+            rows.push(row.map_err(|source| Error::Register {
                 row: index + 2,
-                source,
+                message: source.to_string(),
             })?);
         }
         let mut by_gss = HashMap::new();
@@ -253,9 +243,9 @@ impl AuthorityRegistry {
 mod tests {
     use super::*;
 
-    type TestResult = Result<(), RegistryError>;
+    type TestResult = Result<(), crate::Error>;
 
-    fn registry() -> Result<AuthorityRegistry, RegistryError> {
+    fn registry() -> Result<AuthorityRegistry, crate::Error> {
         AuthorityRegistry::shipped()
     }
 

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::OnceLock;
 
-use crate::postcode::PostcodeQuery;
+use crate::Error;
+use crate::routing::postcode::PostcodeQuery;
 
-const TABLE_GZ: &[u8] = include_bytes!("../data/postcodes.txt.gz");
-const TABLE_VERSION: &str = include_str!("../data/POSTCODES_VERSION");
+const TABLE_GZ: &[u8] = include_bytes!("../../data/postcodes.txt.gz");
+const TABLE_VERSION: &str = include_str!("../../data/POSTCODES_VERSION");
 
 #[derive(Debug, Clone, Copy)]
 struct Unit {
@@ -36,15 +37,6 @@ pub enum PostcodeLookup<'a> {
     NotFound,
 }
 
-/// Errors reading the shipped table.
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    #[error("postcode table does not decompress: {0}")]
-    Gzip(#[from] std::io::Error),
-    #[error("postcode table line {line} is malformed")]
-    Malformed { line: usize },
-}
-
 /// The loaded table.
 #[derive(Debug)]
 pub struct PostcodeTable {
@@ -58,13 +50,16 @@ pub struct PostcodeTable {
 
 impl PostcodeTable {
     /// The table shipped with kinlink, loaded once per process.
-    pub fn shipped() -> Result<&'static PostcodeTable, &'static TableError> {
-        static TABLE: OnceLock<Result<PostcodeTable, TableError>> = OnceLock::new();
-        TABLE.get_or_init(Self::load_shipped).as_ref()
+    pub fn shipped() -> Result<&'static PostcodeTable, Error> {
+        static TABLE: OnceLock<Result<PostcodeTable, Error>> = OnceLock::new();
+        TABLE
+            .get_or_init(Self::load_shipped)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Decompresses and parses the shipped table (uncached; benchmarks measure this).
-    pub fn load_shipped() -> Result<Self, TableError> {
+    pub fn load_shipped() -> Result<Self, Error> {
         Self::from_gzip(TABLE_GZ, TABLE_VERSION.trim())
     }
 
@@ -78,18 +73,20 @@ impl PostcodeTable {
     }
 
     /// Parses a table in the format above.
-    pub fn from_gzip(bytes: &[u8], version: &str) -> Result<Self, TableError> {
+    pub fn from_gzip(bytes: &[u8], version: &str) -> Result<Self, Error> {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(bytes).read_to_string(&mut text)?;
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::PostcodeTableGzip(e.to_string()))?;
         Self::from_text(&text, version)
     }
 
-    pub fn from_text(text: &str, version: &str) -> Result<Self, TableError> {
+    pub fn from_text(text: &str, version: &str) -> Result<Self, Error> {
         let mut districts = Vec::new();
         let mut sectors = HashMap::new();
         let mut postcodes = 0;
         for (index, line) in text.lines().enumerate() {
-            let malformed = || TableError::Malformed { line: index + 1 };
+            let malformed = || Error::PostcodeTableLine { line: index + 1 };
             if line.starts_with('#') || line.is_empty() {
                 continue;
             }
@@ -254,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn full_sector_and_district_lookups() -> Result<(), TableError> {
+    fn full_sector_and_district_lookups() -> Result<(), crate::Error> {
         let t = PostcodeTable::from_text(SAMPLE, "v")?;
         assert_eq!(t.len(), 6);
         assert_eq!(

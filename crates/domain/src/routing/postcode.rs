@@ -19,17 +19,28 @@ pub enum PostcodeQuery {
     District { outward: String },
 }
 
-/// Why a postcode could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a postcode could not be read: a triage reason, not a failure of kinlink's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostcodeError {
-    #[error("postcode is empty")]
     Empty,
-    #[error("postcode contains characters other than letters, digits and spaces")]
     BadCharacters,
-    #[error("outward code is not a UK pattern (A9, A99, AA9, AA99, A9A or AA9A)")]
     BadOutward,
-    #[error("inward code is not a digit followed by two letters")]
     BadInward,
+}
+
+impl fmt::Display for PostcodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PostcodeError::Empty => "postcode is empty",
+            PostcodeError::BadCharacters => {
+                "postcode contains characters other than letters, digits and spaces"
+            }
+            PostcodeError::BadOutward => {
+                "outward code is not a UK pattern (A9, A99, AA9, AA99, A9A or AA9A)"
+            }
+            PostcodeError::BadInward => "inward code is not a digit followed by two letters",
+        })
+    }
 }
 
 impl PostcodeQuery {

@@ -1,0 +1,138 @@
+//! The alerter's tables: `routing_decisions` (every child routed, to which body, on what
+//! basis, with which rules and data versions), `handoffs` (lives/found hand-offs) and
+//! `triage_queue` (alerts waiting for a person to route them). This module is their only
+//! writer; the notifier and the CLI move hand-offs and triage items through the functions
+//! below, which apply the domain's state machines.
+
+use kinlink_domain::lifecycle::{HandoffState, Step, TriageState};
+use kinlink_eventlog::StageError;
+use kinlink_proto::v1::{self, RoutingBasis};
+use sqlx::AnyConnection;
+
+/// Records that the adult of an anonymous Duty-to-Notify report was not shared (s52(3));
+/// children of the report still are.
+pub async fn not_shared(conn: &mut AnyConnection, referral_id: &str) -> Result<(), StageError> {
+    kinlink_store::audit::append(
+        conn,
+        &kinlink_store::audit::AuditEntry {
+            action: "not_shared",
+            actor: "alerter",
+            authority_code: "",
+            alert_id: "",
+            detail: &format!(
+                "referral {referral_id}: adult subject of an anonymous Duty to Notify report (s52(3))"
+            ),
+        },
+    )
+    .await
+    .map_err(|e| StageError::Retry(e.to_string()))
+}
+
+/// Records a raised alert: a routing decision per section, a pending hand-off for each child
+/// who lives in one body and was found in another, and a triage entry when no body was found.
+pub async fn record(
+    conn: &mut AnyConnection,
+    alert: &v1::AlertRaised,
+    now_ms: i64,
+    triage_sla_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for part in &alert.sections {
+        if part.person_id.is_empty() {
+            continue;
+        }
+        if part.basis == RoutingBasis::Lives as i32 && !part.other_authority_code.is_empty() {
+            sqlx::query(
+                "INSERT INTO handoffs (referral_id, person_id, home_authority, found_authority, state, created_at_ms, \
+                 updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&alert.referral_id)
+            .bind(&part.person_id)
+            .bind(&alert.authority_code)
+            .bind(&part.other_authority_code)
+            .bind(HandoffState::Pending.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO routing_decisions (referral_id, person_id, authority_code, basis, alert_id, rules, reasons, \
+             data_version, decided_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(&alert.referral_id)
+        .bind(&part.person_id)
+        .bind(&alert.authority_code)
+        .bind(i64::from(part.basis))
+        .bind(&alert.alert_id)
+        .bind(part.rules.join(","))
+        .bind(alert.triage_reasons.join(","))
+        .bind(&alert.routing_data_version)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if alert.authority_code.is_empty() {
+        sqlx::query(
+            "INSERT INTO triage_queue (alert_id, referral_id, reasons, candidates, state, created_at_ms, sla_deadline_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(&alert.alert_id)
+        .bind(&alert.referral_id)
+        .bind(alert.triage_reasons.join(","))
+        .bind(alert.candidate_authority_codes.join(","))
+        .bind(TriageState::Open.as_str())
+        .bind(now_ms)
+        .bind(now_ms + triage_sla_ms)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An operator routed the triage item `alert_id` to `code`: its routing decisions name the
+/// body and the item leaves the queue.
+pub async fn route_triage_item(
+    conn: &mut AnyConnection,
+    alert_id: &str,
+    code: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE routing_decisions SET authority_code = $1 WHERE alert_id = $2 AND authority_code = ''",
+    )
+    .bind(code)
+    .bind(alert_id)
+    .execute(&mut *conn)
+    .await?;
+    if let Step::Move { from, to } = TriageState::Open.route() {
+        sqlx::query("UPDATE triage_queue SET state = $1 WHERE alert_id = $2 AND state = $3")
+            .bind(to.as_str())
+            .bind(alert_id)
+            .bind(from.as_str())
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The home authority `home_authority` accepts responsibility for the children of
+/// `referral_id` it was handed. Returns how many pending hand-offs moved (0: none pending).
+pub async fn accept_handoff(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+    home_authority: &str,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let Step::Move { from, to } = HandoffState::Pending.accept() else {
+        return Ok(0);
+    };
+    let accepted = sqlx::query(
+        "UPDATE handoffs SET state = $1, updated_at_ms = $2 WHERE referral_id = $3 AND home_authority = $4 AND state = $5",
+    )
+    .bind(to.as_str())
+    .bind(now_ms)
+    .bind(referral_id)
+    .bind(home_authority)
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    Ok(accepted.rows_affected())
+}
