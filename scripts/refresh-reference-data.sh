@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src=${KINLINK_GEOGRAPHY_SRC:-"$root/../shared/data/geography"}
-dest="$root/services/alerter/data"
+dest="$root/crates/domain/data"
 mkdir -p "$dest"
 cp "$src/uk_local_authorities.csv" "$dest/uk_local_authorities.csv"
 cp "$src/LICENSE-mysociety.txt" "$dest/LICENSE-mysociety.txt"

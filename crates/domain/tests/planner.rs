@@ -1,0 +1,340 @@
+#![allow(clippy::panic)] // Test helpers fail the test on broken fixtures.
+//! The alert planner through its public API, with the shipped reference data: grouping,
+//! priority, deadlines, cross-authority sections, triage and follow-ups.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use kinlink_domain::alerting::planning::{
+    AlertEvent, AlertPolicy, History, PersonEvent, TRIAGE_KEY, Trigger, age_assessment_disputes,
+    alert_key, merge_joins_bodies, plan_alerts,
+};
+use kinlink_domain::alerting::rules::Rule;
+use kinlink_domain::deadline::{DeadlinePolicy, WorkingCalendar};
+use kinlink_domain::routing::AuthorityResolver;
+use kinlink_proto::v1;
+
+const KENT: &str = "E10000016";
+const WESTMINSTER: &str = "E09000033";
+const BRISTOL: &str = "E06000023";
+const DAY_MS: i64 = 86_400_000;
+
+fn resolver() -> &'static AuthorityResolver {
+    static RESOLVER: OnceLock<AuthorityResolver> = OnceLock::new();
+    RESOLVER.get_or_init(|| match AuthorityResolver::shipped() {
+        Ok(r) => r,
+        Err(e) => panic!("shipped data: {e}"),
+    })
+}
+
+fn calendar() -> WorkingCalendar {
+    match WorkingCalendar::england_and_wales() {
+        Ok(c) => c,
+        Err(e) => panic!("calendar: {e}"),
+    }
+}
+
+fn policy() -> AlertPolicy {
+    AlertPolicy {
+        repeat_window_ms: 365 * DAY_MS,
+        ..AlertPolicy::default()
+    }
+}
+
+/// Tuesday 24 November 2026, 10:00 UTC (GMT): a working morning.
+fn now() -> DateTime<Utc> {
+    match DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z") {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn location(role: v1::LocationRole, code: &str, postcode: &str) -> v1::Location {
+    v1::Location {
+        role: role as i32,
+        authority_code: code.into(),
+        postcode: postcode.into(),
+        ..Default::default()
+    }
+}
+
+fn child(person: &str, locations: Vec<v1::Location>) -> v1::EnrichedSubject {
+    v1::EnrichedSubject {
+        person_id: person.into(),
+        role: v1::SubjectRole::Dependant as i32,
+        is_child: true,
+        child_basis: v1::ChildBasis::ClaimedAge as i32,
+        locations,
+        ..Default::default()
+    }
+}
+
+fn enriched(urgency: v1::Urgency, subjects: Vec<v1::EnrichedSubject>) -> v1::ReferralEnriched {
+    v1::ReferralEnriched {
+        referral_id: "ref-1".into(),
+        urgency: urgency as i32,
+        subjects,
+        version: 1,
+        ..Default::default()
+    }
+}
+
+fn plan(enriched: &v1::ReferralEnriched, history: &History) -> Vec<v1::AlertRaised> {
+    let event = AlertEvent {
+        event_id: "event-1",
+        referral_id: &enriched.referral_id,
+        trigger: Trigger::Referral(enriched),
+    };
+    plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
+}
+
+fn plan_person(rule: Rule, persons: &[&str], history: &History) -> Vec<v1::AlertRaised> {
+    let event = AlertEvent {
+        event_id: "event-9",
+        referral_id: "ref-1",
+        trigger: Trigger::Person(PersonEvent {
+            rule,
+            persons: persons.iter().map(|p| (*p).to_owned()).collect(),
+            last_seen: None,
+        }),
+    };
+    plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
+}
+
+#[test]
+fn a_households_children_for_one_body_share_one_alert() {
+    let referral = enriched(
+        v1::Urgency::Routine,
+        vec![
+            child("p1", vec![location(v1::LocationRole::Lives, KENT, "")]),
+            child("p2", vec![location(v1::LocationRole::Lives, "", "CT1 2RR")]),
+        ],
+    );
+    let alerts = plan(&referral, &History::default());
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    assert_eq!(alert.authority_code, KENT);
+    let persons: Vec<&str> = alert
+        .sections
+        .iter()
+        .map(|s| s.person_id.as_str())
+        .collect();
+    assert_eq!(persons, ["p1", "p2"]);
+    assert_eq!(alert.rag, v1::Rag::Amber as i32);
+    assert_eq!(alert.priority, v1::Priority::Standard as i32);
+    // Amber: 4 working hours from 10:00 GMT.
+    let deadline = alert
+        .deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(deadline, Some(now().timestamp_millis() + 4 * 3_600_000));
+    assert_eq!(alert.rules_version, "rules-v1");
+    assert_eq!(alert_key(alert), KENT);
+}
+
+#[test]
+fn an_urgent_referral_is_red_for_every_body() {
+    let referral = enriched(
+        v1::Urgency::Urgent,
+        vec![child(
+            "p1",
+            vec![
+                location(v1::LocationRole::Lives, KENT, ""),
+                location(v1::LocationRole::Found, WESTMINSTER, ""),
+            ],
+        )],
+    );
+    let alerts = plan(&referral, &History::default());
+    let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(bodies, [KENT, WESTMINSTER], "lives before found");
+    for alert in &alerts {
+        assert_eq!(alert.rag, v1::Rag::Red as i32);
+        assert_eq!(alert.priority, v1::Priority::Urgent as i32);
+        let deadline = alert
+            .deadline
+            .as_ref()
+            .map(kinlink_proto::millis_from_timestamp);
+        assert_eq!(deadline, Some(now().timestamp_millis() + 3_600_000));
+    }
+    // Each names the other, so the hand-off can be tracked.
+    assert_eq!(alerts[0].sections[0].other_authority_code, WESTMINSTER);
+    assert_eq!(alerts[1].sections[0].other_authority_code, KENT);
+    assert_eq!(alerts[0].sections[0].basis, v1::RoutingBasis::Lives as i32);
+    assert_eq!(alerts[1].sections[0].basis, v1::RoutingBasis::Found as i32);
+}
+
+#[test]
+fn alert_ids_follow_the_referral_so_a_new_version_amends() {
+    let mut referral = enriched(
+        v1::Urgency::Routine,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, KENT, "")],
+        )],
+    );
+    let first = plan(&referral, &History::default());
+    referral.version = 2;
+    let second = plan(&referral, &History::default());
+    assert_eq!(first[0].alert_id, second[0].alert_id);
+    assert_eq!(first[0].dedup_key, format!("ref-1/{KENT}"));
+    assert_eq!(second[0].revision, 2);
+}
+
+#[test]
+fn a_child_seen_by_another_body_before_tells_that_body() {
+    let referral = enriched(
+        v1::Urgency::Routine,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, KENT, "")],
+        )],
+    );
+    let mut history = History::default();
+    history
+        .previous_bodies
+        .insert("p1".into(), vec![WESTMINSTER.into()]);
+    history
+        .previously_seen_at_ms
+        .insert("p1".into(), now().timestamp_millis() - 30 * DAY_MS);
+    let alerts = plan(&referral, &history);
+    let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(bodies, [KENT, WESTMINSTER]);
+    let kent = &alerts[0].sections[0];
+    assert!(kent.rules.contains(&"repeat_referral".to_owned()));
+    assert!(
+        kent.rules
+            .contains(&"cross_authority_reappearance".to_owned())
+    );
+    assert_eq!(kent.previous_authority_codes, [WESTMINSTER]);
+    let westminster = &alerts[1].sections[0];
+    assert_eq!(westminster.rules, ["cross_authority_reappearance"]);
+    assert_eq!(
+        westminster.basis,
+        v1::RoutingBasis::PreviousAuthority as i32
+    );
+    assert_eq!(westminster.other_authority_code, KENT);
+}
+
+#[test]
+fn unroutable_children_go_to_triage_with_reasons_and_adults_raise_nothing() {
+    let mut adult = child("adult", vec![location(v1::LocationRole::Lives, KENT, "")]);
+    adult.is_child = false;
+    let referral = enriched(
+        v1::Urgency::Routine,
+        vec![
+            adult,
+            child("p1", vec![location(v1::LocationRole::Lives, "", "ZZ9 9ZZ")]),
+            child("p2", vec![location(v1::LocationRole::Lives, BRISTOL, "")]),
+        ],
+    );
+    let alerts = plan(&referral, &History::default());
+    let keys: Vec<&str> = alerts.iter().map(alert_key).collect();
+    assert_eq!(keys, [TRIAGE_KEY, BRISTOL]);
+    assert!(alerts[0].authority_code.is_empty());
+    assert!(
+        alerts[0]
+            .triage_reasons
+            .iter()
+            .any(|r| r == "unknown_postcode" || r == "invalid_postcode"),
+        "{:?}",
+        alerts[0].triage_reasons
+    );
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a.sections.iter().all(|s| s.person_id != "adult"))
+    );
+}
+
+#[test]
+fn follow_ups_reach_every_body_that_knew_the_child() {
+    let mut history = History::default();
+    history
+        .previous_bodies
+        .insert("p1".into(), vec![KENT.into(), WESTMINSTER.into()]);
+    let alerts = plan_person(Rule::MissingChild, &["p1"], &history);
+    let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(bodies, [KENT, WESTMINSTER]);
+    assert!(alerts.iter().all(|a| a.rag == v1::Rag::Red as i32));
+    assert!(alerts.iter().all(|a| a.rule == "missing_child"));
+    // Follow-up alerts derive their ids from the event, not the referral.
+    assert_eq!(alerts[0].dedup_key, format!("event-9/{KENT}"));
+
+    // Nobody known: triage, saying why.
+    let unknown = plan_person(Rule::NrmDecision, &[], &History::default());
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].triage_reasons, ["unknown_subject"]);
+    let unrouted = plan_person(Rule::NrmDecision, &["p9"], &History::default());
+    assert_eq!(unrouted[0].triage_reasons, ["no_known_authority"]);
+    assert_eq!(unrouted[0].rag, v1::Rag::Green as i32);
+}
+
+#[test]
+fn missing_child_last_seen_elsewhere_alerts_that_body_too() {
+    let mut history = History::default();
+    history
+        .previous_bodies
+        .insert("p1".into(), vec![KENT.into()]);
+    let last_seen = location(v1::LocationRole::Found, "", "BS1 5TR");
+    let event = AlertEvent {
+        event_id: "event-3",
+        referral_id: "ref-1",
+        trigger: Trigger::Person(PersonEvent {
+            rule: Rule::MissingChild,
+            persons: vec!["p1".into()],
+            last_seen: Some(&last_seen),
+        }),
+    };
+    let alerts = plan_alerts(&event, &history, resolver(), &calendar(), &policy(), now());
+    let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(bodies, [KENT, BRISTOL]);
+    assert_eq!(alerts[1].sections[0].basis, v1::RoutingBasis::Found as i32);
+}
+
+#[test]
+fn per_body_deadlines_override_the_default() {
+    let mut policy = policy();
+    policy.authority_deadlines.insert(
+        KENT.into(),
+        DeadlinePolicy {
+            red: chrono::Duration::minutes(15),
+            ..DeadlinePolicy::default()
+        },
+    );
+    let referral = enriched(
+        v1::Urgency::Immediate,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, KENT, "")],
+        )],
+    );
+    let event = AlertEvent {
+        event_id: "e",
+        referral_id: "ref-1",
+        trigger: Trigger::Referral(&referral),
+    };
+    let alerts = plan_alerts(
+        &event,
+        &History::default(),
+        resolver(),
+        &calendar(),
+        &policy,
+        now(),
+    );
+    let deadline = alerts[0]
+        .deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(deadline, Some(now().timestamp_millis() + 15 * 60_000));
+}
+
+#[test]
+fn follow_up_conditions() {
+    let adult = v1::AgeAssessmentOutcome::Adult as i32;
+    let child = v1::AgeAssessmentOutcome::Child as i32;
+    assert!(age_assessment_disputes(adult, true));
+    assert!(!age_assessment_disputes(adult, false));
+    assert!(!age_assessment_disputes(child, true));
+    assert!(merge_joins_bodies(&[KENT.into(), WESTMINSTER.into()]));
+    assert!(!merge_joins_bodies(&[KENT.into()]));
+}
