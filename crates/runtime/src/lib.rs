@@ -3,10 +3,13 @@
 //! - [`settings`]: typed, layered configuration (defaults, then a TOML file, then
 //!   `KINLINK__SECTION__KEY` environment variables).
 //! - [`telemetry`]: tracing output as text (local) or JSON (production).
+//! - [`http`]: problem+json errors, bearer tokens and their OpenAPI security schemes, for
+//!   every API.
 //! - [`ops_http`]: `/livez`, `/readyz` and `/metrics` for every HTTP-serving process.
 //! - [`open_backends`]: the store and event log a process runs on, from settings.
 //! - [`shutdown_on_signal`]: SIGINT/SIGTERM cancel one token that every task watches.
 
+pub mod http;
 pub mod ops_http;
 pub mod process;
 pub mod settings;

@@ -5,9 +5,11 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use kinlink_runtime::http::OPERATOR_SECURITY;
+use kinlink_runtime::http::Problem;
 use kinlink_store::Store;
 use serde::Serialize;
 use sqlx::Row;
@@ -36,42 +38,20 @@ pub fn router(store: Store, token: Option<String>) -> Router {
         .with_state(TriageState { store, token })
 }
 
-/// Equal-length, constant-time comparison, so response timing does not reveal the token.
-fn same_token(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
 /// Open triage items, oldest first, with their SLA (operator token).
 #[utoipa::path(get, path = "/v1/triage", tag = "operations",
     responses((status = 200, body = Vec<TriageItem>), (status = 401), (status = 404, description = "No operator token configured")),
     security(("operator_token" = [])))]
 async fn list(State(state): State<TriageState>, headers: HeaderMap) -> Response {
     let Some(expected) = state.token.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
+        return Problem::not_found("resource").into_response();
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !same_token(given, expected) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-        )
-            .into_response();
+    if let Err(problem) = kinlink_runtime::http::check_configured(&headers, expected) {
+        return problem.into_response();
     }
     match open_items(&state.store).await {
         Ok(items) => Json(items).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "Triage queue read failed.");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
+        Err(error) => Problem::storage(error).into_response(),
     }
 }
 
@@ -80,8 +60,9 @@ pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
     let now = kinlink_store::now_millis();
     let rows = sqlx::query(
         "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
-         WHERE state = 'open' ORDER BY created_at_ms, alert_id",
+         WHERE state = $1 ORDER BY created_at_ms, alert_id",
     )
+    .bind(kinlink_domain::lifecycle::TriageState::Open.as_str())
     .fetch_all(store.pool())
     .await?;
     let split = |text: String| {
@@ -106,26 +87,8 @@ pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
         .collect()
 }
 
-struct OperatorAuth;
-
-impl utoipa::Modify for OperatorAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "operator_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("ops.api_token"))
-                    .build(),
-            ),
-        );
-    }
-}
-
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list), modifiers(&OperatorAuth), tags((name = "operations", description = "On-call operators")))]
+#[openapi(paths(list), modifiers(&OPERATOR_SECURITY), tags((name = "operations", description = "On-call operators")))]
 struct TriageApi;
 
 /// The triage part of the OpenAPI document.

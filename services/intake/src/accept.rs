@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::SOURCE;
-use crate::problem::Problem;
+use crate::problem::{self, Problem};
 
 /// A response intake stored and will repeat for a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn replay_keys(idempotency_key: Option<&str>, external_reference: &str) -> V
 
 fn unavailable(error: impl std::fmt::Display) -> Problem {
     tracing::error!(%error, "Intake storage or log failure; nothing accepted.");
-    Problem::unavailable()
+    problem::unavailable()
 }
 
 /// A stored response for one of `keys`, finishing a pending acceptance first. A key reused

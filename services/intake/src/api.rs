@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kinlink_eventlog::{EventLog, topics};
 use kinlink_proto::v1;
+use kinlink_runtime::http::AGENCY_SECURITY;
 use kinlink_store::Store;
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use utoipa::OpenApi;
 
 use crate::accept::{self, StoredResponse};
 use crate::followup::FollowUp;
-use crate::problem::Problem;
+use crate::problem::{self, Problem};
 use crate::request::{self, DependantRequest, FieldError, ReferralRequest, Urgency};
 use crate::status::{self, ReferralStatus};
 use crate::{auth, followup};
@@ -95,7 +96,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     };
     let key = value.to_str().unwrap_or_default();
     if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Problem::invalid(vec![FieldError {
+        return Err(problem::invalid(vec![FieldError {
             pointer: "header:Idempotency-Key".into(),
             reason: "must be 1 to 255 visible ASCII characters".into(),
         }]));
@@ -148,13 +149,13 @@ async fn submit(
     let kind = content_type(headers);
     let (parsed, wire_errors) = if kind.starts_with("application/json") {
         (
-            request::parse_body(body).map_err(|field| Problem::invalid(vec![field]))?,
+            request::parse_body(body).map_err(|field| problem::invalid(vec![field]))?,
             Vec::new(),
         )
     } else if kind.starts_with("application/x-protobuf") || kind.starts_with("application/protobuf")
     {
         let submission = v1::ReferralSubmission::decode(body).map_err(|_| {
-            Problem::invalid(vec![FieldError {
+            problem::invalid(vec![FieldError {
                 pointer: String::new(),
                 reason: "body is not a kinlink.v1.ReferralSubmission".into(),
             }])
@@ -182,9 +183,9 @@ async fn submit(
         kinlink_store::now_millis(),
     ) {
         Ok(referral) if wire_errors.is_empty() => referral,
-        Ok(_) => return Err(Problem::invalid(wire_errors)),
+        Ok(_) => return Err(problem::invalid(wire_errors)),
         Err(more) => {
-            return Err(Problem::invalid(
+            return Err(problem::invalid(
                 wire_errors.into_iter().chain(more).collect(),
             ));
         }
@@ -229,7 +230,7 @@ async fn get_referral(
             .ok_or_else(|| Problem::not_found("referral"))?;
         let unavailable = |e: sqlx::Error| {
             tracing::error!(error = %e, "Status query failed.");
-            Problem::unavailable()
+            problem::unavailable()
         };
         Ok::<_, Problem>(ReferralStatus {
             referral_id: referral.referral_id.clone(),
@@ -277,7 +278,7 @@ async fn post_update(
         let agency = auth::agency(&state.store, &headers).await?;
         let key = idempotency_key(&headers)?;
         let update: UpdateRequest =
-            request::parse_json(&body).map_err(|field| Problem::invalid(vec![field]))?;
+            request::parse_json(&body).map_err(|field| problem::invalid(vec![field]))?;
         let (mut referral, _) = accept::load(&state.store, &agency.id, &id)
             .await?
             .ok_or_else(|| Problem::not_found("referral"))?;
@@ -302,12 +303,12 @@ async fn post_update(
             .as_ref()
             .is_some_and(|c| c.chars().count() > 20_000)
         {
-            return Err(Problem::invalid(vec![FieldError {
+            return Err(problem::invalid(vec![FieldError {
                 pointer: "/concern".into(),
                 reason: "longer than 20000 characters".into(),
             }]));
         }
-        let added = request::convert_dependants(update.add_dependants).map_err(Problem::invalid)?;
+        let added = request::convert_dependants(update.add_dependants).map_err(problem::invalid)?;
         referral.dependants.extend(added);
         if let Some(urgency) = update.urgency {
             referral.urgency = urgency.into();
@@ -355,7 +356,7 @@ async fn post_event(State(state): State<IntakeState>, headers: HeaderMap, body: 
     let result = async {
         let agency = auth::agency(&state.store, &headers).await?;
         let key = idempotency_key(&headers)?;
-        let follow_up: FollowUp = request::parse_json(&body).map_err(|field| Problem::invalid(vec![field]))?;
+        let follow_up: FollowUp = request::parse_json(&body).map_err(|field| problem::invalid(vec![field]))?;
         let referral_id = follow_up.referral_id().to_owned();
         accept::load(&state.store, &agency.id, &referral_id).await?.ok_or_else(|| Problem::not_found("referral"))?;
         let hash = accept::body_hash(&body);
@@ -365,10 +366,10 @@ async fn post_event(State(state): State<IntakeState>, headers: HeaderMap, body: 
         }
         let request_id = key.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let envelope = followup::into_envelope(follow_up, &agency.id, &format!("{}/{request_id}", agency.id), kinlink_store::now_millis())
-            .map_err(|field| Problem::invalid(vec![field]))?;
+            .map_err(|field| problem::invalid(vec![field]))?;
         state.log.publish(topics::REFERRAL_FOLLOWUPS, &envelope).await.map_err(|e| {
             tracing::error!(error = %e, "Follow-up not accepted: the log did not take it.");
-            Problem::unavailable()
+            problem::unavailable()
         })?;
         let stored = StoredResponse {
             status: 202,
@@ -394,29 +395,11 @@ async fn post_event(State(state): State<IntakeState>, headers: HeaderMap, body: 
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "agency_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("Agency API token (kinlink tokens create --agency ID)"))
-                    .build(),
-            ),
-        );
-    }
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kinlink", description = "Referral intake for agencies, alerts for children's services, operations."),
     paths(post_referral, get_referral, post_update, post_event),
-    modifiers(&BearerAuth),
+    modifiers(&AGENCY_SECURITY),
     tags((name = "referrals", description = "Agency integration"))
 )]
 struct IntakeApi;

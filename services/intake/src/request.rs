@@ -6,13 +6,8 @@
 use kinlink_proto::v1;
 use serde::Deserialize;
 
-/// One problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// JSON pointer of the field, e.g. `/dependants/1/date_of_birth/value`.
-    pub pointer: String,
-    pub reason: String,
-}
+/// One problem with one field of a request (shared by every kinlink API).
+pub use kinlink_runtime::http::FieldError;
 
 const MAX_NAME: usize = 200;
 const MAX_LIST: usize = 20;

@@ -4,12 +4,13 @@
 //! 404, as if it did not exist, and the attempt is audited. Reads are audited as disclosures.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kinlink_eventlog::{EventLog, topics};
 use kinlink_proto::v1;
+use kinlink_runtime::http::AUTHORITY_SECURITY;
 use kinlink_store::Store;
 use kinlink_store::audit::{self, AuditEntry};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use sqlx::Row;
 
 use crate::delivery::lifecycle;
 use kinlink_domain::lifecycle::{AlertCommand, AlertState, Step};
+use kinlink_runtime::http::{AUTHORITY_TOKEN, Problem};
 
 use crate::escalation::stop_timers;
 use crate::webhook::WebhookPayload;
@@ -31,7 +33,7 @@ pub static ACKNOWLEDGEMENT_SECONDS: std::sync::LazyLock<
 });
 
 /// Token kind for authorities.
-pub const TOKEN_KIND: &str = "authority";
+pub const TOKEN_KIND: &str = AUTHORITY_TOKEN.store_kind;
 
 #[derive(Debug, Clone)]
 struct ApiState {
@@ -64,37 +66,27 @@ struct Caller {
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+    let kind = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::BAD_REQUEST => "bad-request",
+        _ => "error",
+    };
+    Problem::new(status, kind, detail).into_response()
 }
 
 fn unavailable(error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "Authority API storage failure.");
-    problem(StatusCode::SERVICE_UNAVAILABLE, "try again shortly")
+    Problem::storage(error).into_response()
 }
 
 async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
-    let secret = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-    match kinlink_store::tokens::authenticate(&state.store, TOKEN_KIND, secret).await {
-        Ok(Some((authority, token_id))) => Ok(Caller {
-            authority,
-            token_id,
-        }),
-        Ok(None) => Err(problem(
-            StatusCode::UNAUTHORIZED,
-            "unknown or revoked token",
-        )),
-        Err(error) => Err(unavailable(error)),
-    }
+    let principal = kinlink_runtime::http::authenticate(&state.store, AUTHORITY_TOKEN, headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Caller {
+        authority: principal.id,
+        token_id: principal.token_id,
+    })
 }
 
 async fn audit_now(state: &ApiState, entry: AuditEntry<'_>) -> Result<(), Response> {
@@ -473,30 +465,10 @@ async fn resolve(
     }
 }
 
-struct AuthorityAuth;
-
-impl utoipa::Modify for AuthorityAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "authority_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "Authority API token (kinlink tokens create --authority CODE)",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
-
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(inbox, read_alert, acknowledge, accept_responsibility, resolve),
-    modifiers(&AuthorityAuth),
+    modifiers(&AUTHORITY_SECURITY),
     tags((name = "authorities", description = "Children's services: inbox, acknowledgement, hand-off, resolution"))
 )]
 struct AuthorityApi;
