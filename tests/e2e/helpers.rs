@@ -13,7 +13,7 @@ use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use kinlink_test_kit::TestResult;
 
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]

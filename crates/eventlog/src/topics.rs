@@ -66,11 +66,7 @@ pub fn all_with_dead_letters() -> Vec<String> {
 
 /// Stable partition choice for the embedded log (FNV-1a); Kafka partitions by message key.
 pub fn partition_for(key: &str, partitions: i32) -> i32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = kinlink_proto::stable_hash(&[key.as_bytes()]);
     let partitions = u64::try_from(partitions.max(1)).unwrap_or(1);
     i32::try_from(hash % partitions).unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 //! backends: SQLite (embedded default) and PostgreSQL (scale-out). PostgreSQL must be
 //! reachable (`KINLINK_TEST_POSTGRES_URL`); the suite fails rather than skips without it.
 
+use kinlink_test_kit::TestResult;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,8 +16,6 @@ use kinlink_store::Store;
 use kinlink_store::test_support::TempPostgres;
 use sqlx::{AnyConnection, Row};
 use tokio_util::sync::CancellationToken;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Where the test stage writes its outputs (any topic it does not consume).
 const OUTPUT_TOPIC: &str = topics::REFERRAL_FOLLOWUPS;
@@ -98,7 +97,7 @@ async fn run_until(
     stage: Arc<Resolver>,
     expected: usize,
     patience: Duration,
-) -> Result<Vec<Record>, Box<dyn std::error::Error>> {
+) -> Result<Vec<Record>, Box<dyn std::error::Error + Send + Sync>> {
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn({
         let log = EventLog::Embedded(log.clone());

@@ -2,6 +2,7 @@
 //! broker (tansu) tests in `tests/e2e`: transient produce errors, and a broker that goes down
 //! while the outbox holds events. Nothing may be lost and nothing acknowledged early.
 
+use kinlink_test_kit::TestResult;
 use std::time::Duration;
 
 use kinlink_eventlog::{Envelope, KafkaConfig, KafkaLog, LogMetrics, topics};
@@ -14,8 +15,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn event(id: &str) -> Envelope {
     let message = AlertAcknowledged {

@@ -7,12 +7,11 @@ use kinlink_domain::deadline::WorkingCalendar;
 use kinlink_domain::routing::AuthorityResolver;
 use kinlink_enricher::Enricher;
 use kinlink_eventlog::{Envelope, Record, Stage};
-use kinlink_proto::v1::{self, LocationRole, Relationship, subject_ref};
+use kinlink_proto::v1::{self, LocationRole, subject_ref};
 use kinlink_runtime::settings::AlerterSettings;
 use kinlink_store::Store;
+use kinlink_test_kit::{TestResult, record, referral};
 use sqlx::Row;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 struct Harness {
     store: Store,
@@ -21,7 +20,7 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(name: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    async fn new(name: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let dir =
             std::env::temp_dir().join(format!("kinlink-alerter-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -42,7 +41,7 @@ impl Harness {
     async fn refer(
         &self,
         referral: v1::ReferralReceived,
-    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(self.refer_keeping_input(referral).await?.0)
     }
 
@@ -50,16 +49,12 @@ impl Harness {
     async fn refer_keeping_input(
         &self,
         referral: v1::ReferralReceived,
-    ) -> Result<(Vec<v1::AlertRaised>, Record), Box<dyn std::error::Error>> {
+    ) -> Result<(Vec<v1::AlertRaised>, Record), Box<dyn std::error::Error + Send + Sync>> {
         let id = referral.referral_id.clone();
-        let received = record(Envelope::new(
-            format!("event-{id}"),
-            "/test",
-            &id,
-            &id,
-            0,
-            &referral,
-        ));
+        let received = record(
+            "t",
+            Envelope::new(format!("event-{id}"), "/test", &id, &id, 0, &referral),
+        );
         let mut tx = self.store.begin().await?;
         let enriched = Enricher::shipped()?.handle(&mut tx, &received).await?;
         tx.commit().await?;
@@ -67,14 +62,14 @@ impl Harness {
             .into_iter()
             .next()
             .ok_or("enricher emitted nothing")?;
-        let enriched = record(enriched.envelope);
+        let enriched = record("t", enriched.envelope);
         Ok((self.alert(&enriched).await?, enriched))
     }
 
     async fn alert(
         &self,
         input: &Record,
-    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error + Send + Sync>> {
         let mut tx = self.store.begin().await?;
         let outputs = self.alerter.handle(&mut tx, input).await?;
         tx.commit().await?;
@@ -88,15 +83,11 @@ impl Harness {
         &self,
         id: &str,
         message: &M,
-    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error>> {
-        self.alert(&record(Envelope::new(
-            id.into(),
-            "/test",
-            id,
-            id,
-            0,
-            message,
-        )))
+    ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error + Send + Sync>> {
+        self.alert(&record(
+            "t",
+            Envelope::new(id.into(), "/test", id, id, 0, message),
+        ))
         .await
     }
 
@@ -106,12 +97,15 @@ impl Harness {
     }
 }
 
-fn record(envelope: Envelope) -> Record {
-    Record {
-        topic: "t".into(),
-        partition: 0,
-        offset: 0,
-        envelope,
+/// A routine referral received now.
+fn routine_referral(
+    id: &str,
+    subject: v1::Person,
+    children: Vec<v1::Person>,
+) -> v1::ReferralReceived {
+    v1::ReferralReceived {
+        urgency: v1::Urgency::Routine as i32,
+        ..referral(id, subject, children, kinlink_store::now_millis())
     }
 }
 
@@ -136,26 +130,6 @@ fn person(given: &str, dob: &str, locations: Vec<v1::Location>) -> v1::Person {
     }
 }
 
-fn referral(id: &str, subject: v1::Person, children: Vec<v1::Person>) -> v1::ReferralReceived {
-    v1::ReferralReceived {
-        referral_id: id.into(),
-        subject: Some(subject),
-        dependants: children
-            .into_iter()
-            .map(|p| v1::Dependant {
-                person: Some(p),
-                relationship: Relationship::Child as i32,
-                with_subject: true,
-            })
-            .collect(),
-        urgency: v1::Urgency::Routine as i32,
-        received_at: Some(kinlink_proto::timestamp_from_millis(
-            kinlink_store::now_millis(),
-        )),
-        ..Default::default()
-    }
-}
-
 fn rules_of(alert: &v1::AlertRaised, person_id: &str) -> Vec<String> {
     alert
         .sections
@@ -170,7 +144,7 @@ async fn a_household_groups_per_body_and_lives_found_alerts_both() -> TestResult
     let h = Harness::new("grouping").await?;
     // Two children living in Canterbury (Kent); the second is found in Westminster.
     let (alerts, enriched) = h
-        .refer_keeping_input(referral(
+        .refer_keeping_input(routine_referral(
             "r-group",
             person(
                 "Lan",
@@ -253,7 +227,7 @@ async fn a_household_groups_per_body_and_lives_found_alerts_both() -> TestResult
 async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
     let h = Harness::new("rules").await?;
     let first = h
-        .refer(referral(
+        .refer(routine_referral(
             "r1",
             person("Hoa", "1980-01-02", vec![]),
             vec![person(
@@ -269,7 +243,7 @@ async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
     // Bao is referred in his own right months later, found in Bristol: a linked child in a
     // new authority. Bristol hears it (repeat, reappearance); Birmingham hears he reappeared.
     let second = h
-        .refer(referral(
+        .refer(routine_referral(
             "r2",
             person(
                 "Bao",
@@ -353,7 +327,7 @@ async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
         ..Default::default()
     };
     let alerts = h
-        .refer(referral(
+        .refer(routine_referral(
             "r3",
             person("Mai", "1990-09-09", vec![]),
             vec![unknown_age],
@@ -368,7 +342,7 @@ async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
             .contains(&"age_dispute".to_owned())
     );
     // An anonymous Duty-to-Notify report: the child is alerted, the adult's non-disclosure audited.
-    let mut anonymous = referral(
+    let mut anonymous = routine_referral(
         "r4",
         v1::Person {
             claimed_age: Some(30),

@@ -214,11 +214,7 @@ pub async fn lock_blocking_keys(
 
 /// A stable 64-bit id for a blocking key (FNV-1a), the same in every instance.
 fn lock_id(key: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"kinlink-linkage:".iter().chain(key.as_bytes()) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+    let hash = kinlink_proto::stable_hash(&[b"kinlink-linkage:", key.as_bytes()]);
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 

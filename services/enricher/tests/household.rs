@@ -2,11 +2,10 @@
 //! child recognised across referrals by strong identifier or by probabilistic linkage.
 
 use kinlink_enricher::Enricher;
-use kinlink_eventlog::{Envelope, Record, Stage};
+use kinlink_eventlog::{Record, Stage};
 use kinlink_proto::v1::{self, ChildBasis, LinkKind, MatchMethod, SubjectRole};
 use kinlink_store::Store;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use kinlink_test_kit::{TestResult, referral_record};
 
 fn person(given: &str, dob: Option<&str>, nhs: Option<&str>) -> v1::Person {
     v1::Person {
@@ -28,34 +27,7 @@ fn person(given: &str, dob: Option<&str>, nhs: Option<&str>) -> v1::Person {
     }
 }
 
-fn referral(id: &str, subject: v1::Person, dependants: Vec<v1::Person>) -> Record {
-    let event = v1::ReferralReceived {
-        referral_id: id.into(),
-        subject: Some(subject),
-        dependants: dependants
-            .into_iter()
-            .map(|p| v1::Dependant {
-                person: Some(p),
-                relationship: v1::Relationship::Child as i32,
-                with_subject: true,
-            })
-            .collect(),
-        received_at: Some(kinlink_proto::timestamp_from_millis(1_795_000_000_000)), // 2026-11
-        ..Default::default()
-    };
-    let envelope = Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event);
-    Record {
-        topic: "t".into(),
-        partition: 0,
-        offset: 0,
-        envelope,
-    }
-}
-
-async fn enrich(
-    store: &Store,
-    record: &Record,
-) -> Result<v1::ReferralEnriched, Box<dyn std::error::Error>> {
+async fn enrich(store: &Store, record: &Record) -> TestResult<v1::ReferralEnriched> {
     let mut tx = store.begin().await?;
     let outputs = Enricher::shipped()?.handle(&mut tx, record).await?;
     tx.commit().await?;
@@ -76,7 +48,7 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     // An adult with two children: one with an NHS number, one with an exact date of birth.
     let first = enrich(
         &store,
-        &referral(
+        &referral_record(
             "r1",
             person("Selam", Some("1988-02-11"), None),
             vec![
@@ -125,7 +97,7 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     // Later Yonas is referred in his own right; the NHS number is written differently.
     let second = enrich(
         &store,
-        &referral("r2", person("Jonas", None, Some("4857773456")), vec![]),
+        &referral_record("r2", person("Jonas", None, Some("4857773456")), vec![]),
     )
     .await?;
     let own = &second.subjects[0];
@@ -140,7 +112,7 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     // Hana appears as another adult's dependant with the same names and date of birth.
     let third = enrich(
         &store,
-        &referral(
+        &referral_record(
             "r3",
             person("Mebrat", None, None),
             vec![person("Hana", Some("2017-06-30"), None)],
@@ -161,7 +133,7 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     // Conflicting strong identifiers never merge automatically.
     enrich(
         &store,
-        &referral("r4", person("Other", None, Some("9999999999")), vec![]),
+        &referral_record("r4", person("Other", None, Some("9999999999")), vec![]),
     )
     .await?;
     let mut clash = person("Yonas", None, Some("4857773456"));
@@ -171,7 +143,7 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     });
     let fifth = enrich(
         &store,
-        &referral("r5", person("Adult", None, None), vec![clash]),
+        &referral_record("r5", person("Adult", None, None), vec![clash]),
     )
     .await?;
     let resolved = &fifth.subjects[1];

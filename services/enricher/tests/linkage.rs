@@ -9,8 +9,7 @@ use kinlink_enricher::review::{self, Verdict};
 use kinlink_eventlog::{Envelope, EventLog, Output, Record, Stage, topics};
 use kinlink_proto::v1::{self, MatchMethod};
 use kinlink_store::Store;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use kinlink_test_kit::{TestResult, referral_record};
 
 /// Each scenario runs on the embedded store (SQLite) and on PostgreSQL (the scale-out store).
 macro_rules! on_both_stores {
@@ -69,29 +68,6 @@ fn at(person: v1::Person, postcode: &str) -> v1::Person {
     }
 }
 
-fn referral(id: &str, subject: v1::Person, dependants: Vec<v1::Person>) -> Record {
-    let event = v1::ReferralReceived {
-        referral_id: id.into(),
-        subject: Some(subject),
-        dependants: dependants
-            .into_iter()
-            .map(|p| v1::Dependant {
-                person: Some(p),
-                relationship: v1::Relationship::Child as i32,
-                with_subject: true,
-            })
-            .collect(),
-        received_at: Some(kinlink_proto::timestamp_from_millis(1_795_000_000_000)),
-        ..Default::default()
-    };
-    Record {
-        topic: topics::REFERRALS_RECEIVED.into(),
-        partition: 0,
-        offset: 0,
-        envelope: Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event),
-    }
-}
-
 struct Harness {
     store: Store,
     log: EventLog,
@@ -107,7 +83,7 @@ enum Backend {
 }
 
 impl Harness {
-    async fn new(name: &str, backend: Backend) -> Result<Self, Box<dyn std::error::Error>> {
+    async fn new(name: &str, backend: Backend) -> TestResult<Self> {
         let dir =
             std::env::temp_dir().join(format!("kinlink-{name}-{backend:?}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -140,7 +116,7 @@ impl Harness {
     async fn enrich(
         &self,
         record: &Record,
-    ) -> Result<(v1::ReferralEnriched, Vec<Output>), Box<dyn std::error::Error>> {
+    ) -> Result<(v1::ReferralEnriched, Vec<Output>), Box<dyn std::error::Error + Send + Sync>> {
         let mut tx = self.store.begin().await?;
         let mut outputs = self.enricher.handle(&mut tx, record).await?;
         tx.commit().await?;
@@ -166,7 +142,7 @@ async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_chil
 ) -> TestResult {
     let h = Harness::new("linkage-translit", backend).await?;
     let (first, _) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r1",
             person(
                 "Elira",
@@ -196,7 +172,7 @@ async fn a_dependant_referred_later_under_a_transliterated_name_is_the_same_chil
 
     // Besa referred in her own right: transliterated names, estimated year of birth, found
     // in the next street.
-    let own_right = referral(
+    let own_right = referral_record(
         "r2",
         at(
             person("Bessa", "Hoxhaj", Some(("2016", v1::DobPrecision::Year))),
@@ -247,7 +223,7 @@ async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events(
 ) -> TestResult {
     let h = Harness::new("linkage-review", backend).await?;
     let (first, _) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r1",
             person(
                 "Teuta",
@@ -268,7 +244,7 @@ async fn an_uncertain_match_opens_a_review_then_merge_and_split_are_events(
 
     // Same names, no date of birth, found across town: maybe the same boy.
     let (second, reviews) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r2",
             v1::Person {
                 sex: v1::Sex::Male as i32,
@@ -380,11 +356,11 @@ async fn conflicting_strong_identifiers_block_an_automatic_link(backend: Backend
         )
     };
     let (first, _) = h
-        .enrich(&referral("r1", with_nhs("4857773456"), vec![]))
+        .enrich(&referral_record("r1", with_nhs("4857773456"), vec![]))
         .await?;
     // Everything agrees except the NHS number: not linked, a person must look.
     let (second, reviews) = h
-        .enrich(&referral("r2", with_nhs("9434765919"), vec![]))
+        .enrich(&referral_record("r2", with_nhs("9434765919"), vec![]))
         .await?;
     assert_ne!(second.subjects[0].person_id, first.subjects[0].person_id);
     assert_eq!(
@@ -411,7 +387,7 @@ async fn an_anonymous_duty_to_notify_adult_is_never_linked(backend: Backend) -> 
     };
     let mut persons = Vec::new();
     for id in ["r1", "r2"] {
-        let mut record = referral(id, anonymous_adult.clone(), vec![]);
+        let mut record = referral_record(id, anonymous_adult.clone(), vec![]);
         let mut event: v1::ReferralReceived = record.envelope.decode()?;
         event.anonymous_duty_to_notify = true;
         record.envelope = Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event);
@@ -469,10 +445,10 @@ async fn a_later_version_with_dependants_reordered_keeps_each_child(
         )
     };
     let (first, _) = h
-        .enrich(&referral("r1", mother(), vec![arber(), blerta()]))
+        .enrich(&referral_record("r1", mother(), vec![arber(), blerta()]))
         .await?;
     // Version 2 lists the children the other way round.
-    let mut update = referral("r1", mother(), vec![blerta(), arber()]);
+    let mut update = referral_record("r1", mother(), vec![blerta(), arber()]);
     let mut event: v1::ReferralReceived = update.envelope.decode()?;
     event.version = 2;
     update.envelope = Envelope::new("event-r1-v2".into(), "/test", "r1", "r1", 0, &event);
@@ -508,7 +484,7 @@ async fn concurrent_referrals_of_one_child_on_postgres_make_one_person() -> Test
     let mut first = h.store.begin().await?;
     let outputs = h
         .enricher
-        .handle(&mut first, &referral("r1", besa(), vec![]))
+        .handle(&mut first, &referral_record("r1", besa(), vec![]))
         .await?;
     let one: v1::ReferralEnriched = outputs.first().ok_or("no output")?.envelope.decode()?;
 
@@ -518,7 +494,7 @@ async fn concurrent_referrals_of_one_child_on_postgres_make_one_person() -> Test
     let second = tokio::spawn(async move {
         let mut tx = store.begin().await?;
         let outputs = enricher
-            .handle(&mut tx, &referral("r2", besa(), vec![]))
+            .handle(&mut tx, &referral_record("r2", besa(), vec![]))
             .await?;
         tx.commit().await?;
         let enriched: v1::ReferralEnriched =
@@ -542,7 +518,7 @@ async fn concurrent_referrals_of_one_child_on_postgres_make_one_person() -> Test
 }
 
 /// Event types on the persons-changes topic of the embedded log, in order.
-async fn persons_changes(store: &Store) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+async fn persons_changes(store: &Store) -> TestResult<Vec<String>> {
     use sqlx::Row;
     let mut conn = store.begin().await?;
     let rows = sqlx::query("SELECT event_type FROM log_events WHERE topic = $1 ORDER BY seq")
@@ -564,7 +540,7 @@ async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral(
         ..person("Arber", "Krasniqi", dob)
     };
     let (first, _) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r1",
             person(
                 "Teuta",
@@ -590,7 +566,7 @@ async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral(
     // The family is referred again from a new address; the children's dates of birth were not
     // taken this time.
     let (second, _) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r2",
             at(
                 person(
@@ -623,7 +599,7 @@ async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral(
     // The same name and no date of birth, with an adult nobody knows, somewhere else: not
     // enough on its own.
     let (third, _) = h
-        .enrich(&referral(
+        .enrich(&referral_record(
             "r3",
             at(person("Zana", "Morina", None), "B1 1BB"),
             vec![at(boy(None), "B1 1BB")],

@@ -2,6 +2,7 @@
 //! local HTTP receiver: nothing fires before the deadline, the secondary contact at it, on-call
 //! after the configured interval, and the timers survive a new worker (a restart).
 
+use kinlink_test_kit::TestResult;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,10 +17,9 @@ use kinlink_store::Store;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
 type Hits = Arc<Mutex<Vec<String>>>;
 
-async fn receiver() -> Result<(String, Hits), Box<dyn std::error::Error>> {
+async fn receiver() -> Result<(String, Hits), Box<dyn std::error::Error + Send + Sync>> {
     let hits: Hits = Arc::default();
     let app = axum::Router::new()
         .route(
