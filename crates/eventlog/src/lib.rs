@@ -20,7 +20,7 @@ pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 mod runner;
-mod sql;
+pub mod sql;
 pub mod stage;
 pub mod topics;
 

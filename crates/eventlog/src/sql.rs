@@ -23,6 +23,17 @@ pub(crate) async fn mark_processed(
     Ok(result.rows_affected() == 1)
 }
 
+/// Forgets that `group` applied `event_id`, so a replay of it is applied again (dead-letter
+/// and stage replays). The one other writer of `processed_events` besides the runners.
+pub async fn forget_processed(conn: &mut AnyConnection, group: &str, event_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM processed_events WHERE group_id = $1 AND event_id = $2")
+        .bind(group)
+        .bind(event_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Writes an event to the outbox, for the relay to publish after the transaction commits.
 pub(crate) async fn insert_outbox(
     conn: &mut AnyConnection,

@@ -3,10 +3,11 @@
 //! whether they are treated as a child. Consumes `kinlink.referrals.received`, emits
 //! `kinlink.referrals.enriched`.
 //!
-//! Layout: [`linking`] (pure rules: child status, linkage records, the link/review/new
-//! decision), [`registry`] (person tables and the blocking index), [`review`] (review tasks,
-//! merges, splits and explanations for operators), [`relink`] (what another model would
-//! change), this file (the stage).
+//! The rules (child status, linkage records, identifier precedence, the link/review/new
+//! decision, household links) are in [`kinlink_domain::child`] and [`kinlink_domain::linking`];
+//! this crate loads candidates, calls them and writes the result. Layout: [`registry`] (person
+//! tables and the blocking index), [`review`] (review tasks, merges, splits and explanations
+//! for operators), [`relink`] (what another model would change), this file (the stage).
 
 pub mod registry;
 pub mod relink;

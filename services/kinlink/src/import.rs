@@ -29,7 +29,7 @@ pub async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let lines: Vec<&str> = text.lines().collect();
-    let settings = crate::ops::settings(&args.store)?;
+    let settings = crate::support::settings(&args.store)?;
     let (store, log) =
         kinlink_runtime::open_backends(&settings, kinlink_eventlog::LogMetrics::default()).await?;
     let mut report: Box<dyn Write> = match &args.errors {

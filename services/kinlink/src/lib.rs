@@ -7,10 +7,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+mod audit;
+mod authority;
 mod import;
 pub mod linkage;
 mod ops;
+mod persons;
+mod support;
+mod tokens;
+mod triage;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -356,14 +363,21 @@ pub struct UpArgs {
 }
 
 /// Runs the parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Commands that answer with an exit code of their own say so; the rest succeed or fail.
+    let done = match cli.command {
+        Command::Authority(args) => return authority::lookup(&args),
+        Command::Audit(AuditArgs {
+            command: AuditCommand::Verify(args),
+        }) => return audit::verify(&args).await,
+        other => other,
+    };
+    match done {
         Command::Up(args) => up(args).await,
         Command::Serve(args) => serve(args).await,
-        Command::Authority(args) => ops::authority(&args),
         Command::Triage(TriageArgs {
             command: TriageCommand::List(args),
-        }) => ops::triage_list(&args).await,
+        }) => triage::list(&args).await,
         Command::Triage(TriageArgs {
             command:
                 TriageCommand::Route {
@@ -372,8 +386,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     by,
                     store,
                 },
-        }) => ops::triage_route(&alert_id, &authority, &by, &store).await,
-        Command::Tokens(TokensArgs { command }) => ops::tokens(command).await,
+        }) => triage::route(&alert_id, &authority, &by, &store).await,
+        Command::Tokens(TokensArgs { command }) => tokens::run(command).await,
         Command::Import(args) => import::run(&args).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
@@ -382,12 +396,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => linkage::train_model(&args),
         Command::Model {
             command: ModelCommand::Diff { model, store },
-        } => ops::persons::model_diff(model.as_deref(), &store).await,
+        } => persons::model_diff(model.as_deref(), &store).await,
         Command::Synth(args) => linkage::synth(&args),
-        Command::Explain { person_id, store } => ops::persons::explain(&person_id, &store).await,
+        Command::Explain { person_id, store } => persons::explain(&person_id, &store).await,
         Command::Review {
             command: ReviewCommand::List { all, store },
-        } => ops::persons::review_list(all, &store).await,
+        } => persons::review_list(all, &store).await,
         Command::Review {
             command:
                 ReviewCommand::Decide {
@@ -397,7 +411,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     by,
                     store,
                 },
-        } => ops::persons::review_decide(&task_id, same, &by, &store).await,
+        } => persons::review_decide(&task_id, same, &by, &store).await,
         Command::Person {
             command:
                 PersonCommand::Split {
@@ -407,11 +421,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     by,
                     store,
                 },
-        } => ops::persons::split(&person_id, &records, &reason, &by, &store).await,
-        Command::Audit(AuditArgs {
-            command: AuditCommand::Verify(args),
-        }) => ops::audit_verify(&args).await,
+        } => persons::split(&person_id, &records, &reason, &by, &store).await,
+        Command::Authority(_) | Command::Audit(_) => Ok(()),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

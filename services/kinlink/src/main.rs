@@ -1,10 +1,13 @@
-//! `kinlink`: see the library for the commands.
+//! `kinlink`: see the library for the commands. The only place the process exits.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     match kinlink::run(kinlink::Cli::parse()).await {
+        Ok(code) => code,
         // Output piped into `head` and the like: the reader has what it wanted.
         Err(error)
             if error.chain().any(|e| {
@@ -12,8 +15,11 @@ async fn main() -> anyhow::Result<()> {
                     .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             }) =>
         {
-            Ok(())
+            ExitCode::SUCCESS
         }
-        other => other,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::directory::Directory;
 use crate::policy::{self, AttemptOutcome, GiveUp, NextStep};
 use crate::webhook::{WebhookClient, WebhookPayload};
-use kinlink_domain::lifecycle::{DeliveryState, EscalationLevel, EscalationState};
+use kinlink_domain::lifecycle::DeliveryState;
 
 use crate::{Error, SOURCE};
 
@@ -58,6 +58,32 @@ impl std::fmt::Debug for DeliveryWorker {
 
 /// How often the worker looks for due work. Retries and escalation timers fire within this.
 const POLL: Duration = Duration::from_millis(250);
+
+/// An operator replays a delivery the notifier gave up on: it is due again now with a fresh
+/// retry budget, and the authority's endpoint, withdrawn by a 410, is enabled again (the
+/// operator has had it fixed). The only way `deliveries` and `endpoint_state` change from
+/// outside the worker.
+pub async fn requeue_given_up(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET state = $1, base_attempts = attempts, next_attempt_at_ms = $2 WHERE alert_id = $3",
+    )
+    .bind(DeliveryState::Pending.as_str())
+    .bind(now_ms)
+    .bind(alert_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM endpoint_state WHERE authority_code = (SELECT authority_code FROM deliveries WHERE alert_id = $1)",
+    )
+    .bind(alert_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 impl DeliveryWorker {
     pub fn new(
@@ -398,13 +424,7 @@ impl DeliveryWorker {
             .append_in(tx, &topics::dead_letter("notifier"), &letter)
             .await?;
         // Escalate now rather than at the deadline: nobody has been told.
-        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4")
-            .bind(now)
-            .bind(&alert.alert_id)
-            .bind(EscalationLevel::Secondary.number())
-            .bind(EscalationState::Scheduled.as_str())
-            .execute(&mut **tx)
-            .await?;
+        crate::escalation::bring_forward(tx, &alert.alert_id, now).await?;
         audit::append(
             tx,
             &AuditEntry {

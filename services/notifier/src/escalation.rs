@@ -67,6 +67,25 @@ pub async fn stop_timers(
     Ok(())
 }
 
+/// A delivery was given up: the secondary contact is due now rather than at the deadline,
+/// since nobody has been told.
+pub async fn bring_forward(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+    )
+    .bind(now_ms)
+    .bind(alert_id)
+    .bind(EscalationLevel::Secondary.number())
+    .bind(EscalationState::Scheduled.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Pause before retrying an escalation whose target did not answer.
 const RETRY_MS: i64 = 30_000;
 
@@ -115,6 +134,27 @@ impl DeliveryWorker {
         Ok(handled)
     }
 
+    /// Persists a timer's step, guarded on the state it moves from.
+    async fn step(
+        &self,
+        alert_id: &str,
+        level: EscalationLevel,
+        step: Step<EscalationState>,
+    ) -> Result<(), Error> {
+        if let Step::Move { from, to } = step {
+            sqlx::query(
+                "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+            )
+            .bind(to.as_str())
+            .bind(alert_id)
+            .bind(level.number())
+            .bind(from.as_str())
+            .execute(self.store.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
     fn count(&self, authority: &str, outcome: &str) {
         self.escalations
             .get_or_create(&OutcomeLabels {
@@ -125,10 +165,13 @@ impl DeliveryWorker {
     }
 
     async fn retry_later(&self, alert_id: &str, level: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3")
-            .bind(self.now() + RETRY_MS)
-            .bind(alert_id)
-            .bind(level)
+        sqlx::query(
+            "UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+        )
+        .bind(self.now() + RETRY_MS)
+        .bind(alert_id)
+        .bind(level)
+        .bind(EscalationState::Scheduled.as_str())
             .execute(self.store.pool())
             .await?;
         Ok(())
@@ -137,11 +180,11 @@ impl DeliveryWorker {
     async fn fire_secondary(&self, alert: &v1::AlertRaised, target: &str) -> Result<(), Error> {
         if target.is_empty() {
             // No secondary contact configured: on-call is next.
-            sqlx::query("UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3")
-                .bind(EscalationState::Skipped.as_str())
-                .bind(&alert.alert_id)
-                .bind(EscalationLevel::Secondary.number())
-                .execute(self.store.pool())
+            let step = EscalationState::Scheduled.apply(
+                EscalationLevel::Secondary,
+                EscalationEvent::Due { has_target: false },
+            );
+            self.step(&alert.alert_id, EscalationLevel::Secondary, step)
                 .await?;
             return Ok(());
         }
@@ -247,11 +290,9 @@ impl DeliveryWorker {
             .send(&on_call.events_url, &message_id, &body, &[])
             .await
         {
-            sqlx::query("UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3")
-                .bind(EscalationState::Resolved.as_str())
-                .bind(&alert.alert_id)
-                .bind(EscalationLevel::OnCall.number())
-                .execute(self.store.pool())
+            let step = EscalationState::ResolvePending
+                .apply(EscalationLevel::OnCall, EscalationEvent::PageResolved);
+            self.step(&alert.alert_id, EscalationLevel::OnCall, step)
                 .await?;
             self.count(&alert.authority_code, "on_call_resolved");
         }
@@ -267,13 +308,26 @@ impl DeliveryWorker {
     ) -> Result<(), Error> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        sqlx::query("UPDATE escalations SET state = $1, fired_at_ms = $2 WHERE alert_id = $3 AND level = $4")
-            .bind(EscalationState::Fired.as_str())
-            .bind(now)
-            .bind(&alert.alert_id)
-            .bind(level)
-            .execute(&mut *tx)
-            .await?;
+        let Step::Move { from, to } = EscalationState::Scheduled.apply(
+            EscalationLevel::from_number(level).unwrap_or(EscalationLevel::OnCall),
+            EscalationEvent::Due { has_target: true },
+        ) else {
+            return Ok(());
+        };
+        let moved = sqlx::query(
+            "UPDATE escalations SET state = $1, fired_at_ms = $2 WHERE alert_id = $3 AND level = $4 AND state = $5",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(&alert.alert_id)
+        .bind(level)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            // Another worker recorded it first: its event and audit entry stand alone.
+            return Ok(());
+        }
         let escalated = v1::AlertEscalated {
             alert_id: alert.alert_id.clone(),
             authority_code: alert.authority_code.clone(),

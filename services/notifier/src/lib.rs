@@ -16,7 +16,8 @@
 //! which the receiver can drop. A retry is the only way an alert is sent twice.
 //!
 //! Tables owned here: `deliveries`, `delivery_attempts`, `endpoint_state` ([`delivery`]),
-//! `alerts` ([`authority_api`] and [`inbox`]) and `escalations` ([`escalation`]). State names
+//! `alerts` ([`inbox`] files them, [`authority_api`] moves them, [`triage`] names the body of
+//! one routed by hand) and `escalations` ([`escalation`]). State names
 //! and transitions come from [`kinlink_domain::lifecycle`].
 //!
 //! Layout: [`policy`] (pure: outcome -> next step), [`signing`], [`webhook`] (HTTP),

@@ -103,24 +103,17 @@ pub async fn replay(
                 // A delivery the notifier gave up on: queue it again (and re-enable a
                 // withdrawn endpoint, which the operator has presumably had fixed).
                 let mut tx = store.begin().await?;
-                sqlx::query(
-                    "UPDATE deliveries SET state = 'pending', base_attempts = attempts, next_attempt_at_ms = $1 WHERE alert_id = $2",
+                kinlink_notifier::delivery::requeue_given_up(
+                    &mut tx,
+                    &envelope.subject,
+                    kinlink_store::now_millis(),
                 )
-                .bind(kinlink_store::now_millis())
-                .bind(&envelope.subject)
-                .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM endpoint_state WHERE authority_code = (SELECT authority_code FROM deliveries WHERE alert_id = $1)")
-                    .bind(&envelope.subject)
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
             } else {
                 // Forget that the stage applied this id first, or it would skip the replay.
-                sqlx::query("DELETE FROM processed_events WHERE group_id = $1 AND event_id = $2")
-                    .bind(&letter.stage)
-                    .bind(&letter.event_id)
-                    .execute(store.pool())
+                let mut conn = store.pool().acquire().await?;
+                kinlink_eventlog::sql::forget_processed(&mut conn, &letter.stage, &letter.event_id)
                     .await?;
                 envelope
                     .extensions

@@ -190,10 +190,8 @@ pub async fn replay(
                 .entry((record.topic.clone(), record.partition))
                 .or_insert(record.offset);
             *entry = (*entry).min(record.offset);
-            sqlx::query("DELETE FROM processed_events WHERE group_id = $1 AND event_id = $2")
-                .bind(stage.name())
-                .bind(&record.envelope.id)
-                .execute(store.pool())
+            let mut conn = store.pool().acquire().await?;
+            kinlink_eventlog::sql::forget_processed(&mut conn, stage.name(), &record.envelope.id)
                 .await?;
         }
         for ((topic, partition), offset) in first {

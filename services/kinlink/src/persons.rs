@@ -5,7 +5,8 @@
 use anyhow::Context;
 use kinlink_enricher::review::{self, Verdict};
 
-use super::{StoreArgs, print, settings, when};
+use crate::StoreArgs;
+use crate::support::{print, settings, when};
 
 async fn backends(
     args: &StoreArgs,
