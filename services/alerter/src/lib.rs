@@ -54,6 +54,7 @@ pub struct Alerter {
     calendar: WorkingCalendar,
     policy: AlertPolicy,
     triage_sla_ms: i64,
+    clock: kinlink_store::Clock,
 }
 
 fn policy(red_minutes: u32, amber_working_minutes: u32, green_working_days: u32) -> DeadlinePolicy {
@@ -93,7 +94,16 @@ impl Alerter {
                 repeat_window_ms: i64::from(settings.repeat_window_days) * 86_400_000,
             },
             triage_sla_ms: i64::from(settings.triage_sla_minutes) * 60_000,
+            clock: kinlink_store::Clock::system(),
         }
+    }
+}
+
+impl Alerter {
+    /// Replaces the clock the stage plans with (tests).
+    pub fn with_clock(mut self, clock: kinlink_store::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -108,7 +118,7 @@ impl Stage for Alerter {
         record: &Record,
     ) -> Result<Vec<Output>, StageError> {
         let envelope = &record.envelope;
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         // Load: the event and what the store knows about the persons it concerns.
         let Some((referral_id, trigger, history)) = self.load(conn, envelope).await? else {
             return Ok(Vec::new());

@@ -88,6 +88,7 @@ static REVIEWS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter
 #[derive(Debug, Clone)]
 pub struct Enricher {
     model: Arc<Model>,
+    clock: kinlink_store::Clock,
 }
 
 impl Enricher {
@@ -99,7 +100,14 @@ impl Enricher {
     pub fn new(model: Model) -> Self {
         Self {
             model: Arc::new(model),
+            clock: kinlink_store::Clock::system(),
         }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: kinlink_store::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The model file and thresholds of the settings (the shipped model when no file).
@@ -139,7 +147,8 @@ impl Stage for Enricher {
         record: &Record,
     ) -> Result<Vec<Output>, StageError> {
         let referral: v1::ReferralReceived = record.envelope.decode()?;
-        let (enriched, opened) = enrich(conn, &self.model, &referral).await?;
+        let now_ms = self.clock.now_ms();
+        let (enriched, opened) = enrich(conn, &self.model, &referral, now_ms).await?;
         let mut reviews = Vec::new();
         for review in &opened {
             REVIEWS.inc();
@@ -150,7 +159,7 @@ impl Stage for Enricher {
                     SOURCE,
                     &review.person_id,
                     &review.person_id,
-                    kinlink_store::now_millis(),
+                    now_ms,
                     review,
                 ),
             ));
@@ -160,7 +169,7 @@ impl Stage for Enricher {
             SOURCE,
             &referral.referral_id,
             &referral.referral_id,
-            kinlink_store::now_millis(),
+            now_ms,
             &enriched,
         );
         tracing::info!(
@@ -181,6 +190,7 @@ async fn enrich(
     conn: &mut AnyConnection,
     model: &Model,
     referral: &v1::ReferralReceived,
+    now_ms: i64,
 ) -> Result<(v1::ReferralEnriched, Vec<v1::LinkageReviewOpened>), StageError> {
     let subject = referral
         .subject
@@ -189,10 +199,9 @@ async fn enrich(
     let received_ms = referral
         .received_at
         .as_ref()
-        .map(kinlink_proto::millis_from_timestamp)
-        .unwrap_or_else(kinlink_store::now_millis);
+        .map_or(now_ms, kinlink_proto::millis_from_timestamp);
     let received = chrono::DateTime::from_timestamp_millis(received_ms)
-        .unwrap_or_else(chrono::Utc::now)
+        .unwrap_or_default()
         .date_naive();
 
     let people = std::iter::once((SubjectRole::ReferralSubject, 0u32, subject, 0i32)).chain(

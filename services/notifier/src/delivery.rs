@@ -44,9 +44,7 @@ pub struct DeliveryWorker {
     clock: Clock,
 }
 
-/// Where the worker reads the time (milliseconds since the Unix epoch). The system clock in
-/// production; tests drive their own to step through retry and escalation timers.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+pub use kinlink_store::Clock;
 
 impl std::fmt::Debug for DeliveryWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,7 +125,7 @@ impl DeliveryWorker {
                 .collect(),
             attempts,
             escalations,
-            clock: Arc::new(kinlink_store::now_millis),
+            clock: kinlink_store::Clock::system(),
         })
     }
 
@@ -138,7 +136,7 @@ impl DeliveryWorker {
     }
 
     pub(crate) fn now(&self) -> i64 {
-        (self.clock)()
+        self.clock.now_ms()
     }
 
     /// Lease on a claimed delivery: longer than one request, so two workers sharing a store

@@ -17,11 +17,21 @@ use crate::directory::Directory;
 #[derive(Debug, Clone)]
 pub struct AlertInbox {
     directory: Arc<Directory>,
+    clock: kinlink_store::Clock,
 }
 
 impl AlertInbox {
     pub fn new(directory: Arc<Directory>) -> Self {
-        Self { directory }
+        Self {
+            directory,
+            clock: kinlink_store::Clock::system(),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: kinlink_store::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -41,7 +51,7 @@ impl Stage for AlertInbox {
         }
         let triage = alert.authority_code.is_empty();
         let initial = DeliveryState::filed(!triage).as_str();
-        let now = kinlink_store::now_millis();
+        let now = self.clock.now_ms();
         let deadline = alert
             .deadline
             .as_ref()

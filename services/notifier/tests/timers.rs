@@ -100,7 +100,9 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
             &settings,
             &mut Registry::default(),
         )?
-        .with_clock(Arc::new(move || clock.load(Ordering::SeqCst))))
+        .with_clock(kinlink_store::Clock::from_fn(move || {
+            clock.load(Ordering::SeqCst)
+        })))
     };
     let shutdown = CancellationToken::new();
     let first = worker(clock.clone())?;
