@@ -150,11 +150,18 @@ struct Draft {
     key: String,
     body: Option<ChildrensServices>,
     sections: Vec<v1::AlertSection>,
+    /// The priority of each section, as decided (the proto field only carries it).
+    rags: Vec<Rag>,
     triage_reasons: Vec<String>,
     candidates: Vec<String>,
 }
 
 impl Draft {
+    fn push(&mut self, (section, rag): (v1::AlertSection, Rag)) {
+        self.sections.push(section);
+        self.rags.push(rag);
+    }
+
     fn add_triage(&mut self, reasons: &[TriageReason], candidates: &[ChildrensServices]) {
         for reason in reasons {
             let code = reason.code().to_owned();
@@ -195,6 +202,7 @@ impl Drafts {
                     key: key.to_owned(),
                     body,
                     sections: Vec::new(),
+                    rags: Vec::new(),
                     triage_reasons: Vec::new(),
                     candidates: Vec::new(),
                 });
@@ -208,20 +216,29 @@ impl Drafts {
         for draft in from.0 {
             let target = self.entry(&draft.key, draft.body.clone());
             target.sections.extend(draft.sections);
+            target.rags.extend(draft.rags);
             target.triage_reasons.extend(draft.triage_reasons);
             target.candidates.extend(draft.candidates);
         }
     }
 }
 
-fn section(person_id: &str, rules: &[Rule], basis: RoutingBasis, urgency: i32) -> v1::AlertSection {
-    v1::AlertSection {
+/// A child's section of an alert, with its priority.
+fn section(
+    person_id: &str,
+    rules: &[Rule],
+    basis: RoutingBasis,
+    urgency: i32,
+) -> (v1::AlertSection, Rag) {
+    let rag = rules::rag(rules, urgency);
+    let section = v1::AlertSection {
         person_id: person_id.to_owned(),
         rules: rules.iter().map(|r| r.name().to_owned()).collect(),
         basis: basis as i32,
-        rag: rules::rag(rules, urgency).to_proto() as i32,
+        rag: rag.to_proto() as i32,
         ..Default::default()
-    }
+    };
+    (section, rag)
 }
 
 /// Routes every child of an enriched referral and applies the referral rules.
@@ -252,7 +269,7 @@ fn referral_drafts(
             child_rules.push(Rule::CrossAuthorityReappearance);
         }
         for route in &routes {
-            let mut part = section(
+            let (mut part, rag) = section(
                 &child.person_id,
                 &child_rules,
                 route.basis,
@@ -275,14 +292,14 @@ fn referral_drafts(
                         .find(|c| **c != body.gss_code)
                         .map(|c| (*c).to_owned())
                         .unwrap_or_default();
-                    drafts.for_body(body).sections.push(part);
+                    drafts.for_body(body).push((part, rag));
                 }
                 Target::Triage {
                     reasons,
                     candidates,
                 } => {
                     let draft = drafts.for_triage();
-                    draft.sections.push(part);
+                    draft.push((part, rag));
                     draft.add_triage(reasons, candidates);
                 }
             }
@@ -290,7 +307,7 @@ fn referral_drafts(
         // The bodies that knew the child before hear that the child reappeared elsewhere.
         for code in elsewhere {
             if let Resolution::Resolved { body, .. } = resolver.resolve_code(&code) {
-                let mut part = section(
+                let (mut part, rag) = section(
                     &child.person_id,
                     &[Rule::CrossAuthorityReappearance],
                     RoutingBasis::PreviousAuthority,
@@ -299,7 +316,7 @@ fn referral_drafts(
                 part.previous_authority_codes = previous.clone();
                 part.other_authority_code =
                     current.first().map(|c| (*c).to_owned()).unwrap_or_default();
-                drafts.for_body(&body).sections.push(part);
+                drafts.for_body(&body).push((part, rag));
             }
         }
     }
@@ -318,37 +335,30 @@ fn person_drafts(
     let mut drafts = Drafts::default();
     let Some(person) = person else {
         let draft = drafts.for_triage();
-        draft
-            .sections
-            .push(section("", &[rule], RoutingBasis::Triage, 0));
+        draft.push(section("", &[rule], RoutingBasis::Triage, 0));
         draft.triage_reasons.push("unknown_subject".to_owned());
         return drafts;
     };
     let previous = history.previous_bodies(person);
     for code in previous {
         if let Resolution::Resolved { body, .. } = resolver.resolve_code(code) {
-            let mut part = section(person, &[rule], RoutingBasis::PreviousAuthority, 0);
+            let (mut part, rag) = section(person, &[rule], RoutingBasis::PreviousAuthority, 0);
             part.previous_authority_codes = previous.to_vec();
-            drafts.for_body(&body).sections.push(part);
+            drafts.for_body(&body).push((part, rag));
         }
     }
     if let Some(location) = event.last_seen {
         match resolver.resolve_location(location) {
             Resolution::Resolved { body, .. } => {
                 if !drafts.has(&body.gss_code) {
-                    drafts.for_body(&body).sections.push(section(
-                        person,
-                        &[rule],
-                        RoutingBasis::Found,
-                        0,
-                    ));
+                    drafts
+                        .for_body(&body)
+                        .push(section(person, &[rule], RoutingBasis::Found, 0));
                 }
             }
             Resolution::Unresolved { reason, candidates } if drafts.0.is_empty() => {
                 let draft = drafts.for_triage();
-                draft
-                    .sections
-                    .push(section(person, &[rule], RoutingBasis::Triage, 0));
+                draft.push(section(person, &[rule], RoutingBasis::Triage, 0));
                 draft.add_triage(&[reason], &candidates);
             }
             Resolution::Unresolved { .. } => {}
@@ -356,9 +366,7 @@ fn person_drafts(
     }
     if drafts.0.is_empty() {
         let draft = drafts.for_triage();
-        draft
-            .sections
-            .push(section(person, &[rule], RoutingBasis::Triage, 0));
+        draft.push(section(person, &[rule], RoutingBasis::Triage, 0));
         draft.triage_reasons.push("no_known_authority".to_owned());
     }
     drafts
@@ -380,12 +388,7 @@ fn raise(
         let Some(first) = draft.sections.first() else {
             continue;
         };
-        let rag = draft
-            .sections
-            .iter()
-            .map(|s| Rag::from_proto(s.rag))
-            .min()
-            .unwrap_or(Rag::Green);
+        let rag = draft.rags.iter().copied().min().unwrap_or(Rag::Green);
         let rag = if rules::rag(&[], context.urgency) == Rag::Red {
             Rag::Red
         } else {
