@@ -72,19 +72,7 @@ pub fn anonymous_duty_to_notify(subject_is_child: bool, consent_refused: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn person(dob: Option<(&str, v1::DobPrecision)>, claimed_age: Option<u32>) -> v1::Person {
-        v1::Person {
-            given_name: "Ana".into(),
-            family_name: "Hoxha".into(),
-            date_of_birth: dob.map(|(value, precision)| v1::DateOfBirth {
-                value: value.into(),
-                precision: precision as i32,
-            }),
-            claimed_age,
-            ..Default::default()
-        }
-    }
+    use crate::test_fixtures::person;
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()

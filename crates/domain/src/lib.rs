@@ -24,6 +24,25 @@ pub mod lifecycle;
 pub mod linking;
 pub mod routing;
 
+#[cfg(test)]
+mod test_fixtures {
+    use kinlink_proto::v1;
+
+    /// A person with the given date of birth (value, precision) and claimed age.
+    pub fn person(dob: Option<(&str, v1::DobPrecision)>, claimed_age: Option<u32>) -> v1::Person {
+        v1::Person {
+            given_name: "Ana".into(),
+            family_name: "Hoxha".into(),
+            date_of_birth: dob.map(|(value, precision)| v1::DateOfBirth {
+                value: value.into(),
+                precision: precision as i32,
+            }),
+            claimed_age,
+            ..Default::default()
+        }
+    }
+}
+
 /// Reference data that failed to load. The shipped data is checked by tests, so these only
 /// appear for a file given at run time or a corrupted build.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -243,19 +243,7 @@ pub fn household_pairs(dependant_relationships: &[i32]) -> Vec<HouseholdPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn person(dob: Option<(&str, v1::DobPrecision)>, claimed_age: Option<u32>) -> v1::Person {
-        v1::Person {
-            given_name: "Ana".into(),
-            family_name: "Hoxha".into(),
-            date_of_birth: dob.map(|(value, precision)| v1::DateOfBirth {
-                value: value.into(),
-                precision: precision as i32,
-            }),
-            claimed_age,
-            ..Default::default()
-        }
-    }
+    use crate::test_fixtures::person;
 
     fn candidate(person: &str, record: &str, probability: f64, band: Band) -> Candidate {
         Candidate {
