@@ -287,45 +287,88 @@ async fn acknowledge(
         return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
             .into_response();
     };
-    let result = async {
-        let now = kinlink_store::now_millis();
-        let mut tx = state.store.begin().await?;
-        let filed: Option<i64> = sqlx::query("SELECT created_at_ms FROM alerts WHERE alert_id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get("created_at_ms"))
-            .transpose()?;
-        if let Some(filed) = filed {
-            ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
-        }
-        sqlx::query("UPDATE alerts SET state = $1, acknowledged_at_ms = $2 WHERE alert_id = $3 AND state = $4")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(&id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?;
-        stop_timers(&mut tx, &id).await?;
-        let acknowledged = v1::AlertAcknowledged {
-            alert_id: id.clone(),
-            authority_code: caller.authority.clone(),
-            acknowledged_at: Some(kinlink_proto::timestamp_from_millis(now)),
-        };
-        state.log.append_in(&mut tx, topics::ALERTS_LIFECYCLE, &lifecycle(&id, "acknowledged", now, &acknowledged)).await?;
-        audit::append(&mut tx, &AuditEntry { action: "acknowledged", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: "" }).await?;
-        tx.commit().await?;
-        Ok::<_, crate::Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            state.log.notify_appended();
+    let now = kinlink_store::now_millis();
+    let acknowledged = v1::AlertAcknowledged {
+        alert_id: id.clone(),
+        authority_code: caller.authority.clone(),
+        acknowledged_at: Some(kinlink_proto::timestamp_from_millis(now)),
+    };
+    let step = Step::Move { from, to };
+    match persist_step(&state, &caller, &id, step, now, None, &acknowledged).await {
+        Ok(filed_at) => {
+            if let Some(filed) = filed_at {
+                ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
+            }
             tracing::info!(alert_id = %id, authority = %caller.authority, "Alert acknowledged.");
             Json(serde_json::json!({ "alert_id": id, "state": to.as_str() })).into_response()
         }
         Err(error) => unavailable(error),
     }
+}
+
+/// Persists an authority's step on an alert in one transaction: the state change (guarded on
+/// the state it moves from), its escalation timers stopped, the lifecycle event and the audit
+/// entry. Another request that moved the alert first wins; this one then changes nothing.
+/// Returns when the alert was filed, if this request moved it.
+async fn persist_step<M: prost::Message + prost::Name>(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    step: Step<AlertState>,
+    now: i64,
+    outcome_code: Option<&str>,
+    event: &M,
+) -> Result<Option<i64>, crate::Error> {
+    let Step::Move { from, to } = step else {
+        return Ok(None);
+    };
+    let mut tx = state.store.begin().await?;
+    let sql = if to == AlertState::Resolved {
+        "UPDATE alerts SET state = $1, resolved_at_ms = $2, outcome_code = $3 WHERE alert_id = $4 AND state = $5"
+    } else {
+        "UPDATE alerts SET state = $1, acknowledged_at_ms = $2, outcome_code = COALESCE($3, outcome_code) \
+         WHERE alert_id = $4 AND state = $5"
+    };
+    let moved = sqlx::query(sql)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(outcome_code)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let filed: Option<i64> = sqlx::query("SELECT created_at_ms FROM alerts WHERE alert_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("created_at_ms"))
+        .transpose()?;
+    stop_timers(&mut tx, id).await?;
+    state
+        .log
+        .append_in(
+            &mut tx,
+            topics::ALERTS_LIFECYCLE,
+            &lifecycle(id, to.as_str(), now, event),
+        )
+        .await?;
+    audit::append(
+        &mut tx,
+        &AuditEntry {
+            action: to.as_str(),
+            actor: &caller.token_id,
+            authority_code: &caller.authority,
+            alert_id: id,
+            detail: outcome_code.unwrap_or_default(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.log.notify_appended();
+    Ok(filed)
 }
 
 /// The home authority accepts responsibility in a lives/found hand-off.
@@ -432,35 +475,17 @@ async fn resolve(
         return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
             .into_response();
     };
-    let result = async {
-        let now = kinlink_store::now_millis();
-        let mut tx = state.store.begin().await?;
-        sqlx::query("UPDATE alerts SET state = $1, resolved_at_ms = $2, outcome_code = $3 WHERE alert_id = $4 AND state = $5")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(&outcome_code)
-            .bind(&id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?;
-        stop_timers(&mut tx, &id).await?;
-        let resolved = v1::AlertResolved {
-            alert_id: id.clone(),
-            authority_code: caller.authority.clone(),
-            outcome_code: outcome_code.clone(),
-            resolved_at: Some(kinlink_proto::timestamp_from_millis(now)),
-        };
-        state.log.append_in(&mut tx, topics::ALERTS_LIFECYCLE, &lifecycle(&id, "resolved", now, &resolved)).await?;
-        audit::append(&mut tx, &AuditEntry { action: "resolved", actor: &caller.token_id, authority_code: &caller.authority, alert_id: &id, detail: &outcome_code }).await?;
-        tx.commit().await?;
-        Ok::<_, crate::Error>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            state.log.notify_appended();
-            Json(serde_json::json!({ "alert_id": id, "state": to.as_str(), "outcome_code": outcome_code })).into_response()
-        }
+    let now = kinlink_store::now_millis();
+    let resolved = v1::AlertResolved {
+        alert_id: id.clone(),
+        authority_code: caller.authority.clone(),
+        outcome_code: outcome_code.clone(),
+        resolved_at: Some(kinlink_proto::timestamp_from_millis(now)),
+    };
+    let step = Step::Move { from, to };
+    match persist_step(&state, &caller, &id, step, now, Some(&outcome_code), &resolved).await {
+        Ok(_) => Json(serde_json::json!({ "alert_id": id, "state": to.as_str(), "outcome_code": outcome_code }))
+            .into_response(),
         Err(error) => unavailable(error),
     }
 }
