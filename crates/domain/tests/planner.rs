@@ -83,6 +83,7 @@ fn plan(enriched: &v1::ReferralEnriched, history: &History) -> Vec<v1::AlertRais
     let event = AlertEvent {
         event_id: "event-1",
         referral_id: &enriched.referral_id,
+        received_at: now(),
         trigger: Trigger::Referral(enriched),
     };
     plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
@@ -92,6 +93,7 @@ fn plan_person(rule: Rule, persons: &[&str], history: &History) -> Vec<v1::Alert
     let event = AlertEvent {
         event_id: "event-9",
         referral_id: "ref-1",
+        received_at: now(),
         trigger: Trigger::Person(PersonEvent {
             rule,
             persons: persons.iter().map(|p| (*p).to_owned()).collect(),
@@ -279,6 +281,7 @@ fn missing_child_last_seen_elsewhere_alerts_that_body_too() {
     let event = AlertEvent {
         event_id: "event-3",
         referral_id: "ref-1",
+        received_at: now(),
         trigger: Trigger::Person(PersonEvent {
             rule: Rule::MissingChild,
             persons: vec!["p1".into()],
@@ -311,6 +314,7 @@ fn per_body_deadlines_override_the_default() {
     let event = AlertEvent {
         event_id: "e",
         referral_id: "ref-1",
+        received_at: now(),
         trigger: Trigger::Referral(&referral),
     };
     let alerts = plan_alerts(
@@ -337,4 +341,59 @@ fn follow_up_conditions() {
     assert!(!age_assessment_disputes(child, true));
     assert!(merge_joins_bodies(&[KENT.into(), WESTMINSTER.into()]));
     assert!(!merge_joins_bodies(&[KENT.into()]));
+}
+
+#[test]
+fn deadlines_run_from_when_the_referral_was_received() {
+    let referral = enriched(
+        v1::Urgency::Urgent,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, KENT, "")],
+        )],
+    );
+    // Received 40 minutes before the alerter got to it: 20 minutes of the red hour are left.
+    let received_at = now() - chrono::Duration::minutes(40);
+    let event = AlertEvent {
+        event_id: "event-1",
+        referral_id: "ref-1",
+        received_at,
+        trigger: Trigger::Referral(&referral),
+    };
+    let alerts = plan_alerts(
+        &event,
+        &History::default(),
+        resolver(),
+        &calendar(),
+        &policy(),
+        now(),
+    );
+    let deadline = alerts[0]
+        .deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(deadline, Some(received_at.timestamp_millis() + 3_600_000));
+    let raised = alerts[0]
+        .raised_at
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(raised, Some(now().timestamp_millis()));
+    // A receipt time ahead of the clock counts from now.
+    let event = AlertEvent {
+        received_at: now() + chrono::Duration::hours(3),
+        ..event
+    };
+    let alerts = plan_alerts(
+        &event,
+        &History::default(),
+        resolver(),
+        &calendar(),
+        &policy(),
+        now(),
+    );
+    let deadline = alerts[0]
+        .deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(deadline, Some(now().timestamp_millis() + 3_600_000));
 }

@@ -173,7 +173,7 @@ proptest! {
             version: 1,
             ..Default::default()
         };
-        let event = AlertEvent { event_id: "e", referral_id: "ref", trigger: Trigger::Referral(&enriched) };
+        let event = AlertEvent { event_id: "e", referral_id: "ref", received_at: at, trigger: Trigger::Referral(&enriched) };
         let policy = AlertPolicy { repeat_window_ms: 1, ..AlertPolicy::default() };
         let alerts = plan_alerts(&event, &History::default(), resolver(), calendar(), &policy, at);
         let again = plan_alerts(&event, &History::default(), resolver(), calendar(), &policy, at);

@@ -124,9 +124,19 @@ impl Stage for Alerter {
             return Ok(Vec::new());
         };
         // Decide.
+        // A referral's deadlines run from when intake received it; a follow-up's from when
+        // intake accepted the follow-up (the event's CloudEvents time).
+        let received_ms = match &trigger {
+            Loaded::Referral(enriched) => enriched
+                .received_at
+                .as_ref()
+                .map_or(envelope.time_ms, kinlink_proto::millis_from_timestamp),
+            Loaded::Person { .. } => envelope.time_ms,
+        };
         let event = AlertEvent {
             event_id: &envelope.id,
             referral_id: &referral_id,
+            received_at: chrono::DateTime::from_timestamp_millis(received_ms).unwrap_or(now),
             trigger: trigger.as_trigger(),
         };
         let alerts = planning::plan_alerts(
@@ -266,6 +276,25 @@ impl Alerter {
                 let person =
                     history::person_of(conn, &assessment.referral_id, assessment.subject.as_ref())
                         .await?;
+                // Later referrals of the person follow the assessment (the enricher reads it).
+                if let (Some(person), Some(outcome)) = (
+                    &person,
+                    kinlink_domain::child::AssessedAge::from_proto(assessment.outcome),
+                ) {
+                    let assessed_at_ms = assessment
+                        .assessed_at
+                        .as_ref()
+                        .map_or(envelope.time_ms, kinlink_proto::millis_from_timestamp);
+                    records::record_assessment(
+                        conn,
+                        &envelope.id,
+                        person,
+                        &assessment.referral_id,
+                        outcome,
+                        assessed_at_ms,
+                    )
+                    .await?;
+                }
                 let was_child = match &person {
                     Some(person) => history::was_routed(conn, person).await?,
                     None => false,

@@ -1,9 +1,11 @@
 //! The alerter's tables: `routing_decisions` (every child routed, to which body, on what
-//! basis, with which rules and data versions), `handoffs` (lives/found hand-offs) and
-//! `triage_queue` (alerts waiting for a person to route them). This module is their only
+//! basis, with which rules and data versions), `handoffs` (lives/found hand-offs),
+//! `triage_queue` (alerts waiting for a person to route them) and `age_assessments` (what an
+//! age assessment decided about a known person). This module is their only
 //! writer; the notifier and the CLI move hand-offs and triage items through the functions
 //! below, which apply the domain's state machines.
 
+use kinlink_domain::child::AssessedAge;
 use kinlink_domain::lifecycle::{HandoffState, Step, TriageState};
 use kinlink_eventlog::StageError;
 use kinlink_proto::v1::{self, RoutingBasis};
@@ -135,4 +137,27 @@ pub async fn accept_handoff(
     .execute(conn)
     .await?;
     Ok(accepted.rows_affected())
+}
+
+/// Records what an age assessment decided about a person (idempotent on the event id).
+pub async fn record_assessment(
+    conn: &mut AnyConnection,
+    event_id: &str,
+    person_id: &str,
+    referral_id: &str,
+    outcome: AssessedAge,
+    assessed_at_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO age_assessments (event_id, person_id, referral_id, outcome, assessed_at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(person_id)
+    .bind(referral_id)
+    .bind(outcome.as_str())
+    .bind(assessed_at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -377,3 +377,65 @@ async fn reappearance_repeat_missing_nrm_and_age_rules() -> TestResult {
     h.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_adult_age_assessment_changes_how_later_referrals_are_treated() -> TestResult {
+    let h = Harness::new("assessed").await?;
+    // Claims 16, but the documents say 26: a child until assessed (s51).
+    let mut claimed = person(
+        "Dawit",
+        "2000-03-03",
+        vec![location(LocationRole::Found, "CT1 2RR")],
+    );
+    claimed.claimed_age = Some(16);
+    claimed.identifiers = vec![v1::Identifier {
+        kind: v1::IdentifierKind::HomeOfficeReference as i32,
+        value: "HO-1234".into(),
+    }];
+    let (alerts, enriched) = h
+        .refer_keeping_input(routine_referral("a1", claimed.clone(), vec![]))
+        .await?;
+    let enriched: v1::ReferralEnriched = enriched.envelope.decode()?;
+    let subject = &enriched.subjects[0];
+    assert!(subject.is_child, "may be under 18: a child");
+    assert_eq!(subject.child_basis, v1::ChildBasis::AgeUncertain as i32);
+    assert_eq!(alerts.len(), 1);
+    let dawit = subject.person_id.clone();
+
+    // The local authority assesses him as an adult.
+    let age = v1::AgeAssessmentRecorded {
+        referral_id: "a1".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::PersonId(dawit.clone())),
+        }),
+        outcome: v1::AgeAssessmentOutcome::Adult as i32,
+        ..Default::default()
+    };
+    h.follow_up("age-a1", &age).await?;
+
+    // Referred again (same Home Office reference): the assessment stands, so he is an adult
+    // and no children's-services alert is raised for him.
+    let (alerts, enriched) = h
+        .refer_keeping_input(routine_referral("a2", claimed.clone(), vec![]))
+        .await?;
+    let enriched: v1::ReferralEnriched = enriched.envelope.decode()?;
+    let subject = &enriched.subjects[0];
+    assert_eq!(subject.person_id, dawit);
+    assert!(!subject.is_child);
+    assert_eq!(subject.child_basis, v1::ChildBasis::Assessed as i32);
+    assert!(alerts.is_empty(), "{alerts:?}");
+
+    // A later assessment (on appeal) that finds him a child replaces it.
+    let appeal = v1::AgeAssessmentRecorded {
+        outcome: v1::AgeAssessmentOutcome::Child as i32,
+        assessed_at: Some(kinlink_proto::timestamp_from_millis(
+            kinlink_store::now_millis() + 1_000,
+        )),
+        ..age
+    };
+    h.follow_up("age-a1-appeal", &appeal).await?;
+    let alerts = h.refer(routine_referral("a3", claimed, vec![])).await?;
+    assert_eq!(alerts.len(), 1);
+    h.close().await;
+    Ok(())
+}

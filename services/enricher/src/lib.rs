@@ -286,7 +286,10 @@ async fn enrich(
             received_ms,
         )
         .await?;
-        let (is_child, basis) = kinlink_domain::child::child_status(person, received);
+        // Anyone who may be under 18 is a child until an age assessment says otherwise.
+        let assessed = registry::latest_assessment(conn, &resolved.person_id).await?;
+        let (is_child, basis) =
+            kinlink_domain::child::child_status_assessed(person, received, assessed);
         let earlier_referral_ids =
             registry::earlier_referrals(conn, &resolved.person_id, &referral.referral_id).await?;
         let review_task_ids = registry::open_reviews(conn, &resolved.person_id).await?;
@@ -366,6 +369,7 @@ async fn enrich(
         county_lines: referral.county_lines,
         version: referral.version.max(1),
         anonymous_duty_to_notify: referral.anonymous_duty_to_notify,
+        received_at: Some(kinlink_proto::timestamp_from_millis(received_ms)),
     };
     Ok((enriched, opened))
 }

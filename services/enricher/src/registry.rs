@@ -621,3 +621,23 @@ pub async fn link(
     .await?;
     Ok(())
 }
+
+/// What the latest age assessment of the person (or of a person merged into them) decided,
+/// if any. Written by the alerter from `AgeAssessmentRecorded` events.
+pub async fn latest_assessment(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Option<kinlink_domain::child::AssessedAge>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT outcome FROM age_assessments WHERE person_id IN \
+         (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1) \
+         ORDER BY assessed_at_ms DESC, event_id DESC LIMIT 1",
+    )
+    .bind(person_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row
+        .map(|r| r.try_get::<String, _>("outcome"))
+        .transpose()?
+        .and_then(|outcome| kinlink_domain::child::AssessedAge::parse(&outcome)))
+}

@@ -174,7 +174,7 @@ async fn submit(
     {
         return Ok(respond(&stored, None));
     }
-    let warnings = request::warnings(&parsed);
+    let mut warnings = request::warnings(&parsed);
     let referral_id = uuid::Uuid::now_v7().to_string();
     let referral = match request::into_event(
         parsed,
@@ -190,6 +190,7 @@ async fn submit(
             ));
         }
     };
+    warnings.extend(request::age_warnings(&referral));
     let body = serde_json::to_string(&Accepted {
         referral_id: referral_id.clone(),
         version: 1,

@@ -368,17 +368,40 @@ pub fn warnings(request: &ReferralRequest) -> Vec<String> {
             "/dependants: adult subject with no dependants recorded; ask whether they have children".to_owned(),
         );
     }
-    if request.subject.date_of_birth.as_ref().is_some_and(|d| {
-        matches!(
-            d.precision,
-            Some(DobPrecision::Estimated | DobPrecision::Year)
-        ) || d.value.len() == 4
-    }) {
-        warnings.push(
-            "/subject/date_of_birth: age uncertain; treated as a child until assessed".to_owned(),
-        );
-    }
     warnings
+}
+
+/// Warnings about age that follow from the same rule the pipeline applies (s51): a person
+/// whose date of birth or claimed age leaves them possibly under 18 is treated as a child
+/// until an age assessment says otherwise, and the agency is told so.
+pub fn age_warnings(event: &v1::ReferralReceived) -> Vec<String> {
+    let received_on = event
+        .received_at
+        .as_ref()
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp_millis(kinlink_proto::millis_from_timestamp(t))
+        })
+        .unwrap_or_default()
+        .date_naive();
+    let people = event
+        .subject
+        .iter()
+        .map(|p| ("/subject".to_owned(), p))
+        .chain(event.dependants.iter().enumerate().filter_map(|(i, d)| {
+            d.person
+                .as_ref()
+                .map(|p| (format!("/dependants/{i}/person"), p))
+        }));
+    people
+        .filter(|(_, person)| person.date_of_birth.is_some())
+        .filter(|(_, person)| {
+            kinlink_domain::child::child_status(person, received_on).1
+                == v1::ChildBasis::AgeUncertain
+        })
+        .map(|(pointer, _)| {
+            format!("{pointer}/date_of_birth: age uncertain; treated as a child until assessed")
+        })
+        .collect()
 }
 
 /// A protobuf submission to an event: wire errors and validation errors reported together.
@@ -760,6 +783,43 @@ mod tests {
 
     fn body(json: serde_json::Value) -> Vec<u8> {
         serde_json::to_vec(&json).unwrap_or_default()
+    }
+
+    /// The warnings a subject with this date of birth gets, received on 2026-11-23.
+    fn age_warnings_for(dob: serde_json::Value) -> Vec<String> {
+        let request = parse_body(&body(serde_json::json!({
+            "subject": { "given_name": "A", "date_of_birth": dob },
+            "consent": "given"
+        })));
+        let Ok(request) = request else {
+            return vec!["did not parse".to_owned()];
+        };
+        match into_event(request, "r", "a", 1_795_392_000_000) {
+            Ok(event) => age_warnings(&event),
+            Err(_) => vec!["refused".to_owned()],
+        }
+    }
+
+    #[test]
+    fn the_age_warning_says_what_the_pipeline_does() {
+        let uncertain =
+            ["/subject/date_of_birth: age uncertain; treated as a child until assessed"];
+        // An estimate that says 19 may be a child: warned, and treated as one.
+        assert_eq!(
+            age_warnings_for(
+                serde_json::json!({ "value": "2007-06-01", "precision": "estimated" })
+            ),
+            uncertain
+        );
+        // An estimate that says 40 cannot be: no promise of child treatment.
+        assert!(
+            age_warnings_for(
+                serde_json::json!({ "value": "1986-06-01", "precision": "estimated" })
+            )
+            .is_empty()
+        );
+        // An exact adult date: nothing to warn about.
+        assert!(age_warnings_for(serde_json::json!({ "value": "2000-01-01" })).is_empty());
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct AlertEvent<'a> {
     pub event_id: &'a str,
     /// The referral the alerts belong to.
     pub referral_id: &'a str,
+    /// When kinlink received what the event is about (the referral, or the follow-up):
+    /// deadlines and the repeat window run from here, so time spent in the pipeline never
+    /// eats into a red hour.
+    pub received_at: DateTime<Utc>,
     pub trigger: Trigger<'a>,
 }
 
@@ -105,9 +109,11 @@ pub fn plan_alerts(
     policy: &AlertPolicy,
     now: DateTime<Utc>,
 ) -> Vec<v1::AlertRaised> {
+    // A receipt time from the future (a skewed clock) counts from now.
+    let received_at = event.received_at.min(now);
     let (drafts, context) = match &event.trigger {
         Trigger::Referral(enriched) => (
-            referral_drafts(enriched, history, resolver, policy, now),
+            referral_drafts(enriched, history, resolver, policy, received_at),
             Context {
                 urgency: enriched.urgency,
                 exploitation_types: enriched.exploitation_types.clone(),
@@ -128,7 +134,16 @@ pub fn plan_alerts(
             (drafts, Context::default())
         }
     };
-    raise(event, drafts, &context, resolver, calendar, policy, now)
+    raise(
+        event,
+        drafts,
+        &context,
+        resolver,
+        calendar,
+        policy,
+        received_at,
+        now,
+    )
 }
 
 /// What the event says about the referral as a whole.
@@ -247,13 +262,13 @@ fn referral_drafts(
     history: &History,
     resolver: &AuthorityResolver,
     policy: &AlertPolicy,
-    now: DateTime<Utc>,
+    received_at: DateTime<Utc>,
 ) -> Drafts {
     let mut drafts = Drafts::default();
     for child in enriched.subjects.iter().filter(|s| s.is_child) {
         let previous = history.previous_bodies(&child.person_id).to_vec();
         let context = ReferralContext {
-            referral_at_ms: now.timestamp_millis(),
+            referral_at_ms: received_at.timestamp_millis(),
             previously_seen_at_ms: history.previously_seen_at_ms.get(&child.person_id).copied(),
             repeat_window_ms: policy.repeat_window_ms,
         };
@@ -373,7 +388,9 @@ fn person_drafts(
 }
 
 /// Turns drafts into alerts: ids and dedup keys derived from the event, priority from the
-/// sections (an urgent referral is always red), deadline from the body's policy.
+/// sections (an urgent referral is always red), deadline from the body's policy counted from
+/// when the event's subject was received.
+#[allow(clippy::too_many_arguments)]
 fn raise(
     event: &AlertEvent<'_>,
     drafts: Drafts,
@@ -381,6 +398,7 @@ fn raise(
     resolver: &AuthorityResolver,
     calendar: &WorkingCalendar,
     policy: &AlertPolicy,
+    received_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Vec<v1::AlertRaised> {
     let mut alerts = Vec::new();
@@ -394,7 +412,7 @@ fn raise(
         } else {
             rag
         };
-        let deadline = calendar.deadline(now, rag, policy.deadlines_for(&draft.key));
+        let deadline = calendar.deadline(received_at, rag, policy.deadlines_for(&draft.key));
         let episode = context.episode.as_deref().unwrap_or(event.event_id);
         let dedup_key = format!("{episode}/{}", draft.key);
         let alert_id = kinlink_proto::derive_id(episode, &format!("alert/{}", draft.key));
