@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build crates/domain/data/bank_holidays_england_wales.csv from the PyPI package `holidays`.
+"""Build the bank-holiday calendars of the UK's nations from the PyPI package `holidays`.
 
 Usage (from the repository root):
 
@@ -7,13 +7,17 @@ Usage (from the repository root):
       && /tmp/hvenv/bin/pip install holidays==0.109 \
       && /tmp/hvenv/bin/python scripts/build-bank-holidays.py
 
-Writes (in crates/domain/data, or --out-dir):
-  bank_holidays_england_wales.csv  header `date,name`, ISO dates, sorted, years 2024..2035;
-                                   substitute days keep the package's "(observed)" suffix.
-  BANK_HOLIDAYS_LICENCE.md         source package, version and its MIT licence.
+Writes (in crates/domain/data, or --out-dir), each with header `date,name`, ISO dates, sorted,
+years 2024..2035, substitute days keeping the package's "(observed)" suffix:
+  bank_holidays_england_wales.csv      subdivision ENG (checked identical to WLS)
+  bank_holidays_scotland.csv           subdivision SCT
+  bank_holidays_northern_ireland.csv   subdivision NIR
+  BANK_HOLIDAYS_LICENCE.md             source package, version and its MIT licence.
 
-England and Wales share one bank-holiday calendar; the script checks that the package's ENG and
-WLS subdivisions agree for every year and fails otherwise. One-off holidays proclaimed later
+Working-time deadlines use the calendar of the nation of the body that must act, so a
+Scottish council's amber alert does not run over St Andrew's Day and a Health and Social Care
+Trust's does not run over the Twelfth. England and Wales share one calendar; the script checks
+that the package's ENG and WLS subdivisions agree for every year and fails otherwise. One-off holidays proclaimed later
 (e.g. a state funeral or coronation) cannot be known in advance: re-run after an update of the
 pinned package and review the diff.
 """
@@ -28,12 +32,35 @@ from pathlib import Path
 PINNED = "0.109"
 FIRST_YEAR, LAST_YEAR = 2024, 2035
 ROOT = Path(__file__).resolve().parent.parent
-# Known dates that must be present (checked after generation).
+# Known dates that must be present in each calendar (checked after generation).
 EXPECTED = {
-    "2026-05-04": "Early May bank holiday",
-    "2026-12-25": "Christmas Day",
-    "2026-12-28": "Boxing Day substitute (26 Dec 2026 is a Saturday)",
-    "2027-03-26": "Good Friday",
+    "ENG": {
+        "2026-05-04": "Early May bank holiday",
+        "2026-12-25": "Christmas Day",
+        "2026-12-28": "Boxing Day substitute (26 Dec 2026 is a Saturday)",
+        "2027-03-26": "Good Friday",
+    },
+    "SCT": {
+        "2026-01-02": "2 January",
+        "2026-11-30": "St Andrew's Day",
+        "2027-08-02": "Summer bank holiday (first Monday of August)",
+    },
+    "NIR": {
+        "2026-03-17": "St Patrick's Day",
+        "2026-07-13": "Battle of the Boyne substitute (12 July 2026 is a Sunday)",
+        "2026-04-06": "Easter Monday",
+    },
+}
+# Entries of the package left out, with the reason. A deadline must never wait for a holiday
+# that may not happen: a missed one only makes a deadline early, a wrong one makes it late.
+EXCLUDE = {
+    ("SCT", "2026-06-15"): "conditional in the package: only if Scotland reach the World Cup final",
+}
+# Output file of each subdivision.
+FILES = {
+    "ENG": "bank_holidays_england_wales.csv",
+    "SCT": "bank_holidays_scotland.csv",
+    "NIR": "bank_holidays_northern_ireland.csv",
 }
 
 
@@ -55,18 +82,22 @@ def main(argv):
         diff = set(eng.items()) ^ set(wls.items())
         sys.exit(f"error: ENG and WLS calendars differ: {sorted(diff)}")
 
-    rows = sorted((d.isoformat(), name) for d, name in eng.items()
-                  if FIRST_YEAR <= d.year <= LAST_YEAR)
-    for day, why in EXPECTED.items():
-        if day not in {d for d, _ in rows}:
-            sys.exit(f"error: expected bank holiday {day} ({why}) is missing")
-
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["date", "name"])
-    w.writerows(rows)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "bank_holidays_england_wales.csv").write_text(out.getvalue(), encoding="utf-8")
+    written = {}
+    for subdiv, filename in FILES.items():
+        calendar = holidays.country_holidays("GB", subdiv=subdiv, years=years, language="en_GB")
+        rows = sorted((d.isoformat(), name) for d, name in calendar.items()
+                      if FIRST_YEAR <= d.year <= LAST_YEAR
+                      and (subdiv, d.isoformat()) not in EXCLUDE)
+        for day, why in EXPECTED[subdiv].items():
+            if day not in {d for d, _ in rows}:
+                sys.exit(f"error: expected {subdiv} bank holiday {day} ({why}) is missing")
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["date", "name"])
+        w.writerows(rows)
+        (args.out_dir / filename).write_text(out.getvalue(), encoding="utf-8")
+        written[subdiv] = rows
 
     dist = metadata.distribution("holidays")
     licence = next((f for f in (dist.files or []) if f.name == "LICENSE"), None)
@@ -74,10 +105,12 @@ def main(argv):
     (args.out_dir / "BANK_HOLIDAYS_LICENCE.md").write_text(
         f"""# Bank holiday calendar licence
 
-`bank_holidays_england_wales.csv` ({FIRST_YEAR}-{LAST_YEAR}, England and Wales) was generated by
+`bank_holidays_england_wales.csv`, `bank_holidays_scotland.csv` and
+`bank_holidays_northern_ireland.csv` ({FIRST_YEAR}-{LAST_YEAR}) were generated by
 `scripts/build-bank-holidays.py` from the PyPI package `holidays` {version}
-(Open World Holidays Framework, <https://github.com/vacanza/holidays>), calendar
-`country_holidays("GB", subdiv="ENG")` (checked identical to `subdiv="WLS"`), names in en_GB.
+(Open World Holidays Framework, <https://github.com/vacanza/holidays>), calendars
+`country_holidays("GB", subdiv=...)` with `ENG` (checked identical to `WLS`), `SCT` and `NIR`,
+names in en_GB. Left out: {"; ".join(f"{s} {d} ({why})" for (s, d), why in EXCLUDE.items())}.
 The package is released under the MIT licence (`License-Expression: MIT`), reproduced below.
 Dates of bank holidays themselves are facts; one-off holidays proclaimed after the package
 release are not included.
@@ -87,15 +120,16 @@ release are not included.
 ```
 """, encoding="utf-8")
 
-    per_year = {}
-    for d, _ in rows:
-        per_year[d[:4]] = per_year.get(d[:4], 0) + 1
-    print(f"holidays {version}: {len(rows)} England-and-Wales bank holidays "
-          f"{FIRST_YEAR}-{LAST_YEAR}; per year: "
-          + " ".join(f"{y}={n}" for y, n in sorted(per_year.items())))
-    for d, n in rows:
-        if d[:4] in ("2026", "2027"):
-            print(f"  {d} {n}")
+    for subdiv, rows in written.items():
+        per_year = {}
+        for d, _ in rows:
+            per_year[d[:4]] = per_year.get(d[:4], 0) + 1
+        print(f"holidays {version} {subdiv}: {len(rows)} bank holidays "
+              f"{FIRST_YEAR}-{LAST_YEAR}; per year: "
+              + " ".join(f"{y}={n}" for y, n in sorted(per_year.items())))
+        for d, n in rows:
+            if d[:4] == "2026":
+                print(f"  {d} {n}")
     return 0
 
 

@@ -1,6 +1,7 @@
 //! Acknowledgement deadlines. Red alerts run round the clock; amber and green count working
-//! time only: 09:00–17:00 UK local time, Monday to Friday, outside England and Wales bank
-//! holidays (shipped in `data/bank_holidays_england_wales.csv`).
+//! time only: 09:00–17:00 UK local time, Monday to Friday, outside the bank holidays of the
+//! nation of the body that must act ([`Calendars`]: England and Wales, Scotland, Northern
+//! Ireland, shipped in `data/bank_holidays_*.csv`).
 //!
 //! UK local time is GMT in winter and BST (UTC+1) from 01:00 UTC on the last Sunday of March
 //! to 01:00 UTC on the last Sunday of October; that rule is all this module needs, so no time
@@ -12,7 +13,9 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, 
 
 use crate::Error;
 
-const BANK_HOLIDAYS_CSV: &str = include_str!("../data/bank_holidays_england_wales.csv");
+const ENGLAND_AND_WALES_CSV: &str = include_str!("../data/bank_holidays_england_wales.csv");
+const SCOTLAND_CSV: &str = include_str!("../data/bank_holidays_scotland.csv");
+const NORTHERN_IRELAND_CSV: &str = include_str!("../data/bank_holidays_northern_ireland.csv");
 
 /// Red / amber / green.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
@@ -83,8 +86,23 @@ pub struct WorkingCalendar {
 impl WorkingCalendar {
     /// England and Wales bank holidays as shipped, 09:00–17:00.
     pub fn england_and_wales() -> Result<Self, Error> {
+        Self::from_csv(ENGLAND_AND_WALES_CSV)
+    }
+
+    /// Scotland's bank holidays as shipped, 09:00–17:00.
+    pub fn scotland() -> Result<Self, Error> {
+        Self::from_csv(SCOTLAND_CSV)
+    }
+
+    /// Northern Ireland's bank holidays as shipped, 09:00–17:00.
+    pub fn northern_ireland() -> Result<Self, Error> {
+        Self::from_csv(NORTHERN_IRELAND_CSV)
+    }
+
+    /// A calendar from a `date,name` list of bank holidays (with a header line), 09:00–17:00.
+    pub fn from_csv(text: &str) -> Result<Self, Error> {
         let mut holidays = BTreeSet::new();
-        for (index, line) in BANK_HOLIDAYS_CSV.lines().enumerate().skip(1) {
+        for (index, line) in text.lines().enumerate().skip(1) {
             if line.trim().is_empty() {
                 continue;
             }
@@ -142,6 +160,37 @@ impl WorkingCalendar {
             local = (date + Duration::days(1)).and_time(self.opens);
         }
         from_uk_local(local)
+    }
+}
+
+/// The working calendars of the UK's nations: a body's deadlines skip its own nation's bank
+/// holidays.
+#[derive(Debug, Clone)]
+pub struct Calendars {
+    england_and_wales: WorkingCalendar,
+    scotland: WorkingCalendar,
+    northern_ireland: WorkingCalendar,
+}
+
+impl Calendars {
+    /// The calendars shipped with kinlink.
+    pub fn shipped() -> Result<Self, Error> {
+        Ok(Self {
+            england_and_wales: WorkingCalendar::england_and_wales()?,
+            scotland: WorkingCalendar::scotland()?,
+            northern_ireland: WorkingCalendar::northern_ireland()?,
+        })
+    }
+
+    /// The calendar of a nation as the authority register names it (`England`, `Wales`,
+    /// `Scotland`, `Northern Ireland`); anything else (a triage item with no body yet) uses
+    /// England and Wales'.
+    pub fn for_nation(&self, nation: &str) -> &WorkingCalendar {
+        match nation {
+            "Scotland" => &self.scotland,
+            "Northern Ireland" => &self.northern_ireland,
+            _ => &self.england_and_wales,
+        }
     }
 }
 
@@ -241,6 +290,42 @@ mod tests {
             c.deadline(utc("2026-12-24T14:00:00Z"), Rag::Green, &p),
             utc("2026-12-29T14:00:00Z")
         );
+    }
+
+    #[test]
+    fn each_nation_skips_its_own_bank_holidays() -> Result<(), Error> {
+        let calendars = Calendars::shipped()?;
+        let p = DeadlinePolicy::default();
+        // Friday 27 Nov 2026, 15:00 GMT; Monday 30 Nov is St Andrew's Day in Scotland only.
+        let at = utc("2026-11-27T15:00:00Z");
+        assert_eq!(
+            calendars.for_nation("England").deadline(at, Rag::Amber, &p),
+            utc("2026-11-30T11:00:00Z")
+        );
+        assert_eq!(
+            calendars
+                .for_nation("Scotland")
+                .deadline(at, Rag::Amber, &p),
+            utc("2026-12-01T11:00:00Z")
+        );
+        // Monday 13 July 2026 is the Twelfth's substitute day in Northern Ireland only.
+        let at = utc("2026-07-10T14:00:00Z"); // Friday 15:00 BST
+        assert_eq!(
+            calendars
+                .for_nation("Northern Ireland")
+                .deadline(at, Rag::Amber, &p),
+            utc("2026-07-14T10:00:00Z")
+        );
+        assert_eq!(
+            calendars.for_nation("Wales").deadline(at, Rag::Amber, &p),
+            utc("2026-07-13T10:00:00Z")
+        );
+        // Red runs round the clock everywhere.
+        assert_eq!(
+            calendars.for_nation("Scotland").deadline(at, Rag::Red, &p),
+            at + Duration::hours(1)
+        );
+        Ok(())
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kinlink_domain::alerting::planning::{
     alert_key, merge_joins_bodies, plan_alerts,
 };
 use kinlink_domain::alerting::rules::Rule;
-use kinlink_domain::deadline::{DeadlinePolicy, WorkingCalendar};
+use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
 use kinlink_domain::routing::AuthorityResolver;
 use kinlink_proto::v1;
 
@@ -27,8 +27,8 @@ fn resolver() -> &'static AuthorityResolver {
     })
 }
 
-fn calendar() -> WorkingCalendar {
-    match WorkingCalendar::england_and_wales() {
+fn calendar() -> Calendars {
+    match Calendars::shipped() {
         Ok(c) => c,
         Err(e) => panic!("calendar: {e}"),
     }
@@ -396,4 +396,42 @@ fn deadlines_run_from_when_the_referral_was_received() {
         .as_ref()
         .map(kinlink_proto::millis_from_timestamp);
     assert_eq!(deadline, Some(now().timestamp_millis() + 3_600_000));
+}
+
+#[test]
+fn a_scottish_body_works_to_scotlands_calendar() {
+    let referral = enriched(
+        v1::Urgency::Routine,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, "S12000036", "")],
+        )],
+    );
+    // Friday 27 November 2026, 15:00 GMT: Monday is St Andrew's Day in Scotland.
+    let at = match DateTime::parse_from_rfc3339("2026-11-27T15:00:00Z") {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(e) => panic!("{e}"),
+    };
+    let event = AlertEvent {
+        event_id: "event-1",
+        referral_id: "ref-1",
+        received_at: at,
+        trigger: Trigger::Referral(&referral),
+    };
+    let alerts = plan_alerts(
+        &event,
+        &History::default(),
+        resolver(),
+        &calendar(),
+        &policy(),
+        at,
+    );
+    assert_eq!(alerts[0].authority_code, "S12000036");
+    let deadline = alerts[0]
+        .deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    let tuesday =
+        DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z").map(|t| t.timestamp_millis());
+    assert_eq!(deadline, tuesday.ok());
 }

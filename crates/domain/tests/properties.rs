@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use kinlink_domain::alerting::planning::{AlertEvent, AlertPolicy, History, Trigger, plan_alerts};
 use kinlink_domain::child::child_status;
-use kinlink_domain::deadline::{DeadlinePolicy, Rag, WorkingCalendar};
+use kinlink_domain::deadline::{Calendars, DeadlinePolicy, Rag, WorkingCalendar};
 use kinlink_domain::lifecycle::{
     AlertCommand, AlertState, EscalationEvent, EscalationLevel, EscalationState, Step,
 };
@@ -21,6 +21,14 @@ fn resolver() -> &'static AuthorityResolver {
     RESOLVER.get_or_init(|| match AuthorityResolver::shipped() {
         Ok(r) => r,
         Err(e) => panic!("shipped data: {e}"),
+    })
+}
+
+fn calendars() -> &'static Calendars {
+    static CALENDARS: OnceLock<Calendars> = OnceLock::new();
+    CALENDARS.get_or_init(|| match Calendars::shipped() {
+        Ok(c) => c,
+        Err(e) => panic!("calendars: {e}"),
     })
 }
 
@@ -175,8 +183,8 @@ proptest! {
         };
         let event = AlertEvent { event_id: "e", referral_id: "ref", received_at: at, trigger: Trigger::Referral(&enriched) };
         let policy = AlertPolicy { repeat_window_ms: 1, ..AlertPolicy::default() };
-        let alerts = plan_alerts(&event, &History::default(), resolver(), calendar(), &policy, at);
-        let again = plan_alerts(&event, &History::default(), resolver(), calendar(), &policy, at);
+        let alerts = plan_alerts(&event, &History::default(), resolver(), calendars(), &policy, at);
+        let again = plan_alerts(&event, &History::default(), resolver(), calendars(), &policy, at);
         prop_assert_eq!(&alerts, &again);
         for child in enriched.subjects.iter() {
             let alerted = alerts.iter().any(|a| a.sections.iter().any(|s| s.person_id == child.person_id));

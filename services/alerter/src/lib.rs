@@ -19,7 +19,7 @@ use kinlink_domain::alerting::planning::{
     self, AlertEvent, AlertPolicy, History, PersonEvent, Trigger,
 };
 use kinlink_domain::alerting::rules::Rule;
-use kinlink_domain::deadline::{DeadlinePolicy, WorkingCalendar};
+use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
 use kinlink_domain::routing::AuthorityResolver;
 use kinlink_eventlog::{Envelope, Output, Record, Stage, StageError, topics};
 use kinlink_proto::v1;
@@ -36,7 +36,7 @@ pub fn install(
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
     let alerter = Alerter::new(
         AuthorityResolver::shipped()?,
-        WorkingCalendar::england_and_wales()?,
+        Calendars::shipped()?,
         &process.settings.alerter,
     );
     process.spawn_stage(alerter);
@@ -51,7 +51,7 @@ pub fn install(
 #[derive(Debug, Clone)]
 pub struct Alerter {
     resolver: AuthorityResolver,
-    calendar: WorkingCalendar,
+    calendars: Calendars,
     policy: AlertPolicy,
     triage_sla_ms: i64,
     clock: kinlink_store::Clock,
@@ -68,7 +68,7 @@ fn policy(red_minutes: u32, amber_working_minutes: u32, green_working_days: u32)
 impl Alerter {
     pub fn new(
         resolver: AuthorityResolver,
-        calendar: WorkingCalendar,
+        calendars: Calendars,
         settings: &AlerterSettings,
     ) -> Self {
         let DeadlineSettings {
@@ -78,7 +78,7 @@ impl Alerter {
         } = settings.deadlines;
         Self {
             resolver,
-            calendar,
+            calendars,
             policy: AlertPolicy {
                 default_deadlines: policy(red_minutes, amber_working_minutes, green_working_days),
                 authority_deadlines: settings
@@ -143,7 +143,7 @@ impl Stage for Alerter {
             &event,
             &history,
             &self.resolver,
-            &self.calendar,
+            &self.calendars,
             &self.policy,
             now,
         );

@@ -3,7 +3,7 @@
 //! lives/found double routing, every rule, and replays that raise nothing new.
 
 use kinlink_alerter::Alerter;
-use kinlink_domain::deadline::WorkingCalendar;
+use kinlink_domain::deadline::Calendars;
 use kinlink_domain::routing::AuthorityResolver;
 use kinlink_enricher::Enricher;
 use kinlink_eventlog::{Envelope, Record, Stage};
@@ -27,7 +27,7 @@ impl Harness {
         let store = Store::open_embedded(&dir).await?;
         let alerter = Alerter::new(
             AuthorityResolver::shipped()?,
-            WorkingCalendar::england_and_wales()?,
+            Calendars::shipped()?,
             &AlerterSettings::default(),
         );
         Ok(Self {

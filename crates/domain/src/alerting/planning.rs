@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use kinlink_proto::v1::{self, RoutingBasis};
 
 use crate::alerting::rules::{self, ReferralContext, Rule};
-use crate::deadline::{DeadlinePolicy, Rag, WorkingCalendar};
+use crate::deadline::{Calendars, DeadlinePolicy, Rag};
 use crate::routing::authorities::ChildrensServices;
 use crate::routing::{self, AuthorityResolver, Resolution, Target, TriageReason};
 
@@ -105,7 +105,7 @@ pub fn plan_alerts(
     event: &AlertEvent<'_>,
     history: &History,
     resolver: &AuthorityResolver,
-    calendar: &WorkingCalendar,
+    calendars: &Calendars,
     policy: &AlertPolicy,
     now: DateTime<Utc>,
 ) -> Vec<v1::AlertRaised> {
@@ -139,7 +139,7 @@ pub fn plan_alerts(
         drafts,
         &context,
         resolver,
-        calendar,
+        calendars,
         policy,
         received_at,
         now,
@@ -396,7 +396,7 @@ fn raise(
     drafts: Drafts,
     context: &Context,
     resolver: &AuthorityResolver,
-    calendar: &WorkingCalendar,
+    calendars: &Calendars,
     policy: &AlertPolicy,
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -412,7 +412,13 @@ fn raise(
         } else {
             rag
         };
-        let deadline = calendar.deadline(received_at, rag, policy.deadlines_for(&draft.key));
+        // The body's own nation's working days.
+        let nation = draft.body.as_ref().map_or("", |b| b.nation.as_str());
+        let deadline = calendars.for_nation(nation).deadline(
+            received_at,
+            rag,
+            policy.deadlines_for(&draft.key),
+        );
         let episode = context.episode.as_deref().unwrap_or(event.event_id);
         let dedup_key = format!("{episode}/{}", draft.key);
         let alert_id = kinlink_proto::derive_id(episode, &format!("alert/{}", draft.key));

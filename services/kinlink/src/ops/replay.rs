@@ -37,7 +37,7 @@ impl AnyStage {
             )?),
             "alerter" => AnyStage::Alerter(Box::new(kinlink_alerter::Alerter::new(
                 kinlink_domain::routing::AuthorityResolver::shipped()?,
-                kinlink_domain::deadline::WorkingCalendar::england_and_wales()?,
+                kinlink_domain::deadline::Calendars::shipped()?,
                 &settings.alerter,
             ))),
             "notifier" => {
