@@ -321,6 +321,28 @@ impl DeliveryWorker {
         .bind(i64::from(attempt))
         .execute(&mut *tx)
         .await?;
+        // An amendment filed while this attempt was in flight replaced the alert: this
+        // attempt's outcome belongs to the old revision and must not settle the new one, which
+        // is due and will be sent with its own webhook-id.
+        let current: Option<i64> =
+            sqlx::query("SELECT revision FROM deliveries WHERE alert_id = $1")
+                .bind(&alert.alert_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("revision"))
+                .transpose()?;
+        let sent_revision = i64::from(alert.revision.max(1));
+        if current.is_some_and(|current| current != sent_revision) {
+            tx.commit().await?;
+            tracing::info!(
+                alert_id = %alert.alert_id,
+                attempt,
+                outcome = label,
+                revision = sent_revision,
+                "Attempt for a superseded revision recorded; the amendment is delivered next."
+            );
+            return Ok(());
+        }
         let (new_state, next_at) = match next {
             NextStep::Delivered => {
                 let delivered = v1::AlertDelivered {
@@ -363,13 +385,17 @@ impl DeliveryWorker {
                 (DeliveryState::Failed.as_str(), now)
             }
         };
-        sqlx::query("UPDATE deliveries SET state = $1, next_attempt_at_ms = $2, updated_at_ms = $3 WHERE alert_id = $4")
-            .bind(new_state)
-            .bind(next_at)
-            .bind(now)
-            .bind(&alert.alert_id)
-            .execute(&mut *tx)
-            .await?;
+        // Compare-and-set on the revision sent: only the revision it settles is changed.
+        sqlx::query(
+            "UPDATE deliveries SET state = $1, next_attempt_at_ms = $2, updated_at_ms = $3 WHERE alert_id = $4 AND revision = $5",
+        )
+        .bind(new_state)
+        .bind(next_at)
+        .bind(now)
+        .bind(&alert.alert_id)
+        .bind(sent_revision)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.log.notify_appended();
         tracing::info!(alert_id = %alert.alert_id, authority = %alert.authority_code, attempt, outcome = label, state = new_state, "Delivery attempt recorded.");

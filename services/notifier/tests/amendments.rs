@@ -1,0 +1,177 @@
+//! An amendment filed while the previous revision's attempt is still in flight is delivered,
+//! with its own webhook-id, on SQLite and on PostgreSQL. Before the fix the slow attempt's
+//! outcome marked the delivery delivered and the amendment was never sent.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Stage};
+use kinlink_notifier::directory::Directory;
+use kinlink_notifier::{AlertInbox, DeliveryWorker};
+use kinlink_proto::v1;
+use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings};
+use kinlink_store::Store;
+use kinlink_test_kit::{TestResult, record};
+use prometheus_client::registry::Registry;
+use sqlx::Row;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// A receiver that records each request's `webhook-id` on arrival and answers only when the
+/// test releases a permit, so an attempt can be held in flight.
+#[derive(Clone)]
+struct Gate {
+    ids: Arc<Mutex<Vec<String>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Gate {
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+async fn gated_receiver() -> TestResult<(String, Gate)> {
+    let gate = Gate {
+        ids: Arc::default(),
+        permits: Arc::new(Semaphore::new(0)),
+    };
+    let app = axum::Router::new()
+        .route(
+            "/kent",
+            post(|State(gate): State<Gate>, headers: HeaderMap| async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Ok(mut ids) = gate.ids.lock() {
+                    ids.push(id);
+                }
+                if let Ok(permit) = gate.permits.acquire().await {
+                    permit.forget();
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state(gate.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((base, gate))
+}
+
+fn alert(revision: u32) -> v1::AlertRaised {
+    v1::AlertRaised {
+        alert_id: "alert-1".into(),
+        referral_id: "r-1".into(),
+        authority_code: "E10000016".into(),
+        revision,
+        deadline: Some(kinlink_proto::timestamp_from_millis(
+            kinlink_store::now_millis() + 3_600_000,
+        )),
+        ..Default::default()
+    }
+}
+
+async fn file(store: &Store, inbox: &AlertInbox, revision: u32) -> TestResult {
+    let envelope = Envelope::new(
+        format!("raised-r{revision}"),
+        "/t",
+        "alert-1",
+        "r-1",
+        0,
+        &alert(revision),
+    );
+    let mut tx = store.begin().await?;
+    inbox.handle(&mut tx, &record("t", envelope)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn amendment_during_a_slow_attempt_is_delivered(store: Store) -> TestResult {
+    let (base, gate) = gated_receiver().await?;
+    let settings = NotifierSettings {
+        authorities: vec![AuthorityEndpoint {
+            code: "E10000016".into(),
+            webhook_url: format!("{base}/kent"),
+            signing_secrets: vec![],
+            secondary_webhook_url: None,
+            full_payload: false,
+            on_call_after_seconds: None,
+        }],
+        ..NotifierSettings::default()
+    };
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+    let inbox = AlertInbox::new(directory.clone());
+    let worker = Arc::new(DeliveryWorker::new(
+        store.clone(),
+        log,
+        directory,
+        &settings,
+        &mut Registry::default(),
+    )?);
+    let shutdown = CancellationToken::new();
+
+    // Revision 1 is sent; the authority is slow to answer.
+    file(&store, &inbox, 1).await?;
+    let sending = {
+        let worker = worker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { worker.deliver_due(&shutdown).await })
+    };
+    for _ in 0..200 {
+        if !gate.ids().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gate.ids(), ["alert-1"], "revision 1 in flight");
+
+    // The referral is corrected meanwhile: revision 2 is filed.
+    file(&store, &inbox, 2).await?;
+
+    // Revision 1's answer arrives after the amendment.
+    gate.permits.add_permits(1);
+    assert_eq!(sending.await??, 1);
+
+    // The amendment is still due and goes out with its own webhook-id.
+    gate.permits.add_permits(1);
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    assert_eq!(gate.ids(), ["alert-1", "alert-1:r2"]);
+    let row = sqlx::query("SELECT state, revision FROM deliveries WHERE alert_id = 'alert-1'")
+        .fetch_one(store.pool())
+        .await?;
+    assert_eq!(row.try_get::<String, _>("state")?, "delivered");
+    assert_eq!(row.try_get::<i64, _>("revision")?, 2);
+    // Nothing more to send.
+    assert_eq!(worker.deliver_due(&shutdown).await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn amendment_during_a_slow_attempt_is_delivered_on_sqlite() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-amend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let result = amendment_during_a_slow_attempt_is_delivered(store.clone()).await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+#[tokio::test]
+async fn amendment_during_a_slow_attempt_is_delivered_on_postgres() -> TestResult {
+    let database = kinlink_store::test_support::TempPostgres::create()
+        .await
+        .map_err(|e| format!("PostgreSQL is required for this test: {e}"))?;
+    let store = database.store().await?;
+    let result = amendment_during_a_slow_attempt_is_delivered(store.clone()).await;
+    store.close().await;
+    let _ = database.drop_database().await;
+    result
+}
