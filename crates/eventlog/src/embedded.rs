@@ -85,6 +85,19 @@ impl EmbeddedLog {
         envelope: &Envelope,
     ) -> Result<(i32, i64)> {
         let partition = topics::partition_for(&envelope.partition_key, self.partitions_of(topic));
+        if self.store.backend() == kinlink_store::Backend::Postgres {
+            // Offsets are MAX + 1: on PostgreSQL, writers in several processes serialise per
+            // partition for the rest of their transaction (SQLite has one writer anyway).
+            let key = kinlink_proto::stable_hash(&[
+                b"kinlink-log:",
+                topic.as_bytes(),
+                &partition.to_be_bytes(),
+            ]);
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(i64::from_ne_bytes(key.to_ne_bytes()))
+                .execute(&mut *conn)
+                .await?;
+        }
         let row = sqlx::query(
             "INSERT INTO log_events (topic, partition_no, offset_no, event_id, event_type, source, \
              subject, partition_key, time_ms, attributes, payload, appended_at_ms) \

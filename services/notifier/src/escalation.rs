@@ -2,7 +2,9 @@
 //! the deadline, then kinlink on-call (PagerDuty Events API v2: `trigger` with the alert id as
 //! `dedup_key`) a configured interval later. Acknowledging cancels what has not fired and
 //! sends `resolve` for an on-call page that has. Timers are rows, so they survive restarts;
-//! the worker polls every 250 ms, well within the 5 s promise.
+//! the worker polls every 250 ms, well within the 5 s promise. A worker claims a due timer
+//! before sending (compare-and-set of its due time to a lease), so several notifier instances
+//! fire each timer once; a failed send, `resolve` included, backs off from 30 s to an hour.
 
 use kinlink_eventlog::topics;
 use kinlink_proto::v1;
@@ -86,6 +88,18 @@ pub async fn bring_forward(
     Ok(())
 }
 
+/// How long a claimed timer is reserved for the worker sending it: longer than one request.
+const CLAIM_LEASE_MS: i64 = 60_000;
+
+/// Longest pause between retries of an escalation send.
+const MAX_RETRY_MS: i64 = 3_600_000;
+
+/// The pause before the next try of a send that failed `failures` times before.
+fn retry_delay_ms(failures: i64) -> i64 {
+    let doublings = u32::try_from(failures.clamp(0, 16)).unwrap_or(16);
+    RETRY_MS.saturating_mul(1i64 << doublings).min(MAX_RETRY_MS)
+}
+
 /// Pause before retrying an escalation whose target did not answer.
 const RETRY_MS: i64 = 30_000;
 
@@ -94,9 +108,9 @@ impl DeliveryWorker {
     pub async fn escalate_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
         let now = self.now();
         let rows = sqlx::query(
-            "SELECT e.alert_id, e.level, e.target, e.state, a.authority_code, a.alert FROM escalations e \
-             JOIN alerts a ON a.alert_id = e.alert_id \
-             WHERE (e.state = $2 AND e.due_at_ms <= $1 AND a.state = $3) OR e.state = $4 \
+            "SELECT e.alert_id, e.level, e.target, e.state, e.due_at_ms, a.authority_code, a.alert \
+             FROM escalations e JOIN alerts a ON a.alert_id = e.alert_id \
+             WHERE e.due_at_ms <= $1 AND ((e.state = $2 AND a.state = $3) OR e.state = $4) \
              ORDER BY e.due_at_ms LIMIT 16",
         )
         .bind(now)
@@ -114,7 +128,16 @@ impl DeliveryWorker {
             let level: i64 = row.try_get("level")?;
             let target: String = row.try_get("target")?;
             let state: String = row.try_get("state")?;
+            let due_at_ms: i64 = row.try_get("due_at_ms")?;
             let authority: String = row.try_get("authority_code")?;
+            // Another notifier instance may have read the same timer: only the one whose
+            // claim lands sends it.
+            if !self
+                .claim_timer(&alert_id, level, &state, due_at_ms)
+                .await?
+            {
+                continue;
+            }
             let bytes: Vec<u8> = row.try_get("alert")?;
             let alert = crate::stored_alert(&alert_id, &bytes)?;
             let state = EscalationState::parse(&state);
@@ -164,16 +187,55 @@ impl DeliveryWorker {
             .inc();
     }
 
-    async fn retry_later(&self, alert_id: &str, level: i64) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+    /// Claims a due timer for one send: moves its due time to the end of a lease, only if
+    /// nobody has since it was read (compare-and-set on the due time). A worker that crashes
+    /// mid-send leaves the claim to expire, and the timer is tried again after the lease.
+    async fn claim_timer(
+        &self,
+        alert_id: &str,
+        level: i64,
+        state: &str,
+        due_at_ms: i64,
+    ) -> Result<bool, Error> {
+        let claimed = sqlx::query(
+            "UPDATE escalations SET due_at_ms = $1 WHERE alert_id = $2 AND level = $3 AND state = $4 AND due_at_ms = $5",
         )
-        .bind(self.now() + RETRY_MS)
+        .bind(self.now() + CLAIM_LEASE_MS)
         .bind(alert_id)
         .bind(level)
-        .bind(EscalationState::Scheduled.as_str())
-            .execute(self.store.pool())
-            .await?;
+        .bind(state)
+        .bind(due_at_ms)
+        .execute(self.store.pool())
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// The send failed: try again after a back-off that doubles with each failure, from
+    /// [`RETRY_MS`] up to [`MAX_RETRY_MS`].
+    async fn retry_later(
+        &self,
+        alert_id: &str,
+        level: i64,
+        state: EscalationState,
+    ) -> Result<(), Error> {
+        let attempts: i64 =
+            sqlx::query("SELECT attempts FROM escalations WHERE alert_id = $1 AND level = $2")
+                .bind(alert_id)
+                .bind(level)
+                .fetch_optional(self.store.pool())
+                .await?
+                .map(|r| r.try_get("attempts"))
+                .transpose()?
+                .unwrap_or(0);
+        sqlx::query(
+            "UPDATE escalations SET due_at_ms = $1, attempts = attempts + 1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+        )
+        .bind(self.now() + retry_delay_ms(attempts))
+        .bind(alert_id)
+        .bind(level)
+        .bind(state.as_str())
+        .execute(self.store.pool())
+        .await?;
         Ok(())
     }
 
@@ -219,8 +281,12 @@ impl DeliveryWorker {
             _ => {
                 self.count(&alert.authority_code, "failed");
                 tracing::warn!(alert_id = %alert.alert_id, "Secondary contact did not accept the escalation; retrying.");
-                self.retry_later(&alert.alert_id, EscalationLevel::Secondary.number())
-                    .await?;
+                self.retry_later(
+                    &alert.alert_id,
+                    EscalationLevel::Secondary.number(),
+                    EscalationState::Scheduled,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -244,7 +310,11 @@ impl DeliveryWorker {
             self.count(&alert.authority_code, "failed");
             tracing::error!(alert_id = %alert.alert_id, "On-call escalation due but notifier.on_call is not configured.");
             return self
-                .retry_later(&alert.alert_id, EscalationLevel::OnCall.number())
+                .retry_later(
+                    &alert.alert_id,
+                    EscalationLevel::OnCall.number(),
+                    EscalationState::Scheduled,
+                )
                 .await;
         };
         let message_id =
@@ -267,8 +337,12 @@ impl DeliveryWorker {
             _ => {
                 self.count(&alert.authority_code, "failed");
                 tracing::error!(alert_id = %alert.alert_id, "On-call trigger failed; retrying.");
-                self.retry_later(&alert.alert_id, EscalationLevel::OnCall.number())
-                    .await?;
+                self.retry_later(
+                    &alert.alert_id,
+                    EscalationLevel::OnCall.number(),
+                    EscalationState::Scheduled,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -276,7 +350,13 @@ impl DeliveryWorker {
 
     async fn resolve_on_call(&self, alert: &v1::AlertRaised) -> Result<(), Error> {
         let Some(on_call) = &self.directory.on_call else {
-            return Ok(());
+            return self
+                .retry_later(
+                    &alert.alert_id,
+                    EscalationLevel::OnCall.number(),
+                    EscalationState::ResolvePending,
+                )
+                .await;
         };
         let body = json!({
             "routing_key": on_call.routing_key,
@@ -295,8 +375,17 @@ impl DeliveryWorker {
             self.step(&alert.alert_id, EscalationLevel::OnCall, step)
                 .await?;
             self.count(&alert.authority_code, "on_call_resolved");
+            return Ok(());
         }
-        Ok(())
+        // The on-call service did not take the resolve: back off rather than retry at once.
+        self.count(&alert.authority_code, "failed");
+        tracing::warn!(alert_id = %alert.alert_id, "On-call resolve not accepted; retrying later.");
+        self.retry_later(
+            &alert.alert_id,
+            EscalationLevel::OnCall.number(),
+            EscalationState::ResolvePending,
+        )
+        .await
     }
 
     async fn fired(
@@ -360,5 +449,21 @@ impl DeliveryWorker {
         self.log.notify_appended();
         tracing::warn!(alert_id = %alert.alert_id, authority = %alert.authority_code, level, "Alert escalated.");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_sends_back_off_to_an_hour() {
+        assert_eq!(retry_delay_ms(0), 30_000);
+        assert_eq!(retry_delay_ms(1), 60_000);
+        assert_eq!(retry_delay_ms(3), 240_000);
+        assert_eq!(retry_delay_ms(7), MAX_RETRY_MS);
+        assert_eq!(retry_delay_ms(1_000), MAX_RETRY_MS);
+        assert_eq!(retry_delay_ms(-5), 30_000);
+        assert!(CLAIM_LEASE_MS > 15_000, "a claim outlasts one request");
     }
 }
