@@ -115,10 +115,7 @@ async fn two_notifiers_fire_each_escalation_once_on_postgres() -> TestResult {
         tx.commit().await?;
     }
 
-    // Two replicas: each its own pool on the same database, one shared test clock. (They share
-    // one embedded log for lifecycle events, standing in for Kafka's outbox.)
-    let log =
-        EventLog::Embedded(EmbeddedLog::open(filing.clone(), 1, LogMetrics::default()).await?);
+    // Two replicas: each its own pool and log on the same database, one shared test clock.
     let clock = Arc::new(AtomicI64::new(start));
     let mut workers = Vec::new();
     let mut stores = Vec::new();
