@@ -404,7 +404,7 @@ impl DeliveryWorker {
             return Ok(());
         };
         let moved = sqlx::query(
-            "UPDATE escalations SET state = $1, fired_at_ms = $2 WHERE alert_id = $3 AND level = $4 AND state = $5",
+            "UPDATE escalations SET state = $1, fired_at_ms = $2, due_at_ms = $2 WHERE alert_id = $3 AND level = $4 AND state = $5",
         )
         .bind(to.as_str())
         .bind(now)
