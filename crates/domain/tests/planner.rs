@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use kinlink_domain::alerting::planning::{
-    AlertEvent, AlertPolicy, History, PersonEvent, TRIAGE_KEY, Trigger, age_assessment_disputes,
-    alert_key, merge_joins_bodies, plan_alerts,
+    AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent, TRIAGE_KEY,
+    Trigger, age_assessment_disputes, alert_key, follow_up_wait, merge_joins_bodies, plan_alerts,
 };
 use kinlink_domain::alerting::rules::Rule;
 use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
@@ -330,6 +330,19 @@ fn per_body_deadlines_override_the_default() {
         .as_ref()
         .map(kinlink_proto::millis_from_timestamp);
     assert_eq!(deadline, Some(now().timestamp_millis() + 15 * 60_000));
+}
+
+#[test]
+fn a_follow_up_waits_for_its_referral_for_ten_minutes() {
+    assert_eq!(follow_up_wait(1_000, 1_000), FollowUpWait::Wait);
+    assert_eq!(
+        follow_up_wait(1_000, 1_000 + FOLLOW_UP_WAIT_MS - 1),
+        FollowUpWait::Wait
+    );
+    assert_eq!(
+        follow_up_wait(1_000, 1_000 + FOLLOW_UP_WAIT_MS),
+        FollowUpWait::GiveUp
+    );
 }
 
 #[test]

@@ -124,3 +124,15 @@ pub async fn latest_referral(
     .await?;
     row.map(|r| r.try_get("referral_id")).transpose()
 }
+
+/// Whether the enricher has recorded the persons of this referral yet.
+pub async fn referral_enriched(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM referral_persons WHERE referral_id = $1")
+        .bind(referral_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}

@@ -120,7 +120,9 @@ impl Stage for Alerter {
         let envelope = &record.envelope;
         let now = self.clock.now();
         // Load: the event and what the store knows about the persons it concerns.
-        let Some((referral_id, trigger, history)) = self.load(conn, envelope).await? else {
+        let Some((referral_id, trigger, history)) =
+            self.load(conn, envelope, now.timestamp_millis()).await?
+        else {
             return Ok(Vec::new());
         };
         // Decide.
@@ -179,6 +181,31 @@ impl Stage for Alerter {
     }
 }
 
+/// A follow-up whose subject is not known yet: if its referral has not been enriched, the
+/// follow-up raced ahead of the enricher and waits (bounded by the domain's
+/// `FOLLOW_UP_WAIT_MS`, then dead-lettered with the reason) instead of going to triage as an
+/// unknown subject. Returns when the referral is enriched (the subject is then truly unknown).
+async fn wait_for_enrichment(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+    envelope: &Envelope,
+    now_ms: i64,
+) -> Result<(), StageError> {
+    if history::referral_enriched(conn, referral_id).await? {
+        return Ok(());
+    }
+    match planning::follow_up_wait(envelope.time_ms, now_ms) {
+        planning::FollowUpWait::Wait => Err(StageError::Retry(format!(
+            "follow-up {} waits for referral {referral_id} to be enriched",
+            envelope.id
+        ))),
+        planning::FollowUpWait::GiveUp => Err(StageError::Rejected(format!(
+            "referral {referral_id} was not enriched within {} minutes of the follow-up; replay it once it is",
+            planning::FOLLOW_UP_WAIT_MS / 60_000
+        ))),
+    }
+}
+
 /// An event decoded, owning what the planner borrows.
 #[derive(Debug)]
 enum Loaded {
@@ -214,6 +241,7 @@ impl Alerter {
         &self,
         conn: &mut AnyConnection,
         envelope: &Envelope,
+        now_ms: i64,
     ) -> Result<Option<(String, Loaded, History)>, StageError> {
         let mut history = History::default();
         let loaded = match envelope.event_type.as_str() {
@@ -240,6 +268,9 @@ impl Alerter {
                 let person =
                     history::person_of(conn, &missing.referral_id, missing.subject.as_ref())
                         .await?;
+                if person.is_none() {
+                    wait_for_enrichment(conn, &missing.referral_id, envelope, now_ms).await?;
+                }
                 let loaded = Loaded::Person {
                     rule: Rule::MissingChild,
                     persons: person.into_iter().collect(),
@@ -252,6 +283,9 @@ impl Alerter {
                 let person =
                     history::person_of(conn, &decision.referral_id, decision.subject.as_ref())
                         .await?;
+                if person.is_none() {
+                    wait_for_enrichment(conn, &decision.referral_id, envelope, now_ms).await?;
+                }
                 // A decision on a parent concerns their children; on a child, the child.
                 let persons = match person {
                     Some(person) => {
@@ -276,6 +310,9 @@ impl Alerter {
                 let person =
                     history::person_of(conn, &assessment.referral_id, assessment.subject.as_ref())
                         .await?;
+                if person.is_none() {
+                    wait_for_enrichment(conn, &assessment.referral_id, envelope, now_ms).await?;
+                }
                 // Later referrals of the person follow the assessment (the enricher reads it).
                 if let (Some(person), Some(outcome)) = (
                     &person,

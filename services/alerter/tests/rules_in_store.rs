@@ -439,3 +439,68 @@ async fn an_adult_age_assessment_changes_how_later_referrals_are_treated() -> Te
     h.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_follow_up_that_overtakes_its_referral_waits_instead_of_going_to_triage() -> TestResult {
+    use kinlink_eventlog::StageError;
+    let h = Harness::new("overtaken").await?;
+    let missing = v1::MissingEpisodeReported {
+        referral_id: "late".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::DependantIndex(0)),
+        }),
+        ..Default::default()
+    };
+    let now = kinlink_store::now_millis();
+    let handle = |time_ms: i64| {
+        let input = record(
+            "t",
+            Envelope::new(
+                "missing-1".into(),
+                "/test",
+                "late",
+                "late",
+                time_ms,
+                &missing,
+            ),
+        );
+        let (store, alerter) = (h.store.clone(), h.alerter.clone());
+        async move {
+            let mut tx = store.begin().await?;
+            let result = alerter.handle(&mut tx, &input).await;
+            tx.rollback().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(result)
+        }
+    };
+    // Just reported, referral not enriched yet: wait (the runner retries with back-off).
+    assert!(matches!(handle(now).await?, Err(StageError::Retry(_))));
+    // Still not enriched ten minutes on: dead-lettered with the reason, not triaged.
+    assert!(matches!(
+        handle(now - 11 * 60_000).await?,
+        Err(StageError::Rejected(reason)) if reason.contains("not enriched")
+    ));
+
+    // Once the referral is enriched, the same follow-up reaches the child's body.
+    h.refer(routine_referral(
+        "late",
+        person("Lan", "1988-08-08", vec![]),
+        vec![person(
+            "Minh",
+            "2017-07-07",
+            vec![location(LocationRole::Lives, "CT1 2RR")],
+        )],
+    ))
+    .await?;
+    let alerts = match handle(now).await? {
+        Ok(outputs) => outputs
+            .iter()
+            .map(|o| o.envelope.decode::<v1::AlertRaised>())
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(error) => return Err(error.into()),
+    };
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].authority_code, "E10000016");
+    assert_eq!(alerts[0].rule, "missing_child");
+    h.close().await;
+    Ok(())
+}

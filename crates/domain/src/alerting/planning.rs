@@ -88,6 +88,30 @@ pub struct AlertEvent<'a> {
     pub trigger: Trigger<'a>,
 }
 
+/// How long a follow-up (missing episode, NRM decision, age assessment) may wait for its
+/// referral to be enriched. The enricher normally takes well under a second; ten minutes
+/// covers a restart or a backlog. After that the follow-up is dead-lettered with the reason,
+/// for an operator to replay, rather than routed to triage as an unknown subject.
+pub const FOLLOW_UP_WAIT_MS: i64 = 10 * 60_000;
+
+/// What to do with a follow-up whose referral has not been enriched yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpWait {
+    /// Try again later (the stage retries with back-off).
+    Wait,
+    /// Waited long enough: dead-letter it.
+    GiveUp,
+}
+
+/// Whether a follow-up received at `received_ms` may still wait at `now_ms`.
+pub fn follow_up_wait(received_ms: i64, now_ms: i64) -> FollowUpWait {
+    if now_ms.saturating_sub(received_ms) < FOLLOW_UP_WAIT_MS {
+        FollowUpWait::Wait
+    } else {
+        FollowUpWait::GiveUp
+    }
+}
+
 /// Whether an age assessment raises `age_dispute`: the person was assessed adult after being
 /// routed as a child.
 pub fn age_assessment_disputes(outcome: i32, was_routed_as_child: bool) -> bool {
