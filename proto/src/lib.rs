@@ -20,6 +20,9 @@ pub mod wire_lock;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/kinlink_descriptor.bin"));
 
+/// The protobuf timestamp type the contracts use.
+pub use prost_types::Timestamp;
+
 /// Converts milliseconds since the Unix epoch into a protobuf timestamp.
 pub fn timestamp_from_millis(millis: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {

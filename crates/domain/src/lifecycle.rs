@@ -56,19 +56,25 @@ pub enum AlertState {
     Acknowledged,
     /// The authority recorded an outcome. Final.
     Resolved,
+    /// No longer needs action: the referral was withdrawn or the missing child found. The
+    /// authority was told in an amendment. Final.
+    Closed,
 }
 
 stored_names!(AlertState {
     Open => "open",
     Acknowledged => "acknowledged",
     Resolved => "resolved",
+    Closed => "closed",
 });
 
-/// What an authority asks to do with an alert.
+/// What is asked of an alert: by its authority (acknowledge, resolve), or by the pipeline
+/// when the case changes (close).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertCommand {
     Acknowledge,
     Resolve,
+    Close,
 }
 
 /// The result of applying a command to a state.
@@ -95,20 +101,20 @@ impl AlertState {
     /// Acknowledging an open alert acknowledges it; an acknowledged or resolved one stays as
     /// it is. Resolving works from open or acknowledged; a resolved alert stays resolved with
     /// its first outcome.
+    /// Closing works from open or acknowledged; a resolved alert keeps its outcome and a
+    /// closed one stays closed.
     pub fn apply(self, command: AlertCommand) -> Step<AlertState> {
-        match (self, command) {
-            (AlertState::Open, AlertCommand::Acknowledge) => Step::Move {
-                from: self,
-                to: AlertState::Acknowledged,
-            },
-            (AlertState::Open | AlertState::Acknowledged, AlertCommand::Resolve) => Step::Move {
-                from: self,
-                to: AlertState::Resolved,
-            },
-            (_, AlertCommand::Acknowledge) | (AlertState::Resolved, AlertCommand::Resolve) => {
-                Step::Stay(self)
+        let to = match (self, command) {
+            (AlertState::Open, AlertCommand::Acknowledge) => AlertState::Acknowledged,
+            (AlertState::Open | AlertState::Acknowledged, AlertCommand::Resolve) => {
+                AlertState::Resolved
             }
-        }
+            (AlertState::Open | AlertState::Acknowledged, AlertCommand::Close) => {
+                AlertState::Closed
+            }
+            _ => return Step::Stay(self),
+        };
+        Step::Move { from: self, to }
     }
 
     /// Whether escalation timers of an alert in this state may still fire.
@@ -345,11 +351,14 @@ pub enum TriageState {
     Open,
     /// An operator named the body; the alert was filed for it.
     Routed,
+    /// The alert no longer needs action (the referral was withdrawn) before anyone routed it.
+    Closed,
 }
 
 stored_names!(TriageState {
     Open => "open",
     Routed => "routed",
+    Closed => "closed",
 });
 
 impl TriageState {
@@ -360,7 +369,18 @@ impl TriageState {
                 from: self,
                 to: TriageState::Routed,
             },
-            TriageState::Routed => Step::Stay(self),
+            TriageState::Routed | TriageState::Closed => Step::Stay(self),
+        }
+    }
+
+    /// The alert waiting in triage no longer needs action: only an open item moves.
+    pub fn close(self) -> Step<TriageState> {
+        match self {
+            TriageState::Open => Step::Move {
+                from: self,
+                to: TriageState::Closed,
+            },
+            TriageState::Routed | TriageState::Closed => Step::Stay(self),
         }
     }
 }
@@ -386,7 +406,7 @@ mod tests {
         for s in TriageState::ALL {
             assert_eq!(TriageState::parse(s.as_str()), Some(*s));
         }
-        assert_eq!(AlertState::parse("closed"), None);
+        assert_eq!(AlertState::parse("withdrawn"), None);
         assert_eq!(
             EscalationLevel::from_number(EscalationLevel::OnCall.number()),
             Some(EscalationLevel::OnCall)
@@ -426,6 +446,20 @@ mod tests {
             AlertState::Resolved.apply(AlertCommand::Resolve),
             Step::Stay(AlertState::Resolved)
         );
+        assert_eq!(open.apply(AlertCommand::Close).state(), AlertState::Closed);
+        assert_eq!(
+            AlertState::Acknowledged.apply(AlertCommand::Close).state(),
+            AlertState::Closed
+        );
+        assert_eq!(
+            AlertState::Resolved.apply(AlertCommand::Close),
+            Step::Stay(AlertState::Resolved)
+        );
+        assert_eq!(
+            AlertState::Closed.apply(AlertCommand::Acknowledge),
+            Step::Stay(AlertState::Closed)
+        );
+        assert!(!AlertState::Closed.escalates());
         assert!(open.escalates());
         assert!(!AlertState::Acknowledged.escalates());
     }
@@ -527,5 +561,7 @@ mod tests {
         );
         assert_eq!(TriageState::Open.route().state(), TriageState::Routed);
         assert_eq!(TriageState::Routed.route(), Step::Stay(TriageState::Routed));
+        assert_eq!(TriageState::Open.close().state(), TriageState::Closed);
+        assert_eq!(TriageState::Closed.route(), Step::Stay(TriageState::Closed));
     }
 }

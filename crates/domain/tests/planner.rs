@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use kinlink_domain::alerting::planning::{
-    AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent, TRIAGE_KEY,
-    Trigger, age_assessment_disputes, alert_key, follow_up_wait, merge_joins_bodies, plan_alerts,
+    AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent, RaisedAlert,
+    TRIAGE_KEY, Trigger, age_assessment_disputes, alert_key, close_alerts, follow_up_wait,
+    merge_joins_bodies, plan_alerts,
 };
 use kinlink_domain::alerting::rules::Rule;
 use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
@@ -447,4 +448,31 @@ fn a_scottish_body_works_to_scotlands_calendar() {
     let tuesday =
         DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z").map(|t| t.timestamp_millis());
     assert_eq!(deadline, tuesday.ok());
+}
+
+#[test]
+fn a_withdrawal_closes_each_alert_once() {
+    let raised = |id: &str, code: &str| RaisedAlert {
+        alert_id: id.into(),
+        referral_id: "ref-1".into(),
+        authority_code: code.into(),
+    };
+    let closed = close_alerts(
+        &[
+            raised("a1", KENT),
+            raised("a2", WESTMINSTER),
+            raised("a1", KENT),
+            raised("a3", ""),
+        ],
+        v1::AlertCloseReason::ReferralWithdrawn,
+        "duplicate_referral",
+        now(),
+    );
+    let ids: Vec<&str> = closed.iter().map(|c| c.alert_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2", "a3"]);
+    assert!(closed.iter().all(
+        |c| c.reason == v1::AlertCloseReason::ReferralWithdrawn as i32
+            && c.reason_code == "duplicate_referral"
+    ));
+    assert!(close_alerts(&[], v1::AlertCloseReason::ChildFound, "", now()).is_empty());
 }

@@ -61,6 +61,13 @@ fn created_tables(dir: &str) -> BTreeSet<String> {
                 .to_owned();
             tables.insert(name);
         }
+        // A table built under a temporary name and renamed is the renamed one.
+        for part in sql.split("alter table").skip(1) {
+            let words: Vec<&str> = part.split_whitespace().take(4).collect();
+            if let [from, "rename", "to", _] = words.as_slice() {
+                tables.remove(*from);
+            }
+        }
     }
     tables
 }

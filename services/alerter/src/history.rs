@@ -136,3 +136,46 @@ pub async fn referral_enriched(
         .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
+
+/// Every alert raised for a referral (its own alerts and its follow-ups'), oldest first.
+pub async fn alerts_of_referral(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+) -> Result<Vec<kinlink_domain::alerting::planning::RaisedAlert>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT alert_id, MAX(referral_id) AS referral_id, MAX(authority_code) AS authority_code, \
+         MIN(decided_at_ms) AS first FROM routing_decisions WHERE referral_id = $1 \
+         GROUP BY alert_id ORDER BY first, alert_id",
+    )
+    .bind(referral_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(raised_alert).collect()
+}
+
+/// The missing-child alerts raised about a person (or a person merged into them).
+pub async fn missing_alerts_of(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<kinlink_domain::alerting::planning::RaisedAlert>, sqlx::Error> {
+    let rows = sqlx::query(concat!(
+        "SELECT alert_id, MAX(referral_id) AS referral_id, MAX(authority_code) AS authority_code, \
+         MIN(decided_at_ms) AS first FROM routing_decisions WHERE person_id IN ",
+        the_person!(),
+        " AND (',' || rules || ',') LIKE '%,missing_child,%' GROUP BY alert_id ORDER BY first, alert_id"
+    ))
+    .bind(person_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(raised_alert).collect()
+}
+
+fn raised_alert(
+    row: &sqlx::any::AnyRow,
+) -> Result<kinlink_domain::alerting::planning::RaisedAlert, sqlx::Error> {
+    Ok(kinlink_domain::alerting::planning::RaisedAlert {
+        alert_id: row.try_get("alert_id")?,
+        referral_id: row.try_get("referral_id")?,
+        authority_code: row.try_get("authority_code")?,
+    })
+}

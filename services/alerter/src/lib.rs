@@ -119,6 +119,9 @@ impl Stage for Alerter {
     ) -> Result<Vec<Output>, StageError> {
         let envelope = &record.envelope;
         let now = self.clock.now();
+        if let Some(outputs) = self.closures(conn, envelope, now).await? {
+            return Ok(outputs);
+        }
         // Load: the event and what the store knows about the persons it concerns.
         let Some((referral_id, trigger, history)) =
             self.load(conn, envelope, now.timestamp_millis()).await?
@@ -235,6 +238,68 @@ impl Loaded {
 }
 
 impl Alerter {
+    /// Withdrawals and found episodes: the alerts that no longer need action are closed (the
+    /// notifier tells each authority and stops escalation). `None` for other events.
+    async fn closures(
+        &self,
+        conn: &mut AnyConnection,
+        envelope: &Envelope,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Vec<Output>>, StageError> {
+        let (alerts, reason, reason_code) = match envelope.event_type.as_str() {
+            t if t == v1::ReferralWithdrawn::full_name() => {
+                let withdrawn: v1::ReferralWithdrawn = envelope.decode()?;
+                let alerts = history::alerts_of_referral(conn, &withdrawn.referral_id).await?;
+                let ids: Vec<&str> = alerts.iter().map(|a| a.alert_id.as_str()).collect();
+                records::close_triage_items(conn, &ids).await?;
+                (
+                    alerts,
+                    v1::AlertCloseReason::ReferralWithdrawn,
+                    withdrawn.reason_code,
+                )
+            }
+            t if t == v1::FoundEpisodeReported::full_name() => {
+                let found: v1::FoundEpisodeReported = envelope.decode()?;
+                let person =
+                    history::person_of(conn, &found.referral_id, found.subject.as_ref()).await?;
+                let alerts = match person {
+                    Some(person) => history::missing_alerts_of(conn, &person).await?,
+                    None => {
+                        wait_for_enrichment(
+                            conn,
+                            &found.referral_id,
+                            envelope,
+                            now.timestamp_millis(),
+                        )
+                        .await?;
+                        Vec::new()
+                    }
+                };
+                (alerts, v1::AlertCloseReason::ChildFound, String::new())
+            }
+            _ => return Ok(None),
+        };
+        let closed = planning::close_alerts(&alerts, reason, &reason_code, now);
+        let outputs = closed
+            .iter()
+            .map(|c| {
+                tracing::info!(alert_id = %c.alert_id, authority = %c.authority_code, reason = c.reason, "Alert closed.");
+                Output::new(
+                    topics::ALERTS_RAISED,
+                    envelope.derive(
+                        &format!("closed/{}", c.alert_id),
+                        SOURCE,
+                        &c.alert_id,
+                        &c.referral_id,
+                        now.timestamp_millis(),
+                        c,
+                    ),
+                )
+            })
+            .collect();
+        Ok(Some(outputs))
+    }
+
     /// Decodes the event and loads the history its decision needs. `None` when the event
     /// raises nothing (found episodes, withdrawals, review tasks and splits, for now).
     async fn load(
@@ -365,13 +430,8 @@ impl Alerter {
                 };
                 (referral_id, loaded)
             }
-            // Found episodes, withdrawals, review tasks and splits raise no alert of their own
-            // (yet).
-            t if t == v1::FoundEpisodeReported::full_name()
-                || t == v1::ReferralWithdrawn::full_name()
-                || t == v1::LinkageReviewOpened::full_name()
-                || t == v1::PersonSplit::full_name() =>
-            {
+            // Review tasks and splits raise no alert of their own (yet).
+            t if t == v1::LinkageReviewOpened::full_name() || t == v1::PersonSplit::full_name() => {
                 return Ok(None);
             }
             other => {

@@ -58,7 +58,8 @@ pub async fn record(
         }
         sqlx::query(
             "INSERT INTO routing_decisions (referral_id, person_id, authority_code, basis, alert_id, rules, reasons, \
-             data_version, decided_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+             data_version, rules_version, decided_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(&alert.referral_id)
         .bind(&part.person_id)
@@ -68,6 +69,7 @@ pub async fn record(
         .bind(part.rules.join(","))
         .bind(alert.triage_reasons.join(","))
         .bind(&alert.routing_data_version)
+        .bind(&alert.rules_version)
         .bind(now_ms)
         .execute(&mut *conn)
         .await?;
@@ -159,5 +161,25 @@ pub async fn record_assessment(
     .bind(assessed_at_ms)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Alerts waiting in triage that no longer need action (their referral was withdrawn) leave
+/// the queue.
+pub async fn close_triage_items(
+    conn: &mut AnyConnection,
+    alert_ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    let Step::Move { from, to } = TriageState::Open.close() else {
+        return Ok(());
+    };
+    for alert_id in alert_ids {
+        sqlx::query("UPDATE triage_queue SET state = $1 WHERE alert_id = $2 AND state = $3")
+            .bind(to.as_str())
+            .bind(alert_id)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }

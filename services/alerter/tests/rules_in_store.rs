@@ -504,3 +504,145 @@ async fn a_follow_up_that_overtakes_its_referral_waits_instead_of_going_to_triag
     h.close().await;
     Ok(())
 }
+
+/// The alerts an event's outputs close, as (alert id, authority, reason).
+fn closures(outputs: &[kinlink_eventlog::Output]) -> TestResult<Vec<(String, String, i32)>> {
+    outputs
+        .iter()
+        .map(|o| {
+            let closed: v1::AlertClosed = o.envelope.decode()?;
+            Ok((closed.alert_id, closed.authority_code, closed.reason))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn withdrawal_closes_every_alert_and_found_closes_the_missing_ones() -> TestResult {
+    let h = Harness::new("closures").await?;
+    // One child lives in Kent and was found in Westminster; a sibling's postcode is unknown.
+    let mut unknown = person(
+        "Tuan",
+        "2016-06-06",
+        vec![location(LocationRole::Lives, "ZZ9 9ZZ")],
+    );
+    unknown.family_name = "Pham".into();
+    let raised = h
+        .refer(routine_referral(
+            "w1",
+            person("Hoa", "1985-05-05", vec![]),
+            vec![
+                person(
+                    "Linh",
+                    "2015-05-05",
+                    vec![
+                        location(LocationRole::Lives, "CT1 2RR"),
+                        location(LocationRole::Found, "SW1A 2AA"),
+                    ],
+                ),
+                unknown,
+            ],
+        ))
+        .await?;
+    assert_eq!(raised.len(), 3, "Kent, Westminster and triage");
+
+    // The agency withdraws the referral: every alert is closed, each body is told.
+    let withdrawn = v1::ReferralWithdrawn {
+        referral_id: "w1".into(),
+        reason_code: "referred_in_error".into(),
+        ..Default::default()
+    };
+    let mut tx = h.store.begin().await?;
+    let outputs = h
+        .alerter
+        .handle(
+            &mut tx,
+            &record(
+                "t",
+                Envelope::new("withdraw-1".into(), "/test", "w1", "w1", 0, &withdrawn),
+            ),
+        )
+        .await?;
+    tx.commit().await?;
+    let closed = closures(&outputs)?;
+    let mut expected: Vec<(String, String, i32)> = raised
+        .iter()
+        .map(|a| {
+            (
+                a.alert_id.clone(),
+                a.authority_code.clone(),
+                v1::AlertCloseReason::ReferralWithdrawn as i32,
+            )
+        })
+        .collect();
+    expected.sort();
+    let mut got = closed.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert!(outputs.iter().all(|o| o.topic == "kinlink.alerts.raised"));
+    let open_triage: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM triage_queue WHERE referral_id = 'w1' AND state = 'open'",
+    )
+    .fetch_one(h.store.pool())
+    .await?
+    .try_get("n")?;
+    assert_eq!(open_triage, 0, "the triage item leaves the queue");
+
+    // A missing child is found: only the missing-child alerts about her are closed.
+    let (alerts, enriched) = h
+        .refer_keeping_input(routine_referral(
+            "m1",
+            person("Thu", "1983-03-03", vec![]),
+            vec![person(
+                "Mai",
+                "2014-04-04",
+                vec![location(LocationRole::Lives, "CT1 2RR")],
+            )],
+        ))
+        .await?;
+    let enriched: v1::ReferralEnriched = enriched.envelope.decode()?;
+    let mai = enriched.subjects[1].person_id.clone();
+    let child_alert = alerts[0].alert_id.clone();
+    let missing = v1::MissingEpisodeReported {
+        referral_id: "m1".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::PersonId(mai.clone())),
+        }),
+        ..Default::default()
+    };
+    let missing_alerts = h.follow_up("missing-m1", &missing).await?;
+    assert_eq!(missing_alerts.len(), 1);
+    let found = v1::FoundEpisodeReported {
+        referral_id: "m1".into(),
+        subject: Some(v1::SubjectRef {
+            target: Some(subject_ref::Target::PersonId(mai)),
+        }),
+        ..Default::default()
+    };
+    let mut tx = h.store.begin().await?;
+    let outputs = h
+        .alerter
+        .handle(
+            &mut tx,
+            &record(
+                "t",
+                Envelope::new("found-m1".into(), "/test", "m1", "m1", 0, &found),
+            ),
+        )
+        .await?;
+    tx.commit().await?;
+    let closed = closures(&outputs)?;
+    assert_eq!(
+        closed,
+        [(
+            missing_alerts[0].alert_id.clone(),
+            "E10000016".to_owned(),
+            v1::AlertCloseReason::ChildFound as i32
+        )]
+    );
+    assert!(
+        closed.iter().all(|(id, _, _)| *id != child_alert),
+        "the referral's own alert stays"
+    );
+    h.close().await;
+    Ok(())
+}

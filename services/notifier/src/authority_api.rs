@@ -195,11 +195,11 @@ async fn inbox(
         return problem(StatusCode::NOT_FOUND, "no such authority");
     }
     if let Some(s) = &query.state
-        && !["open", "acknowledged", "resolved"].contains(&s.as_str())
+        && AlertState::parse(s).is_none()
     {
         return problem(
             StatusCode::BAD_REQUEST,
-            "state must be open, acknowledged or resolved",
+            "state must be open, acknowledged, resolved or closed",
         );
     }
     let rows = sqlx::query(

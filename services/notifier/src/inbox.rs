@@ -9,7 +9,8 @@ use kinlink_proto::v1;
 use prost::Message;
 use sqlx::AnyConnection;
 
-use kinlink_domain::lifecycle::{AlertState, DeliveryState};
+use kinlink_domain::lifecycle::{AlertCommand, AlertState, DeliveryState, Step};
+use kinlink_store::audit::{self, AuditEntry};
 
 use crate::directory::Directory;
 
@@ -45,6 +46,12 @@ impl Stage for AlertInbox {
         conn: &mut AnyConnection,
         record: &Record,
     ) -> Result<Vec<Output>, StageError> {
+        use prost::Name;
+        if record.envelope.event_type == v1::AlertClosed::full_name() {
+            let closed: v1::AlertClosed = record.envelope.decode()?;
+            self.close(conn, &closed).await?;
+            return Ok(Vec::new());
+        }
         let alert: v1::AlertRaised = record.envelope.decode()?;
         if alert.alert_id.is_empty() {
             return Err(StageError::Rejected("alert has no alert_id".to_owned()));
@@ -116,5 +123,92 @@ impl Stage for AlertInbox {
             crate::escalation::file_timers(conn, &alert.alert_id, &timers).await?;
         }
         Ok(Vec::new())
+    }
+}
+
+impl AlertInbox {
+    /// Closes a filed alert that no longer needs action: its state moves to closed (unless
+    /// the authority already resolved it), its escalation timers stop, and the closure is
+    /// delivered to the authority as an amendment (next revision, its own webhook-id). An
+    /// alert never filed, or already closed, is left as it is.
+    async fn close(
+        &self,
+        conn: &mut AnyConnection,
+        closed: &v1::AlertClosed,
+    ) -> Result<(), StageError> {
+        let row = sqlx::query("SELECT state, alert FROM alerts WHERE alert_id = $1")
+            .bind(&closed.alert_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(());
+        };
+        let state: String = sqlx::Row::try_get(&row, "state")?;
+        let Some(state) = AlertState::parse(&state) else {
+            return Err(StageError::Rejected(format!(
+                "alert {} has an unknown state",
+                closed.alert_id
+            )));
+        };
+        let Step::Move { from, to } = state.apply(AlertCommand::Close) else {
+            return Ok(());
+        };
+        let bytes: Vec<u8> = sqlx::Row::try_get(&row, "alert")?;
+        let mut alert = crate::stored_alert(&closed.alert_id, &bytes)
+            .map_err(|e| StageError::Rejected(e.to_string()))?;
+        let delivery = sqlx::query("SELECT revision, state FROM deliveries WHERE alert_id = $1")
+            .bind(&closed.alert_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (revision, delivery_state) = match delivery {
+            Some(row) => (
+                sqlx::Row::try_get::<i64, _>(&row, "revision")?,
+                sqlx::Row::try_get::<String, _>(&row, "state")?,
+            ),
+            None => (i64::from(alert.revision.max(1)), String::new()),
+        };
+        alert.revision = u32::try_from(revision + 1).unwrap_or(u32::MAX);
+        alert.closed_reason = closed.reason;
+        alert.closed_reason_code = closed.reason_code.clone();
+        alert.closed_at = closed.closed_at;
+        let bytes = alert.encode_to_vec();
+        let now = self.clock.now_ms();
+        sqlx::query("UPDATE alerts SET state = $1, alert = $2 WHERE alert_id = $3 AND state = $4")
+            .bind(to.as_str())
+            .bind(bytes.clone())
+            .bind(&closed.alert_id)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
+        // Tell the authority (a triage item has nobody to tell yet).
+        let next = DeliveryState::parse(&delivery_state)
+            .map_or(DeliveryState::Triage, DeliveryState::amended);
+        sqlx::query(
+            "UPDATE deliveries SET alert = $1, revision = $2, state = $3, base_attempts = attempts, \
+             next_attempt_at_ms = $4, updated_at_ms = $4 WHERE alert_id = $5",
+        )
+        .bind(bytes)
+        .bind(i64::from(alert.revision))
+        .bind(next.as_str())
+        .bind(now)
+        .bind(&closed.alert_id)
+        .execute(&mut *conn)
+        .await?;
+        crate::escalation::stop_timers(conn, &closed.alert_id).await?;
+        let detail = format!("closed: {}", closed.reason);
+        audit::append(
+            conn,
+            &AuditEntry {
+                action: "closed",
+                actor: "notifier",
+                authority_code: &closed.authority_code,
+                alert_id: &closed.alert_id,
+                detail: &detail,
+            },
+        )
+        .await
+        .map_err(|e| StageError::Retry(e.to_string()))?;
+        tracing::info!(alert_id = %closed.alert_id, revision = alert.revision, "Alert closed; the authority is told and escalation stopped.");
+        Ok(())
     }
 }

@@ -39,6 +39,27 @@ pub struct WebhookPayload<'a> {
     /// Full payloads only: the referral's exploitation types and county-lines flag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exploitation: Option<Exploitation>,
+    /// Set when the alert no longer needs action: the referral was withdrawn or the missing
+    /// child found. Escalation has stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Closed<'a>>,
+}
+
+/// Why an alert no longer needs action.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Closed<'a> {
+    /// `referral_withdrawn` or `child_found`.
+    pub reason: String,
+    /// The agency's reason code for a withdrawal (empty otherwise).
+    pub reason_code: &'a str,
+    pub closed_at: Option<String>,
+}
+
+fn rfc3339(ts: Option<&kinlink_proto::Timestamp>) -> Option<String> {
+    ts.and_then(|ts| {
+        chrono::DateTime::from_timestamp_millis(kinlink_proto::millis_from_timestamp(ts))
+    })
+    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Referral context in full payloads.
@@ -259,6 +280,18 @@ impl<'a> WebhookPayload<'a> {
                     })
                     .collect(),
                 county_lines: alert.county_lines,
+            }),
+            closed: (alert.closed_reason != v1::AlertCloseReason::Unspecified as i32).then(|| {
+                Closed {
+                    reason: enum_name(
+                        v1::AlertCloseReason::try_from(alert.closed_reason)
+                            .ok()
+                            .map(|e| e.as_str_name()),
+                        "ALERT_CLOSE_REASON_",
+                    ),
+                    reason_code: &alert.closed_reason_code,
+                    closed_at: rfc3339(alert.closed_at.as_ref()),
+                }
             }),
         }
     }

@@ -1,6 +1,8 @@
-//! An amendment filed while the previous revision's attempt is still in flight is delivered,
-//! with its own webhook-id, on SQLite and on PostgreSQL. Before the fix the slow attempt's
-//! outcome marked the delivery delivered and the amendment was never sent.
+//! Amendments reach the authority. One filed while the previous revision's attempt is still
+//! in flight is delivered with its own webhook-id, on SQLite and on PostgreSQL (before the fix
+//! the slow attempt's outcome marked the delivery delivered and the amendment was never sent).
+//! A closed alert (referral withdrawn, child found) is delivered as an amendment saying so, and
+//! its escalation stops.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 struct Gate {
     ids: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
     permits: Arc<Semaphore>,
 }
 
@@ -37,31 +40,54 @@ impl Gate {
 async fn gated_receiver() -> TestResult<(String, Gate)> {
     let gate = Gate {
         ids: Arc::default(),
+        bodies: Arc::default(),
         permits: Arc::new(Semaphore::new(0)),
     };
     let app = axum::Router::new()
         .route(
             "/kent",
-            post(|State(gate): State<Gate>, headers: HeaderMap| async move {
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                if let Ok(mut ids) = gate.ids.lock() {
-                    ids.push(id);
-                }
-                if let Ok(permit) = gate.permits.acquire().await {
-                    permit.forget();
-                }
-                axum::http::StatusCode::NO_CONTENT
-            }),
+            post(
+                |State(gate): State<Gate>, headers: HeaderMap, body: axum::body::Bytes| async move {
+                    if let (Ok(mut bodies), Ok(json)) = (
+                        gate.bodies.lock(),
+                        serde_json::from_slice::<serde_json::Value>(&body),
+                    ) {
+                        bodies.push(json);
+                    }
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    if let Ok(mut ids) = gate.ids.lock() {
+                        ids.push(id);
+                    }
+                    if let Ok(permit) = gate.permits.acquire().await {
+                        permit.forget();
+                    }
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
         )
         .with_state(gate.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok((base, gate))
+}
+
+fn settings(base: &str) -> NotifierSettings {
+    NotifierSettings {
+        authorities: vec![AuthorityEndpoint {
+            code: "E10000016".into(),
+            webhook_url: format!("{base}/kent"),
+            signing_secrets: vec![],
+            secondary_webhook_url: Some(format!("{base}/kent")),
+            full_payload: false,
+            on_call_after_seconds: None,
+        }],
+        ..NotifierSettings::default()
+    }
 }
 
 fn alert(revision: u32) -> v1::AlertRaised {
@@ -174,4 +200,79 @@ async fn amendment_during_a_slow_attempt_is_delivered_on_postgres() -> TestResul
     store.close().await;
     let _ = database.drop_database().await;
     result
+}
+
+#[tokio::test]
+async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-closed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let (base, gate) = gated_receiver().await?;
+    gate.permits.add_permits(100);
+    let settings = settings(&base);
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+    let inbox = AlertInbox::new(directory.clone());
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(
+        kinlink_store::now_millis() + 60_000,
+    ));
+    let worker = {
+        let clock = clock.clone();
+        DeliveryWorker::new(
+            store.clone(),
+            log,
+            directory,
+            &settings,
+            &mut Registry::default(),
+        )?
+        .with_clock(kinlink_store::Clock::from_fn(move || {
+            clock.load(std::sync::atomic::Ordering::SeqCst)
+        }))
+    };
+    let shutdown = CancellationToken::new();
+    file(&store, &inbox, 1).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+
+    // The referral is withdrawn: the alerter's closure reaches the notifier.
+    let closed = v1::AlertClosed {
+        alert_id: "alert-1".into(),
+        referral_id: "r-1".into(),
+        authority_code: "E10000016".into(),
+        reason: v1::AlertCloseReason::ReferralWithdrawn as i32,
+        reason_code: "referred_in_error".into(),
+        closed_at: Some(kinlink_proto::timestamp_from_millis(
+            kinlink_store::now_millis(),
+        )),
+    };
+    let envelope = Envelope::new("closed-1".into(), "/t", "alert-1", "r-1", 0, &closed);
+    let mut tx = store.begin().await?;
+    inbox
+        .handle(&mut tx, &record("t", envelope.clone()))
+        .await?;
+    // Twice (a redelivery) changes nothing more.
+    inbox.handle(&mut tx, &record("t", envelope)).await?;
+    tx.commit().await?;
+
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    assert_eq!(gate.ids(), ["alert-1", "alert-1:r2"]);
+    let bodies = gate.bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(bodies[1]["closed"]["reason"], "referral_withdrawn");
+    assert_eq!(bodies[1]["closed"]["reason_code"], "referred_in_error");
+    assert!(bodies[0].get("closed").is_none());
+    let state: String = sqlx::query("SELECT state FROM alerts WHERE alert_id = 'alert-1'")
+        .fetch_one(store.pool())
+        .await?
+        .try_get("state")?;
+    assert_eq!(state, "closed");
+
+    // Past the deadline and the on-call delay: nobody is paged for a closed alert.
+    clock.store(
+        kinlink_store::now_millis() + 10 * 3_600_000,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    assert_eq!(worker.escalate_due(&shutdown).await?, 0);
+    assert_eq!(gate.ids().len(), 2, "no secondary-contact message");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }

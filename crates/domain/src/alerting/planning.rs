@@ -483,9 +483,44 @@ fn raise(
             exploitation_types: context.exploitation_types.clone(),
             county_lines: context.county_lines,
             revision: context.revision.max(1),
+            ..Default::default()
         });
     }
     alerts
+}
+
+/// An alert already raised, as the alerter's routing decisions record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaisedAlert {
+    pub alert_id: String,
+    pub referral_id: String,
+    /// Empty for an alert waiting in triage.
+    pub authority_code: String,
+}
+
+/// The closures a withdrawn referral or a found child asks for: every alert named, each once,
+/// in the order given. Each authority that was alerted is told; escalation stops.
+pub fn close_alerts(
+    alerts: &[RaisedAlert],
+    reason: v1::AlertCloseReason,
+    reason_code: &str,
+    at: DateTime<Utc>,
+) -> Vec<v1::AlertClosed> {
+    let mut closed: Vec<v1::AlertClosed> = Vec::new();
+    for alert in alerts {
+        if closed.iter().any(|c| c.alert_id == alert.alert_id) {
+            continue;
+        }
+        closed.push(v1::AlertClosed {
+            alert_id: alert.alert_id.clone(),
+            referral_id: alert.referral_id.clone(),
+            authority_code: alert.authority_code.clone(),
+            reason: reason as i32,
+            reason_code: reason_code.to_owned(),
+            closed_at: Some(kinlink_proto::timestamp_from_millis(at.timestamp_millis())),
+        });
+    }
+    closed
 }
 
 /// The key an alert was planned under: its body's code, or [`TRIAGE_KEY`].
