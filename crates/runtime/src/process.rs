@@ -59,6 +59,10 @@ impl Process {
         let metrics = LogMetrics::register(&mut registry);
         let (store, log) = open_backends(&settings, metrics).await?;
         let listener = TcpListener::bind(&settings.http.address).await?;
+        let mut settings = settings;
+        if settings.notifier.public_base_url.is_empty() {
+            settings.notifier.public_base_url = format!("http://{}", listener.local_addr()?);
+        }
         let mut process = Self {
             settings,
             registry,

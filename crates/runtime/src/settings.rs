@@ -241,7 +241,8 @@ pub struct NotifierSettings {
     /// Where each authority receives alerts.
     pub authorities: Vec<AuthorityEndpoint>,
     /// Base URL of this deployment's API, for the link in each webhook to the alert's full
-    /// content (`<base>/v1/alerts/<id>`).
+    /// content (`<base>/v1/alerts/<id>`). Empty (the default): `http://` and the address this
+    /// process listens on, once bound (so `--address 127.0.0.1:0` links to the real port).
     pub public_base_url: String,
     /// Seconds after an unacknowledged alert's deadline before kinlink on-call is paged
     /// (the authority's secondary contact is tried at the deadline itself).
@@ -258,7 +259,7 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             authorities: Vec::new(),
-            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            public_base_url: String::new(),
             on_call_after_seconds: 1800,
             on_call: OnCallSettings::default(),
             timeout_ms: 15_000,

@@ -60,7 +60,10 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard> {
         None => (None, None),
     };
     let registry = tracing_subscriber::registry().with(otel);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: files and journald get plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match settings.format {
         LogFormat::Text => registry.with(fmt.with_filter(filter)).try_init(),
         LogFormat::Json => registry

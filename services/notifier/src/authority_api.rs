@@ -159,7 +159,8 @@ struct InboxItem {
     alert_id: String,
     referral_id: String,
     state: String,
-    deadline_ms: i64,
+    /// RFC 3339, like every other time in the API.
+    deadline: String,
 }
 
 /// The authority's alerts, by deadline.
@@ -221,7 +222,9 @@ async fn inbox(
                 alert_id: r.try_get("alert_id")?,
                 referral_id: r.try_get("referral_id")?,
                 state: r.try_get("state")?,
-                deadline_ms: r.try_get("deadline_ms")?,
+                deadline: chrono::DateTime::from_timestamp_millis(r.try_get("deadline_ms")?)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
             })
         })
         .collect();

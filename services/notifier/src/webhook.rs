@@ -17,7 +17,8 @@ pub struct WebhookPayload<'a> {
     pub person_id: &'a str,
     pub authority_code: &'a str,
     pub authority_name: &'a str,
-    pub other_authority_code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_authority_code: Option<&'a str>,
     pub basis: &'static str,
     pub priority: &'static str,
     pub rule: &'a str,
@@ -53,6 +54,11 @@ pub struct Closed<'a> {
     /// The agency's reason code for a withdrawal (empty otherwise).
     pub reason_code: &'a str,
     pub closed_at: Option<String>,
+}
+
+/// A proto string field as JSON: absent when empty, never `""`.
+fn non_empty(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
 }
 
 fn rfc3339(ts: Option<&kinlink_proto::Timestamp>) -> Option<String> {
@@ -171,15 +177,17 @@ pub struct ChildSection<'a> {
     #[schema(value_type = Vec<String>)]
     pub rules: &'a [String],
     pub basis: &'static str,
-    pub other_authority_code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_authority_code: Option<&'a str>,
     #[schema(value_type = Vec<String>)]
     pub previous_authority_codes: &'a [String],
     pub ever_referred_in_own_right: bool,
     /// How the child was recognised: `new_person` (first seen), `strong_identifier`, or
     /// `probabilistic` (linkage scored above the automatic-link threshold).
     pub recognised_by: &'static str,
-    /// Probability of the match that recognised the child (0 for a new person).
-    pub match_probability: f64,
+    /// Probability of the match that recognised the child (absent for a new person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_probability: Option<f64>,
     /// Referrals the child was already on, as a dependant or in their own right.
     #[schema(value_type = Vec<String>)]
     pub earlier_referral_ids: &'a [String],
@@ -215,7 +223,7 @@ impl<'a> WebhookPayload<'a> {
             person_id: &alert.person_id,
             authority_code: &alert.authority_code,
             authority_name: &alert.authority_name,
-            other_authority_code: &alert.other_authority_code,
+            other_authority_code: non_empty(&alert.other_authority_code),
             basis: basis_name(alert.basis),
             priority: match v1::Priority::try_from(alert.priority) {
                 Ok(v1::Priority::Urgent) => "urgent",
@@ -245,11 +253,14 @@ impl<'a> WebhookPayload<'a> {
                     person_id: &s.person_id,
                     rules: &s.rules,
                     basis: basis_name(s.basis),
-                    other_authority_code: &s.other_authority_code,
+                    other_authority_code: non_empty(&s.other_authority_code),
                     previous_authority_codes: &s.previous_authority_codes,
                     ever_referred_in_own_right: s.ever_referred_in_own_right,
                     recognised_by: recognised_by(s.match_method),
-                    match_probability: s.match_probability,
+                    // A new person was not matched: no probability, rather than 0.
+                    match_probability: (s.match_method != v1::MatchMethod::NewPerson as i32
+                        && s.match_method != v1::MatchMethod::Unspecified as i32)
+                        .then_some(s.match_probability),
                     earlier_referral_ids: &s.earlier_referral_ids,
                     details: if full {
                         s.child.as_ref().map(ChildDetails::from_person)
