@@ -82,6 +82,15 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
     let kinlink = Kinlink::up(&data, &config).await?;
     let store_url = format!("sqlite://{}?mode=ro", data.join("kinlink.db").display());
     family_reaches_both_authorities(&kinlink, &receiver, &store_url).await?;
+    // `--address 127.0.0.1:0` chose a port: the link to the full alert uses it.
+    for r in receiver.received() {
+        let url = r.body["content_url"].as_str().unwrap_or_default();
+        assert!(
+            url.starts_with(&format!("{}/v1/alerts/", kinlink.base_url)),
+            "content_url {url} does not follow {}",
+            kinlink.base_url
+        );
+    }
 
     // The ops endpoints answer.
     let metrics = reqwest::get(format!("{}/metrics", kinlink.base_url))
