@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use kinlink_domain::alerting::planning::{
-    AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent, RaisedAlert,
-    TRIAGE_KEY, Trigger, age_assessment_disputes, alert_key, close_alerts, follow_up_wait,
-    merge_joins_bodies, plan_alerts,
+    AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent,
+    PersonEventDetail, RaisedAlert, TRIAGE_KEY, Trigger, age_assessment_disputes, alert_key,
+    close_alerts, follow_up_wait, merge_joins_bodies, plan_alerts,
 };
 use kinlink_domain::alerting::rules::Rule;
 use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
@@ -99,6 +99,7 @@ fn plan_person(rule: Rule, persons: &[&str], history: &History) -> Vec<v1::Alert
             rule,
             persons: persons.iter().map(|p| (*p).to_owned()).collect(),
             last_seen: None,
+            detail: PersonEventDetail::None,
         }),
     };
     plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
@@ -287,12 +288,29 @@ fn missing_child_last_seen_elsewhere_alerts_that_body_too() {
             rule: Rule::MissingChild,
             persons: vec!["p1".into()],
             last_seen: Some(&last_seen),
+            detail: PersonEventDetail::Missing {
+                missing_since: Some(kinlink_proto::timestamp_from_millis(1_000)),
+            },
         }),
     };
     let alerts = plan_alerts(&event, &history, resolver(), &calendar(), &policy(), now());
     let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
     assert_eq!(bodies, [KENT, BRISTOL]);
     assert_eq!(alerts[1].sections[0].basis, v1::RoutingBasis::Found as i32);
+    // Each says when and where the child was last seen.
+    for alert in &alerts {
+        let episode = alert.missing_episode.as_ref();
+        assert_eq!(
+            episode
+                .and_then(|e| e.missing_since.as_ref())
+                .map(kinlink_proto::millis_from_timestamp),
+            Some(1_000)
+        );
+        assert_eq!(
+            episode.map(|e| e.last_seen_authority_code.as_str()),
+            Some(BRISTOL)
+        );
+    }
 }
 
 #[test]
@@ -475,4 +493,45 @@ fn a_withdrawal_closes_each_alert_once() {
             && c.reason_code == "duplicate_referral"
     ));
     assert!(close_alerts(&[], v1::AlertCloseReason::ChildFound, "", now()).is_empty());
+}
+
+#[test]
+fn an_nrm_decision_alert_says_which_decision() {
+    let mut history = History::default();
+    history
+        .previous_bodies
+        .insert("p1".into(), vec![KENT.into()]);
+    let plan = |outcome: v1::NrmDecisionOutcome| {
+        let event = AlertEvent {
+            event_id: "nrm-1",
+            referral_id: "ref-1",
+            received_at: now(),
+            trigger: Trigger::Person(PersonEvent {
+                rule: Rule::NrmDecision,
+                persons: vec!["p1".into()],
+                last_seen: None,
+                detail: PersonEventDetail::NrmDecision(v1::AlertNrmDecision {
+                    stage: v1::NrmDecisionStage::ConclusiveGrounds as i32,
+                    outcome: outcome as i32,
+                    decided_at: None,
+                }),
+            }),
+        };
+        plan_alerts(&event, &history, resolver(), &calendar(), &policy(), now())
+    };
+    let positive = plan(v1::NrmDecisionOutcome::Positive);
+    let negative = plan(v1::NrmDecisionOutcome::Negative);
+    assert_ne!(
+        positive, negative,
+        "a positive and a negative decision are different news"
+    );
+    let decision = negative[0].nrm_decision.as_ref();
+    assert_eq!(
+        decision.map(|d| d.outcome),
+        Some(v1::NrmDecisionOutcome::Negative as i32)
+    );
+    assert_eq!(
+        decision.map(|d| d.stage),
+        Some(v1::NrmDecisionStage::ConclusiveGrounds as i32)
+    );
 }

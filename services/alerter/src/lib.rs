@@ -16,7 +16,7 @@ pub mod triage_api;
 use std::collections::HashMap;
 
 use kinlink_domain::alerting::planning::{
-    self, AlertEvent, AlertPolicy, History, PersonEvent, Trigger,
+    self, AlertEvent, AlertPolicy, History, PersonEvent, PersonEventDetail, Trigger,
 };
 use kinlink_domain::alerting::rules::Rule;
 use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
@@ -217,6 +217,7 @@ enum Loaded {
         rule: Rule,
         persons: Vec<String>,
         last_seen: Option<v1::Location>,
+        detail: PersonEventDetail,
     },
 }
 
@@ -228,10 +229,12 @@ impl Loaded {
                 rule,
                 persons,
                 last_seen,
+                detail,
             } => Trigger::Person(PersonEvent {
                 rule: *rule,
                 persons: persons.clone(),
                 last_seen: last_seen.as_ref(),
+                detail: detail.clone(),
             }),
         }
     }
@@ -340,6 +343,9 @@ impl Alerter {
                     rule: Rule::MissingChild,
                     persons: person.into_iter().collect(),
                     last_seen: missing.last_seen,
+                    detail: PersonEventDetail::Missing {
+                        missing_since: missing.missing_since,
+                    },
                 };
                 (missing.referral_id, loaded)
             }
@@ -367,6 +373,11 @@ impl Alerter {
                     rule: Rule::NrmDecision,
                     persons,
                     last_seen: None,
+                    detail: PersonEventDetail::NrmDecision(v1::AlertNrmDecision {
+                        stage: decision.stage,
+                        outcome: decision.outcome,
+                        decided_at: decision.decided_at,
+                    }),
                 };
                 (decision.referral_id, loaded)
             }
@@ -408,6 +419,7 @@ impl Alerter {
                     rule: Rule::AgeDispute,
                     persons: person.into_iter().collect(),
                     last_seen: None,
+                    detail: PersonEventDetail::None,
                 };
                 (assessment.referral_id, loaded)
             }
@@ -427,6 +439,7 @@ impl Alerter {
                     rule: Rule::CrossAuthorityReappearance,
                     persons: vec![person],
                     last_seen: None,
+                    detail: PersonEventDetail::None,
                 };
                 (referral_id, loaded)
             }

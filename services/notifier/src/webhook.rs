@@ -44,6 +44,12 @@ pub struct WebhookPayload<'a> {
     /// child found. Escalation has stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed: Option<Closed<'a>>,
+    /// nrm_decision alerts: which decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nrm_decision: Option<NrmDecisionDetails>,
+    /// missing_child alerts: when and where the child was last seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<MissingDetails<'a>>,
 }
 
 /// Why an alert no longer needs action.
@@ -109,6 +115,45 @@ pub struct LocationDetails<'a> {
     pub no_fixed_abode: bool,
 }
 
+impl<'a> LocationDetails<'a> {
+    fn from_location(l: &'a v1::Location) -> Self {
+        Self {
+            role: enum_name(
+                v1::LocationRole::try_from(l.role)
+                    .ok()
+                    .map(|e| e.as_str_name()),
+                "LOCATION_ROLE_",
+            ),
+            postcode: &l.postcode,
+            authority_code: &l.authority_code,
+            overseas: l.overseas,
+            no_fixed_abode: l.no_fixed_abode,
+        }
+    }
+}
+
+/// An NRM decision, in nrm_decision alerts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NrmDecisionDetails {
+    /// `reasonable_grounds` or `conclusive_grounds`.
+    pub stage: String,
+    /// `positive` or `negative`.
+    pub outcome: String,
+    pub decided_at: Option<String>,
+}
+
+/// A missing episode, in missing_child alerts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MissingDetails<'a> {
+    pub missing_since: Option<String>,
+    /// The body whose area the child was last seen in, when it resolves to one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_authority_code: Option<&'a str>,
+    /// Where the child was last seen, as reported (full payloads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<LocationDetails<'a>>,
+}
+
 /// The proto enum name without its prefix, lower case: `EXPLOITATION_TYPE_LABOUR` -> `labour`.
 fn enum_name(name: Option<&str>, prefix: &str) -> String {
     name.map(|n| n.trim_start_matches(prefix).to_ascii_lowercase())
@@ -153,18 +198,7 @@ impl<'a> ChildDetails<'a> {
             locations: p
                 .locations
                 .iter()
-                .map(|l| LocationDetails {
-                    role: enum_name(
-                        v1::LocationRole::try_from(l.role)
-                            .ok()
-                            .map(|e| e.as_str_name()),
-                        "LOCATION_ROLE_",
-                    ),
-                    postcode: &l.postcode,
-                    authority_code: &l.authority_code,
-                    overseas: l.overseas,
-                    no_fixed_abode: l.no_fixed_abode,
-                })
+                .map(LocationDetails::from_location)
                 .collect(),
         }
     }
@@ -304,6 +338,30 @@ impl<'a> WebhookPayload<'a> {
                     closed_at: rfc3339(alert.closed_at.as_ref()),
                 }
             }),
+            nrm_decision: alert.nrm_decision.as_ref().map(|d| NrmDecisionDetails {
+                stage: enum_name(
+                    v1::NrmDecisionStage::try_from(d.stage)
+                        .ok()
+                        .map(|e| e.as_str_name()),
+                    "NRM_DECISION_STAGE_",
+                ),
+                outcome: enum_name(
+                    v1::NrmDecisionOutcome::try_from(d.outcome)
+                        .ok()
+                        .map(|e| e.as_str_name()),
+                    "NRM_DECISION_OUTCOME_",
+                ),
+                decided_at: rfc3339(d.decided_at.as_ref()),
+            }),
+            missing: alert.missing_episode.as_ref().map(|m| MissingDetails {
+                missing_since: rfc3339(m.missing_since.as_ref()),
+                last_seen_authority_code: non_empty(&m.last_seen_authority_code),
+                last_seen: if full {
+                    m.last_seen.as_ref().map(LocationDetails::from_location)
+                } else {
+                    None
+                },
+            }),
         }
     }
 }
@@ -370,5 +428,48 @@ impl WebhookClient {
                 AttemptOutcome::NoResponse
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_up_payloads_say_what_happened_without_personal_data_when_thin() {
+        let alert = v1::AlertRaised {
+            alert_id: "a".into(),
+            nrm_decision: Some(v1::AlertNrmDecision {
+                stage: v1::NrmDecisionStage::ReasonableGrounds as i32,
+                outcome: v1::NrmDecisionOutcome::Negative as i32,
+                decided_at: None,
+            }),
+            missing_episode: Some(v1::AlertMissingEpisode {
+                missing_since: Some(kinlink_proto::timestamp_from_millis(1_795_000_000_000)),
+                last_seen: Some(v1::Location {
+                    postcode: "CT1 2RR".into(),
+                    ..Default::default()
+                }),
+                last_seen_authority_code: "E10000016".into(),
+            }),
+            ..Default::default()
+        };
+        let thin = serde_json::to_value(WebhookPayload::from_alert(&alert, "http://k", false))
+            .unwrap_or_default();
+        assert_eq!(thin["nrm_decision"]["stage"], "reasonable_grounds");
+        assert_eq!(thin["nrm_decision"]["outcome"], "negative");
+        assert_eq!(thin["missing"]["missing_since"], "2026-11-18T11:06:40Z");
+        assert_eq!(thin["missing"]["last_seen_authority_code"], "E10000016");
+        assert!(
+            !thin.to_string().contains("CT1"),
+            "no postcode in a thin payload"
+        );
+        assert!(
+            thin.get("other_authority_code").is_none(),
+            "empty means absent"
+        );
+        let full = serde_json::to_value(WebhookPayload::from_alert(&alert, "http://k", true))
+            .unwrap_or_default();
+        assert_eq!(full["missing"]["last_seen"]["postcode"], "CT1 2RR");
     }
 }

@@ -65,6 +65,20 @@ pub struct PersonEvent<'a> {
     pub persons: Vec<String>,
     /// Where the child was last seen (missing episodes).
     pub last_seen: Option<&'a v1::Location>,
+    /// What the alert tells about the event itself: the NRM decision's stage and outcome, or
+    /// when and where a missing child was last seen.
+    pub detail: PersonEventDetail,
+}
+
+/// What a follow-up alert carries about its event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum PersonEventDetail {
+    #[default]
+    None,
+    NrmDecision(v1::AlertNrmDecision),
+    Missing {
+        missing_since: Option<kinlink_proto::Timestamp>,
+    },
 }
 
 /// What happened.
@@ -144,6 +158,7 @@ pub fn plan_alerts(
                 county_lines: enriched.county_lines,
                 episode: Some(enriched.referral_id.clone()),
                 revision: enriched.version.max(1),
+                ..Context::default()
             },
         ),
         Trigger::Person(person_event) => {
@@ -155,7 +170,28 @@ pub fn plan_alerts(
                 let more = person_drafts(Some(person), person_event, history, resolver);
                 drafts.merge(more);
             }
-            (drafts, Context::default())
+            let context = match &person_event.detail {
+                PersonEventDetail::None => Context::default(),
+                PersonEventDetail::NrmDecision(decision) => Context {
+                    nrm_decision: Some(*decision),
+                    ..Context::default()
+                },
+                PersonEventDetail::Missing { missing_since } => Context {
+                    missing_episode: Some(v1::AlertMissingEpisode {
+                        missing_since: *missing_since,
+                        last_seen: person_event.last_seen.cloned(),
+                        last_seen_authority_code: person_event
+                            .last_seen
+                            .and_then(|l| match resolver.resolve_location(l) {
+                                Resolution::Resolved { body, .. } => Some(body.gss_code),
+                                Resolution::Unresolved { .. } => None,
+                            })
+                            .unwrap_or_default(),
+                    }),
+                    ..Context::default()
+                },
+            };
+            (drafts, context)
         }
     };
     raise(
@@ -181,6 +217,8 @@ struct Context {
     episode: Option<String>,
     /// Referral version (1 for follow-ups).
     revision: u32,
+    nrm_decision: Option<v1::AlertNrmDecision>,
+    missing_episode: Option<v1::AlertMissingEpisode>,
 }
 
 /// An alert being assembled for one body (or triage).
@@ -483,6 +521,8 @@ fn raise(
             exploitation_types: context.exploitation_types.clone(),
             county_lines: context.county_lines,
             revision: context.revision.max(1),
+            nrm_decision: context.nrm_decision,
+            missing_episode: context.missing_episode.clone(),
             ..Default::default()
         });
     }
