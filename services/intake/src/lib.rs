@@ -13,7 +13,8 @@
 //!
 //! Layout: [`request`] (wire shape, checks, conversion), [`accept`] (durable, idempotent
 //! acceptance), [`followup`] (follow-up events), [`status`], [`auth`], [`problem`], [`api`]
-//! (routes and the OpenAPI document), [`submissions`] (the streaming intake stage).
+//! (routes and the OpenAPI document), [`submissions`] (the streaming intake stage),
+//! [`sweeper`] (publishes referrals left pending on the Kafka shape).
 
 pub mod accept;
 pub mod api;
@@ -23,8 +24,18 @@ pub mod problem;
 pub mod request;
 pub mod status;
 pub mod submissions;
+pub mod sweeper;
 
 pub use api::{openapi, router};
+
+/// Errors of intake's background work (requests answer with a [`problem::Problem`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Log(#[from] kinlink_eventlog::Error),
+}
 
 /// CloudEvents `source` of events intake emits.
 pub const SOURCE: &str = "/kinlink/intake";
@@ -35,6 +46,23 @@ pub fn install(
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
     process.spawn_stage(submissions::Submissions);
     process.add_openapi(openapi());
+    process.registry.register(
+        "kinlink_intake_oldest_pending_seconds",
+        "Age of the oldest referral recorded but not yet published to the log",
+        sweeper::OLDEST_PENDING_SECONDS.clone(),
+    );
+    // Only the Kafka shape records a referral before publishing it.
+    if matches!(process.log, kinlink_eventlog::EventLog::Kafka(_)) {
+        let (store, log, shutdown) = (
+            process.store.clone(),
+            process.log.clone(),
+            process.shutdown.clone(),
+        );
+        process.spawn("intake-sweeper", async move {
+            sweeper::run(store, log, shutdown).await;
+            Ok(())
+        });
+    }
     Ok(router(
         process.log.clone(),
         process.store.clone(),
