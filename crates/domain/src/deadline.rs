@@ -75,6 +75,45 @@ impl Default for DeadlinePolicy {
     }
 }
 
+/// How long an alert may wait in triage (no body found) before kinlink on-call is paged, by
+/// priority. Wall-clock time: on-call works round the clock, and a red missing-child alert in
+/// triage must not wait for Monday.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriageSla {
+    pub red: Duration,
+    pub amber: Duration,
+    pub green: Duration,
+}
+
+impl Default for TriageSla {
+    fn default() -> Self {
+        Self {
+            red: Duration::minutes(15),
+            amber: Duration::hours(1),
+            green: Duration::hours(4),
+        }
+    }
+}
+
+impl TriageSla {
+    /// The same wait for every priority.
+    pub fn flat(wait: Duration) -> Self {
+        Self {
+            red: wait,
+            amber: wait,
+            green: wait,
+        }
+    }
+
+    pub fn for_rag(&self, rag: Rag) -> Duration {
+        match rag {
+            Rag::Red => self.red,
+            Rag::Amber => self.amber,
+            Rag::Green => self.green,
+        }
+    }
+}
+
 /// The working calendar: working hours and bank holidays.
 #[derive(Debug, Clone)]
 pub struct WorkingCalendar {

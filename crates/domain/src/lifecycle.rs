@@ -195,6 +195,8 @@ pub enum EscalationLevel {
     Secondary,
     /// kinlink's on-call, some time after the deadline.
     OnCall,
+    /// kinlink's on-call, when an alert has waited in triage past its SLA.
+    Triage,
 }
 
 impl EscalationLevel {
@@ -203,6 +205,7 @@ impl EscalationLevel {
         match self {
             EscalationLevel::Secondary => 1,
             EscalationLevel::OnCall => 2,
+            EscalationLevel::Triage => 3,
         }
     }
 
@@ -211,6 +214,7 @@ impl EscalationLevel {
         match level {
             1 => Some(EscalationLevel::Secondary),
             2 => Some(EscalationLevel::OnCall),
+            3 => Some(EscalationLevel::Triage),
             _ => None,
         }
     }
@@ -250,6 +254,32 @@ pub fn schedule_escalations(
             target: ON_CALL_TARGET.to_owned(),
         },
     ]
+}
+
+/// The escalation timer of an alert waiting in triage: kinlink on-call at the triage SLA
+/// deadline. Routing the alert stops it (and resolves the page if it was sent); the routed
+/// alert then gets the timers of [`schedule_escalations`].
+pub fn schedule_triage_escalation(sla_deadline_ms: i64) -> EscalationTimer {
+    EscalationTimer {
+        level: EscalationLevel::Triage,
+        due_at_ms: sla_deadline_ms,
+        target: ON_CALL_TARGET.to_owned(),
+    }
+}
+
+impl EscalationLevel {
+    /// Every level, in the order they fire.
+    pub const ALL: [EscalationLevel; 3] = [
+        EscalationLevel::Triage,
+        EscalationLevel::Secondary,
+        EscalationLevel::OnCall,
+    ];
+
+    /// Whether this level pages on-call (a page that must be resolved once the alert is
+    /// dealt with).
+    pub fn pages_on_call(self) -> bool {
+        matches!(self, EscalationLevel::OnCall | EscalationLevel::Triage)
+    }
 }
 
 /// One escalation timer's life.
@@ -305,9 +335,7 @@ impl EscalationState {
             (EscalationState::Scheduled, EscalationEvent::AlertClosed) => {
                 EscalationState::Cancelled
             }
-            (EscalationState::Fired, EscalationEvent::AlertClosed)
-                if level == EscalationLevel::OnCall =>
-            {
+            (EscalationState::Fired, EscalationEvent::AlertClosed) if level.pages_on_call() => {
                 EscalationState::ResolvePending
             }
             (EscalationState::ResolvePending, EscalationEvent::PageResolved) => {
@@ -411,7 +439,22 @@ mod tests {
             EscalationLevel::from_number(EscalationLevel::OnCall.number()),
             Some(EscalationLevel::OnCall)
         );
-        assert_eq!(EscalationLevel::from_number(3), None);
+        assert_eq!(EscalationLevel::from_number(4), None);
+        for level in EscalationLevel::ALL {
+            assert_eq!(EscalationLevel::from_number(level.number()), Some(level));
+        }
+        let triage = schedule_triage_escalation(900_000);
+        assert_eq!(
+            (triage.level, triage.due_at_ms, triage.target.as_str()),
+            (EscalationLevel::Triage, 900_000, ON_CALL_TARGET)
+        );
+        assert_eq!(
+            EscalationState::Fired
+                .apply(EscalationLevel::Triage, EscalationEvent::AlertClosed)
+                .state(),
+            EscalationState::ResolvePending,
+            "a triage page is resolved once someone routes the alert"
+        );
     }
 
     #[test]

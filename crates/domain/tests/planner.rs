@@ -235,6 +235,16 @@ fn unroutable_children_go_to_triage_with_reasons_and_adults_raise_nothing() {
     let keys: Vec<&str> = alerts.iter().map(alert_key).collect();
     assert_eq!(keys, [TRIAGE_KEY, BRISTOL]);
     assert!(alerts[0].authority_code.is_empty());
+    // Amber in triage: on-call is paged an hour after receipt if nobody routes it.
+    let sla = alerts[0]
+        .triage_sla_deadline
+        .as_ref()
+        .map(kinlink_proto::millis_from_timestamp);
+    assert_eq!(sla, Some(now().timestamp_millis() + 3_600_000));
+    assert!(
+        alerts[1].triage_sla_deadline.is_none(),
+        "a routed alert has no triage SLA"
+    );
     assert!(
         alerts[0]
             .triage_reasons

@@ -186,8 +186,11 @@ pub struct EnricherSettings {
 pub struct AlerterSettings {
     /// A child on another referral within this many days raises `repeat_referral`.
     pub repeat_window_days: u32,
-    /// How long an alert may wait in the triage queue for a person to route it.
-    pub triage_sla_minutes: u32,
+    /// How long an alert may wait in the triage queue for a person to route it before kinlink
+    /// on-call is paged, by priority (wall-clock minutes).
+    pub triage_sla: TriageSlaSettings,
+    /// Earlier single triage SLA for every priority; when set it overrides `triage_sla`.
+    pub triage_sla_minutes: Option<u32>,
     /// Acknowledgement deadlines for every authority without an override.
     pub deadlines: DeadlineSettings,
     /// Per-authority deadline overrides.
@@ -198,9 +201,29 @@ impl Default for AlerterSettings {
     fn default() -> Self {
         Self {
             repeat_window_days: 365,
-            triage_sla_minutes: 60,
+            triage_sla: TriageSlaSettings::default(),
+            triage_sla_minutes: None,
             deadlines: DeadlineSettings::default(),
             authority_deadlines: Vec::new(),
+        }
+    }
+}
+
+/// Triage SLA by priority, in wall-clock minutes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TriageSlaSettings {
+    pub red_minutes: u32,
+    pub amber_minutes: u32,
+    pub green_minutes: u32,
+}
+
+impl Default for TriageSlaSettings {
+    fn default() -> Self {
+        Self {
+            red_minutes: 15,
+            amber_minutes: 60,
+            green_minutes: 240,
         }
     }
 }

@@ -19,7 +19,7 @@ use kinlink_domain::alerting::planning::{
     self, AlertEvent, AlertPolicy, History, PersonEvent, PersonEventDetail, Trigger,
 };
 use kinlink_domain::alerting::rules::Rule;
-use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
+use kinlink_domain::deadline::{Calendars, DeadlinePolicy, TriageSla};
 use kinlink_domain::routing::AuthorityResolver;
 use kinlink_eventlog::{Envelope, Output, Record, Stage, StageError, topics};
 use kinlink_proto::v1;
@@ -53,7 +53,6 @@ pub struct Alerter {
     resolver: AuthorityResolver,
     calendars: Calendars,
     policy: AlertPolicy,
-    triage_sla_ms: i64,
     clock: kinlink_store::Clock,
 }
 
@@ -92,8 +91,19 @@ impl Alerter {
                     })
                     .collect::<HashMap<_, _>>(),
                 repeat_window_ms: i64::from(settings.repeat_window_days) * 86_400_000,
+                triage_sla: match settings.triage_sla_minutes {
+                    Some(minutes) => TriageSla::flat(chrono::Duration::minutes(i64::from(minutes))),
+                    None => TriageSla {
+                        red: chrono::Duration::minutes(i64::from(settings.triage_sla.red_minutes)),
+                        amber: chrono::Duration::minutes(i64::from(
+                            settings.triage_sla.amber_minutes,
+                        )),
+                        green: chrono::Duration::minutes(i64::from(
+                            settings.triage_sla.green_minutes,
+                        )),
+                    },
+                },
             },
-            triage_sla_ms: i64::from(settings.triage_sla_minutes) * 60_000,
             clock: kinlink_store::Clock::system(),
         }
     }
@@ -160,7 +170,7 @@ impl Stage for Alerter {
         }
         let mut outputs = Vec::new();
         for alert in alerts {
-            records::record(conn, &alert, now.timestamp_millis(), self.triage_sla_ms).await?;
+            records::record(conn, &alert, now.timestamp_millis()).await?;
             tracing::info!(
                 referral_id = %alert.referral_id,
                 alert_id = %alert.alert_id,

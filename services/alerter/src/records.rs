@@ -36,7 +36,6 @@ pub async fn record(
     conn: &mut AnyConnection,
     alert: &v1::AlertRaised,
     now_ms: i64,
-    triage_sla_ms: i64,
 ) -> Result<(), sqlx::Error> {
     for part in &alert.sections {
         if part.person_id.is_empty() {
@@ -85,7 +84,12 @@ pub async fn record(
         .bind(alert.candidate_authority_codes.join(","))
         .bind(TriageState::Open.as_str())
         .bind(now_ms)
-        .bind(now_ms + triage_sla_ms)
+        .bind(
+            alert
+                .triage_sla_deadline
+                .as_ref()
+                .map_or(now_ms, kinlink_proto::millis_from_timestamp),
+        )
         .execute(conn)
         .await?;
     }

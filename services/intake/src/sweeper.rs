@@ -5,8 +5,8 @@
 //! event id (derived from referral and version), so a referral whose original publish did
 //! land is recognised downstream as a duplicate. A gauge reports the oldest pending age.
 
-use std::sync::atomic::AtomicI64;
 use std::sync::LazyLock;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use kinlink_eventlog::{EventLog, topics};

@@ -51,19 +51,30 @@ pub async fn stop_timers(
     conn: &mut sqlx::AnyConnection,
     alert_id: &str,
 ) -> Result<(), sqlx::Error> {
-    for level in [EscalationLevel::Secondary, EscalationLevel::OnCall] {
-        for from in [EscalationState::Scheduled, EscalationState::Fired] {
-            if let Step::Move { from, to } = from.apply(level, EscalationEvent::AlertClosed) {
-                sqlx::query(
-                    "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
-                )
-                .bind(to.as_str())
-                .bind(alert_id)
-                .bind(level.number())
-                .bind(from.as_str())
-                .execute(&mut *conn)
-                .await?;
-            }
+    for level in EscalationLevel::ALL {
+        stop_timer(conn, alert_id, level).await?;
+    }
+    Ok(())
+}
+
+/// Stops one of an alert's timers: the domain's `AlertClosed` step for that level (what has
+/// not fired is cancelled; a page already sent is marked for the worker to resolve).
+pub async fn stop_timer(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    level: EscalationLevel,
+) -> Result<(), sqlx::Error> {
+    for from in [EscalationState::Scheduled, EscalationState::Fired] {
+        if let Step::Move { from, to } = from.apply(level, EscalationEvent::AlertClosed) {
+            sqlx::query(
+                "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+            )
+            .bind(to.as_str())
+            .bind(alert_id)
+            .bind(level.number())
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())
@@ -86,6 +97,15 @@ pub async fn bring_forward(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The PagerDuty dedup key of an alert's page at `level`.
+fn dedup_key(alert: &v1::AlertRaised, level: EscalationLevel) -> String {
+    if level == EscalationLevel::Triage {
+        format!("{}/triage", alert.alert_id)
+    } else {
+        alert.alert_id.clone()
+    }
 }
 
 /// How long a claimed timer is reserved for the worker sending it: longer than one request.
@@ -142,11 +162,13 @@ impl DeliveryWorker {
             let alert = crate::stored_alert(&alert_id, &bytes)?;
             let state = EscalationState::parse(&state);
             match (state, EscalationLevel::from_number(level)) {
-                (Some(EscalationState::ResolvePending), _) => self.resolve_on_call(&alert).await?,
+                (Some(EscalationState::ResolvePending), Some(level)) => {
+                    self.resolve_on_call(&alert, level).await?;
+                }
                 (_, Some(EscalationLevel::Secondary)) => {
                     self.fire_secondary(&alert, &target).await?;
                 }
-                (_, Some(EscalationLevel::OnCall)) => self.fire_on_call(&alert).await?,
+                (_, Some(level)) => self.fire_on_call(&alert, level).await?,
                 (_, None) => {
                     tracing::warn!(%alert_id, level, "Escalation timer of an unknown level; left as it is.");
                 }
@@ -292,68 +314,94 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    async fn fire_on_call(&self, alert: &v1::AlertRaised) -> Result<(), Error> {
-        let body = |action: &str| {
-            json!({
-                "routing_key": self.directory.on_call.as_ref().map(|o| o.routing_key.as_str()).unwrap_or_default(),
-                "event_action": action,
-                "dedup_key": alert.alert_id,
-                "payload": {
-                    "summary": format!("kinlink alert {} for {} unacknowledged past its deadline", alert.alert_id, alert.authority_code),
-                    "source": "kinlink",
-                    "severity": if alert.rag == v1::Rag::Red as i32 { "critical" } else { "error" },
-                    "custom_details": { "alert_id": alert.alert_id, "authority_code": alert.authority_code, "referral_id": alert.referral_id }
-                }
-            })
+    /// Pages kinlink on-call for `level` (on-call after the deadline, or a triage item past
+    /// its SLA). The PagerDuty dedup key is the alert id, with `/triage` for a triage page, so
+    /// the two pages of one alert are resolved separately.
+    async fn fire_on_call(
+        &self,
+        alert: &v1::AlertRaised,
+        level: EscalationLevel,
+    ) -> Result<(), Error> {
+        let triage = level == EscalationLevel::Triage;
+        let summary = if triage {
+            format!(
+                "kinlink alert {} waiting in triage past its SLA",
+                alert.alert_id
+            )
+        } else {
+            format!(
+                "kinlink alert {} for {} unacknowledged past its deadline",
+                alert.alert_id, alert.authority_code
+            )
         };
+        let body = json!({
+            "routing_key": self.directory.on_call.as_ref().map(|o| o.routing_key.as_str()).unwrap_or_default(),
+            "event_action": "trigger",
+            "dedup_key": dedup_key(alert, level),
+            "payload": {
+                "summary": summary,
+                "source": "kinlink",
+                "severity": if alert.rag == v1::Rag::Red as i32 { "critical" } else { "error" },
+                "custom_details": { "alert_id": alert.alert_id, "authority_code": alert.authority_code, "referral_id": alert.referral_id }
+            }
+        });
         let Some(on_call) = &self.directory.on_call else {
             self.count(&alert.authority_code, "failed");
             tracing::error!(alert_id = %alert.alert_id, "On-call escalation due but notifier.on_call is not configured.");
             return self
-                .retry_later(
-                    &alert.alert_id,
-                    EscalationLevel::OnCall.number(),
-                    EscalationState::Scheduled,
-                )
+                .retry_later(&alert.alert_id, level.number(), EscalationState::Scheduled)
                 .await;
         };
-        let message_id =
-            kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/on-call");
+        let message_id = kinlink_eventlog::envelope::derive_id(
+            &alert.alert_id,
+            if triage {
+                "escalation/triage"
+            } else {
+                "escalation/on-call"
+            },
+        );
         match self
             .client
-            .send(&on_call.events_url, &message_id, &body("trigger"), &[])
+            .send(&on_call.events_url, &message_id, &body, &[])
             .await
         {
             AttemptOutcome::Accepted(_) => {
                 self.fired(
                     alert,
-                    EscalationLevel::OnCall.number(),
+                    level.number(),
                     v1::EscalationLevel::OnCall,
-                    "still unacknowledged",
+                    if triage {
+                        "waiting in triage past its SLA"
+                    } else {
+                        "still unacknowledged"
+                    },
                 )
                 .await?;
-                self.count(&alert.authority_code, "on_call");
+                self.count(
+                    &alert.authority_code,
+                    if triage { "triage" } else { "on_call" },
+                );
             }
             _ => {
                 self.count(&alert.authority_code, "failed");
                 tracing::error!(alert_id = %alert.alert_id, "On-call trigger failed; retrying.");
-                self.retry_later(
-                    &alert.alert_id,
-                    EscalationLevel::OnCall.number(),
-                    EscalationState::Scheduled,
-                )
-                .await?;
+                self.retry_later(&alert.alert_id, level.number(), EscalationState::Scheduled)
+                    .await?;
             }
         }
         Ok(())
     }
 
-    async fn resolve_on_call(&self, alert: &v1::AlertRaised) -> Result<(), Error> {
+    async fn resolve_on_call(
+        &self,
+        alert: &v1::AlertRaised,
+        level: EscalationLevel,
+    ) -> Result<(), Error> {
         let Some(on_call) = &self.directory.on_call else {
             return self
                 .retry_later(
                     &alert.alert_id,
-                    EscalationLevel::OnCall.number(),
+                    level.number(),
                     EscalationState::ResolvePending,
                 )
                 .await;
@@ -361,19 +409,23 @@ impl DeliveryWorker {
         let body = json!({
             "routing_key": on_call.routing_key,
             "event_action": "resolve",
-            "dedup_key": alert.alert_id,
+            "dedup_key": dedup_key(alert, level),
         });
-        let message_id =
-            kinlink_eventlog::envelope::derive_id(&alert.alert_id, "escalation/on-call/resolve");
+        let message_id = kinlink_eventlog::envelope::derive_id(
+            &alert.alert_id,
+            if level == EscalationLevel::Triage {
+                "escalation/triage/resolve"
+            } else {
+                "escalation/on-call/resolve"
+            },
+        );
         if let AttemptOutcome::Accepted(_) = self
             .client
             .send(&on_call.events_url, &message_id, &body, &[])
             .await
         {
-            let step = EscalationState::ResolvePending
-                .apply(EscalationLevel::OnCall, EscalationEvent::PageResolved);
-            self.step(&alert.alert_id, EscalationLevel::OnCall, step)
-                .await?;
+            let step = EscalationState::ResolvePending.apply(level, EscalationEvent::PageResolved);
+            self.step(&alert.alert_id, level, step).await?;
             self.count(&alert.authority_code, "on_call_resolved");
             return Ok(());
         }
@@ -382,7 +434,7 @@ impl DeliveryWorker {
         tracing::warn!(alert_id = %alert.alert_id, "On-call resolve not accepted; retrying later.");
         self.retry_later(
             &alert.alert_id,
-            EscalationLevel::OnCall.number(),
+            level.number(),
             EscalationState::ResolvePending,
         )
         .await

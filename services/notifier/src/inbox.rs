@@ -116,7 +116,15 @@ impl Stage for AlertInbox {
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        if !triage {
+        if triage {
+            // Nobody to tell yet: on-call is paged if no one routes it within its SLA.
+            let sla = alert
+                .triage_sla_deadline
+                .as_ref()
+                .map_or(now, kinlink_proto::millis_from_timestamp);
+            let timer = kinlink_domain::lifecycle::schedule_triage_escalation(sla);
+            crate::escalation::file_timers(conn, &alert.alert_id, &[timer]).await?;
+        } else {
             let timers = self
                 .directory
                 .escalation_timers(&alert.authority_code, deadline);

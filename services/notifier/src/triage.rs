@@ -76,6 +76,14 @@ pub async fn route(
         .as_ref()
         .map_or(now, kinlink_proto::millis_from_timestamp)
         .max(now);
+    // Routed: the triage page is no longer due (or is resolved if it was sent); the alert
+    // now escalates like any other.
+    crate::escalation::stop_timer(
+        &mut tx,
+        alert_id,
+        kinlink_domain::lifecycle::EscalationLevel::Triage,
+    )
+    .await?;
     let timers = directory.escalation_timers(code, deadline);
     crate::escalation::file_timers(&mut tx, alert_id, &timers).await?;
     let detail = format!("routed to {code}");

@@ -15,6 +15,7 @@ use kinlink_proto::v1;
 use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings, OnCallSettings};
 use kinlink_store::Store;
 use prometheus_client::registry::Registry;
+use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
 type Hits = Arc<Mutex<Vec<String>>>;
@@ -134,6 +135,118 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
     clock.store(deadline + 10_000_000, Ordering::SeqCst);
     assert_eq!(second.escalate_due(&shutdown).await?, 0);
 
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page() -> TestResult {
+    let (base, received) = receiver().await?;
+    let settings = NotifierSettings {
+        authorities: vec![AuthorityEndpoint {
+            code: "E10000016".into(),
+            webhook_url: format!("{base}/primary"),
+            signing_secrets: vec![],
+            secondary_webhook_url: None,
+            full_payload: false,
+            on_call_after_seconds: Some(1800),
+        }],
+        on_call: OnCallSettings {
+            events_url: Some(format!("{base}/pagerduty")),
+            routing_key: Some("key".into()),
+        },
+        ..NotifierSettings::default()
+    };
+    let dir = std::env::temp_dir().join(format!("kinlink-triage-timers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+
+    // A red alert nobody could route: its SLA is 15 minutes.
+    let start = kinlink_store::now_millis();
+    let sla = start + 15 * 60_000;
+    let alert = v1::AlertRaised {
+        alert_id: "alert-t".into(),
+        referral_id: "r-t".into(),
+        rag: v1::Rag::Red as i32,
+        deadline: Some(kinlink_proto::timestamp_from_millis(start + 3_600_000)),
+        triage_sla_deadline: Some(kinlink_proto::timestamp_from_millis(sla)),
+        ..Default::default()
+    };
+    let envelope = Envelope::new("e-t".into(), "/t", "alert-t", "r-t", 0, &alert);
+    let mut tx = store.begin().await?;
+    AlertInbox::new(directory.clone())
+        .handle(
+            &mut tx,
+            &Record {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                envelope,
+            },
+        )
+        .await?;
+    tx.commit().await?;
+
+    let clock = Arc::new(AtomicI64::new(start));
+    let worker = {
+        let clock = clock.clone();
+        DeliveryWorker::new(
+            store.clone(),
+            log.clone(),
+            directory.clone(),
+            &settings,
+            &mut Registry::default(),
+        )?
+        .with_clock(kinlink_store::Clock::from_fn(move || {
+            clock.load(Ordering::SeqCst)
+        }))
+    };
+    let shutdown = CancellationToken::new();
+    clock.store(sla - 1, Ordering::SeqCst);
+    assert_eq!(
+        worker.escalate_due(&shutdown).await?,
+        0,
+        "not before its SLA"
+    );
+    clock.store(sla, Ordering::SeqCst);
+    assert_eq!(worker.escalate_due(&shutdown).await?, 1);
+    assert_eq!(
+        hits(&received),
+        ["pagerduty"],
+        "on-call paged for the triage item"
+    );
+    assert_eq!(worker.escalate_due(&shutdown).await?, 0, "once");
+
+    // An operator routes it to Kent: the triage page is resolved and Kent gets the alert.
+    kinlink_notifier::triage::route(&store, &directory, "alert-t", "E10000016", "Kent", "op-1")
+        .await?;
+    assert_eq!(
+        worker.escalate_due(&shutdown).await?,
+        1,
+        "the triage page is resolved"
+    );
+    assert_eq!(hits(&received), ["pagerduty", "pagerduty"]);
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    assert_eq!(hits(&received), ["pagerduty", "pagerduty", "primary"]);
+    let states: Vec<(i64, String)> = sqlx::query(
+        "SELECT level, state FROM escalations WHERE alert_id = 'alert-t' ORDER BY level",
+    )
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("level")?, r.try_get("state")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    assert_eq!(
+        states,
+        [
+            (1, "scheduled".to_owned()),
+            (2, "scheduled".to_owned()),
+            (3, "resolved".to_owned())
+        ]
+    );
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use kinlink_proto::v1::{self, RoutingBasis};
 
 use crate::alerting::rules::{self, ReferralContext, Rule};
-use crate::deadline::{Calendars, DeadlinePolicy, Rag};
+use crate::deadline::{Calendars, DeadlinePolicy, Rag, TriageSla};
 use crate::routing::authorities::ChildrensServices;
 use crate::routing::{self, AuthorityResolver, Resolution, Target, TriageReason};
 
@@ -28,6 +28,8 @@ pub struct AlertPolicy {
     pub authority_deadlines: HashMap<String, DeadlinePolicy>,
     /// A child on another referral within this window raises `repeat_referral`.
     pub repeat_window_ms: i64,
+    /// How long an alert may wait in triage before on-call is paged.
+    pub triage_sla: TriageSla,
 }
 
 impl AlertPolicy {
@@ -523,6 +525,11 @@ fn raise(
             revision: context.revision.max(1),
             nrm_decision: context.nrm_decision,
             missing_episode: context.missing_episode.clone(),
+            triage_sla_deadline: draft.body.is_none().then(|| {
+                kinlink_proto::timestamp_from_millis(
+                    (received_at + policy.triage_sla.for_rag(rag)).timestamp_millis(),
+                )
+            }),
             ..Default::default()
         });
     }
