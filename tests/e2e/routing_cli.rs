@@ -120,8 +120,32 @@ async fn postcodes_route_and_unresolvable_children_wait_in_triage() -> TestResul
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(listed[0]["alert_id"], item["alert_id"]);
 
-    // A person decides: Bristol. The alert is delivered there under its own id.
+    // Routing by API needs the operator token and a body that runs children's services.
     let alert_id = item["alert_id"].as_str().ok_or("no alert id")?;
+    let route_url = format!("{}/v1/triage/{alert_id}/route", kinlink.base_url);
+    let route = serde_json::json!({ "authority_code": "E06000023", "operator": "op-17" });
+    let response = client.post(&route_url).json(&route).send().await?;
+    assert_eq!(response.status(), 401);
+    let response = client
+        .post(&route_url)
+        .bearer_auth("test-operator-token")
+        .json(&serde_json::json!({ "authority_code": "E07000106", "operator": "" }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let problem: serde_json::Value = response.json().await?;
+    assert_eq!(problem["errors"][0]["pointer"], "/operator");
+    let response = client
+        .post(&route_url)
+        .bearer_auth("test-operator-token")
+        .json(&serde_json::json!({ "authority_code": "E99999999", "operator": "op-17" }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let problem: serde_json::Value = response.json().await?;
+    assert_eq!(problem["errors"][0]["pointer"], "/authority_code");
+
+    // A person decides: Bristol. The alert is delivered there under its own id.
     let output = kinlink_command()
         .args([
             "triage",
@@ -148,6 +172,14 @@ async fn postcodes_route_and_unresolvable_children_wait_in_triage() -> TestResul
         .find(|x| x.authority == "E06000023")
         .ok_or("no Bristol delivery")?;
     assert_eq!(bristol.webhook_id, alert_id);
+    // Routed once; the API now says it is no longer in triage.
+    let response = client
+        .post(&route_url)
+        .bearer_auth("test-operator-token")
+        .json(&route)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 409);
     let output = kinlink_command()
         .args(["triage", "list", "--json", "--data-dir"])
         .arg(&data)

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::Context;
-use kinlink_domain::routing::{AuthorityResolver, Resolution};
 
 use crate::StoreArgs;
 use crate::support::{open_store, print, rfc3339, settings};
@@ -48,16 +47,15 @@ pub async fn route(
     by: &str,
     args: &StoreArgs,
 ) -> anyhow::Result<()> {
-    let resolver = AuthorityResolver::shipped().context("loading the shipped reference data")?;
-    let code = authority.trim().to_ascii_uppercase();
-    let body = match resolver.resolve_code(&code) {
-        Resolution::Resolved { body, .. } => body,
-        Resolution::Unresolved { reason, .. } => {
-            kinlink_domain::routing::authorities::trust_by_code(&code).ok_or_else(|| {
-                anyhow::anyhow!("{code} is not a children's-services body ({reason})")
-            })?
-        }
-    };
+    let registry = kinlink_domain::routing::authorities::AuthorityRegistry::shipped()
+        .context("loading the shipped reference data")?;
+    let body =
+        kinlink_domain::routing::authorities::body_by_code(&registry, authority).map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not a children's-services body",
+                authority.trim().to_ascii_uppercase()
+            )
+        })?;
     let settings = settings(args)?;
     let directory = kinlink_notifier::directory::Directory::from_settings(&settings.notifier)?;
     let store = open_store(args).await?;

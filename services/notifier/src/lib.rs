@@ -96,8 +96,14 @@ pub fn spawn(
         process.log.clone(),
         settings.public_base_url.clone(),
     );
+    let api = api.merge(triage::router(
+        process.store.clone(),
+        directory.clone(),
+        process.settings.ops.api_token.clone(),
+    ));
     process.spawn_stage(AlertInbox::new(directory));
     process.add_openapi(authority_api::openapi());
+    process.add_openapi(triage::openapi());
     process.registry.register(
         "kinlink_notifier_acknowledgement_seconds",
         "Time from an alert being filed to its acknowledgement",

@@ -1,5 +1,6 @@
 //! Routing a triage item by hand: an operator names the body, and the alert is filed for it
 //! exactly as if routing had found it (delivery, escalation timers, audit), keeping its id.
+//! Operators do it with `kinlink triage route` or `POST /v1/triage/{alert_id}/route`.
 
 use kinlink_store::Store;
 use kinlink_store::audit::{self, AuditEntry};
@@ -7,6 +8,8 @@ use prost::Message;
 use sqlx::Row;
 
 use kinlink_domain::lifecycle::DeliveryState;
+
+use kinlink_runtime::http::OPERATOR_SECURITY;
 
 use crate::Error;
 use crate::directory::Directory;
@@ -106,4 +109,135 @@ pub async fn route(
         "Triage item routed by an operator."
     );
     Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct RouteState {
+    store: Store,
+    directory: std::sync::Arc<Directory>,
+    token: Option<String>,
+}
+
+/// `POST /v1/triage/{alert_id}/route`, for operators (`ops.api_token`).
+pub fn router(
+    store: Store,
+    directory: std::sync::Arc<Directory>,
+    token: Option<String>,
+) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/v1/triage/{alert_id}/route",
+            axum::routing::post(route_api),
+        )
+        .with_state(RouteState {
+            store,
+            directory,
+            token,
+        })
+}
+
+/// Which body a triage item goes to, and who decided.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RouteBody {
+    /// GSS code of the children's-services body (a district routes to its county), or a
+    /// Northern Ireland trust (`HSCT-...`).
+    authority_code: String,
+    /// The operator's id, recorded in the audit log.
+    operator: String,
+}
+
+/// Route a triage item to the body an operator names (operator token).
+#[utoipa::path(post, path = "/v1/triage/{alert_id}/route", tag = "operations",
+    params(("alert_id" = String, Path)),
+    request_body = RouteBody,
+    responses((status = 200), (status = 400), (status = 401),
+        (status = 404, description = "No operator token configured, or no such alert"),
+        (status = 409, description = "The alert is not waiting in triage")),
+    security(("operator_token" = [])))]
+async fn route_api(
+    axum::extract::State(state): axum::extract::State<RouteState>,
+    axum::extract::Path(alert_id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use kinlink_runtime::http::{FieldError, Problem};
+    let Some(expected) = state.token.as_deref() else {
+        return Problem::not_found("resource").into_response();
+    };
+    if let Err(problem) = kinlink_runtime::http::check_configured(&headers, expected) {
+        return problem.into_response();
+    }
+    let invalid = |pointer: &str, reason: &str| {
+        Problem::invalid(
+            "invalid-request",
+            "Nothing was routed; fix the listed fields.",
+            vec![FieldError {
+                pointer: pointer.to_owned(),
+                reason: reason.to_owned(),
+            }],
+        )
+        .into_response()
+    };
+    let request: RouteBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => {
+            return invalid(
+                "",
+                "body must be {\"authority_code\": ..., \"operator\": ...}",
+            );
+        }
+    };
+    if request.operator.trim().is_empty() || request.operator.len() > 64 {
+        return invalid(
+            "/operator",
+            "an operator id of 1 to 64 characters is required",
+        );
+    }
+    let registry = match kinlink_domain::routing::authorities::AuthorityRegistry::shipped() {
+        Ok(registry) => registry,
+        Err(error) => return Problem::storage(error).into_response(),
+    };
+    let body = match kinlink_domain::routing::authorities::body_by_code(
+        &registry,
+        &request.authority_code,
+    ) {
+        Ok(body) => body,
+        Err(_) => {
+            return invalid(
+                "/authority_code",
+                "not a body that runs children's services (a GSS code or HSCT-...)",
+            );
+        }
+    };
+    match route(
+        &state.store,
+        &state.directory,
+        &alert_id,
+        &body.gss_code,
+        &body.name,
+        &request.operator,
+    )
+    .await
+    {
+        Ok(()) => axum::Json(serde_json::json!({
+            "alert_id": alert_id,
+            "authority_code": body.gss_code,
+        }))
+        .into_response(),
+        Err(RouteError::NotInTriage(_)) => {
+            Problem::conflict("the alert is not waiting in triage").into_response()
+        }
+        Err(RouteError::Notifier(error)) => Problem::storage(error).into_response(),
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(route_api), modifiers(&OPERATOR_SECURITY))]
+struct TriageRouteApi;
+
+/// The triage-routing part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <TriageRouteApi as utoipa::OpenApi>::openapi()
 }

@@ -88,6 +88,19 @@ fn trusts_for_district(gss: &str) -> &'static [&'static str] {
     }
 }
 
+/// The children's-services body an operator names by code: a register code that runs
+/// children's services (a district routes to its county), or a Northern Ireland trust.
+pub fn body_by_code(
+    registry: &AuthorityRegistry,
+    code: &str,
+) -> Result<ChildrensServices, Unresolved> {
+    let code = code.trim().to_ascii_uppercase();
+    match registry.childrens_services(&code) {
+        Ok(body) => Ok(body),
+        Err(unresolved) => trust_by_code(&code).ok_or(unresolved),
+    }
+}
+
 /// A Northern Ireland trust by its kinlink code (`HSCT-BELFAST`, ...).
 pub fn trust_by_code(code: &str) -> Option<ChildrensServices> {
     trust(code, "").map(|t| ChildrensServices {
