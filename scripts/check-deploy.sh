@@ -238,6 +238,7 @@ kinlink_stage_processing_seconds_count{stage="alerter"} 1
 # TYPE kinlink_enricher_links counter
 # TYPE kinlink_enricher_reviews_opened counter
 # TYPE kinlink_linkage_reviews_open gauge
+# TYPE kinlink_intake_oldest_pending_seconds gauge
 # EOF
 EOF
 scripts/check-metrics.sh "$tmp/exposition.txt" >/dev/null
