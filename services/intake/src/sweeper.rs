@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use kinlink_eventlog::{EventLog, topics};
+use kinlink_eventlog::EventLog;
 use kinlink_proto::v1;
 use kinlink_store::Store;
 use prometheus_client::metrics::gauge::Gauge;
@@ -55,19 +55,7 @@ pub async fn sweep(store: &Store, log: &EventLog, now_ms: i64) -> Result<usize, 
             tracing::error!(%referral_id, "Pending referral does not decode; left for an operator.");
             continue;
         };
-        log.publish(
-            topics::REFERRALS_RECEIVED,
-            &crate::accept::envelope(&referral),
-        )
-        .await?;
-        // Only the version that was published is marked; a newer version stays pending.
-        sqlx::query(
-            "UPDATE intake_referrals SET state = 'accepted' WHERE referral_id = $1 AND version = $2 AND state = 'pending'",
-        )
-        .bind(&referral_id)
-        .bind(version)
-        .execute(store.pool())
-        .await?;
+        crate::accept::publish_pending(store, log, &referral).await?;
         tracing::warn!(%referral_id, version, "Pending referral published by the sweeper.");
         published += 1;
     }

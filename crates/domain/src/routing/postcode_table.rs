@@ -45,6 +45,8 @@ pub struct PostcodeTable {
     /// Outward code → distinct districts of its live postcodes (all postcodes when none live).
     by_outward: HashMap<String, Vec<u16>>,
     postcodes: usize,
+    /// Sectors of the file left out because no postcode query can reach them.
+    unreachable_sectors: usize,
     version: String,
 }
 
@@ -85,6 +87,7 @@ impl PostcodeTable {
         let mut districts = Vec::new();
         let mut sectors = HashMap::new();
         let mut postcodes = 0;
+        let mut unreachable_sectors = 0;
         for (index, line) in text.lines().enumerate() {
             let malformed = || Error::PostcodeTableLine { line: index + 1 };
             if line.starts_with('#') || line.is_empty() {
@@ -114,6 +117,12 @@ impl PostcodeTable {
                         terminated,
                     });
                 }
+            }
+            // A sector no query can reach (legacy pseudo-postcodes such as Newport's `NPT`,
+            // whose outward code is not a UK pattern) is left out: it could never resolve.
+            if !matches!(PostcodeQuery::parse(key), Ok(PostcodeQuery::Sector { .. })) {
+                unreachable_sectors += 1;
+                continue;
             }
             units.sort_by_key(|u| u.code);
             postcodes += units.len();
@@ -147,11 +156,17 @@ impl PostcodeTable {
             sectors,
             by_outward,
             postcodes,
+            unreachable_sectors,
             version: version.to_owned(),
         })
     }
 
     /// Version recorded on routing decisions.
+    /// Sectors of the file left out because no postcode query can reach them.
+    pub fn unreachable_sectors(&self) -> usize {
+        self.unreachable_sectors
+    }
+
     pub fn version(&self) -> &str {
         &self.version
     }
