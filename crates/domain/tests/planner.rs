@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use kinlink_domain::alerting::planning::{
     AlertEvent, AlertPolicy, FOLLOW_UP_WAIT_MS, FollowUpWait, History, PersonEvent,
     PersonEventDetail, RaisedAlert, TRIAGE_KEY, Trigger, age_assessment_disputes, alert_key,
-    close_alerts, follow_up_wait, merge_joins_bodies, plan_alerts,
+    close_alerts, follow_up_wait, merge_joins_bodies, plan_alerts, reroutes,
 };
 use kinlink_domain::alerting::rules::Rule;
 use kinlink_domain::deadline::{Calendars, DeadlinePolicy};
@@ -544,4 +544,47 @@ fn an_nrm_decision_alert_says_which_decision() {
         decision.map(|d| d.stage),
         Some(v1::NrmDecisionStage::ConclusiveGrounds as i32)
     );
+}
+
+#[test]
+fn a_corrected_location_reroutes_and_tells_the_previous_body() {
+    let first = enriched(
+        v1::Urgency::Routine,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, KENT, "")],
+        )],
+    );
+    let kent = plan(&first, &History::default());
+    let previous: Vec<RaisedAlert> = kent
+        .iter()
+        .map(|a| RaisedAlert {
+            alert_id: a.alert_id.clone(),
+            referral_id: a.referral_id.clone(),
+            authority_code: a.authority_code.clone(),
+        })
+        .chain(std::iter::once(RaisedAlert {
+            // A missing-child follow-up about the same referral is not the referral's own.
+            alert_id: "follow-up-alert".into(),
+            referral_id: "ref-1".into(),
+            authority_code: KENT.into(),
+        }))
+        .collect();
+    let mut corrected = enriched(
+        v1::Urgency::Routine,
+        vec![child(
+            "p1",
+            vec![location(v1::LocationRole::Lives, BRISTOL, "")],
+        )],
+    );
+    corrected.version = 2;
+    let bristol = plan(&corrected, &History::default());
+    assert_eq!(bristol[0].authority_code, BRISTOL);
+    let closed = reroutes("ref-1", &previous, &bristol, now());
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].alert_id, kent[0].alert_id);
+    assert_eq!(closed[0].reason, v1::AlertCloseReason::Rerouted as i32);
+    assert_eq!(closed[0].rerouted_to, [BRISTOL]);
+    // The same location again re-routes nothing.
+    assert!(reroutes("ref-1", &previous, &kent, now()).is_empty());
 }

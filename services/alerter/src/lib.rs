@@ -162,13 +162,22 @@ impl Stage for Alerter {
             &self.policy,
             now,
         );
+        // A later version of a referral may have moved a child: the bodies its earlier alerts
+        // went to and that it no longer plans are told the alert was re-routed.
+        let rerouted = match &trigger {
+            Loaded::Referral(enriched) if enriched.version > 1 => {
+                let previous = history::alerts_of_referral(conn, &referral_id).await?;
+                planning::reroutes(&referral_id, &previous, &alerts, now)
+            }
+            _ => Vec::new(),
+        };
         // Persist.
         if let Loaded::Referral(enriched) = &trigger
             && enriched.anonymous_duty_to_notify
         {
             records::not_shared(conn, &enriched.referral_id).await?;
         }
-        let mut outputs = Vec::new();
+        let mut outputs = self.closure_outputs(conn, envelope, &rerouted, now).await?;
         for alert in alerts {
             records::record(conn, &alert, now.timestamp_millis()).await?;
             tracing::info!(
@@ -263,8 +272,6 @@ impl Alerter {
             t if t == v1::ReferralWithdrawn::full_name() => {
                 let withdrawn: v1::ReferralWithdrawn = envelope.decode()?;
                 let alerts = history::alerts_of_referral(conn, &withdrawn.referral_id).await?;
-                let ids: Vec<&str> = alerts.iter().map(|a| a.alert_id.as_str()).collect();
-                records::close_triage_items(conn, &ids).await?;
                 (
                     alerts,
                     v1::AlertCloseReason::ReferralWithdrawn,
@@ -293,7 +300,23 @@ impl Alerter {
             _ => return Ok(None),
         };
         let closed = planning::close_alerts(&alerts, reason, &reason_code, now);
-        let outputs = closed
+        Ok(Some(
+            self.closure_outputs(conn, envelope, &closed, now).await?,
+        ))
+    }
+
+    /// The events that close alerts (for the notifier, on `kinlink.alerts.raised`, keyed like
+    /// the alerts), with their triage items leaving the queue.
+    async fn closure_outputs(
+        &self,
+        conn: &mut AnyConnection,
+        envelope: &Envelope,
+        closed: &[v1::AlertClosed],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Output>, StageError> {
+        let ids: Vec<&str> = closed.iter().map(|c| c.alert_id.as_str()).collect();
+        records::close_triage_items(conn, &ids).await?;
+        Ok(closed
             .iter()
             .map(|c| {
                 tracing::info!(alert_id = %c.alert_id, authority = %c.authority_code, reason = c.reason, "Alert closed.");
@@ -309,8 +332,7 @@ impl Alerter {
                     ),
                 )
             })
-            .collect();
-        Ok(Some(outputs))
+            .collect())
     }
 
     /// Decodes the event and loads the history its decision needs. `None` when the event

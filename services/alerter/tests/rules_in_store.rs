@@ -70,13 +70,28 @@ impl Harness {
         &self,
         input: &Record,
     ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.alert_all(input).await?.0)
+    }
+
+    /// The alerts an event raises and the alerts it closes.
+    async fn alert_all(
+        &self,
+        input: &Record,
+    ) -> TestResult<(Vec<v1::AlertRaised>, Vec<v1::AlertClosed>)> {
+        use prost::Name;
         let mut tx = self.store.begin().await?;
         let outputs = self.alerter.handle(&mut tx, input).await?;
         tx.commit().await?;
-        Ok(outputs
-            .iter()
-            .map(|o| o.envelope.decode())
-            .collect::<Result<_, _>>()?)
+        let mut raised = Vec::new();
+        let mut closed = Vec::new();
+        for output in outputs {
+            if output.envelope.event_type == v1::AlertClosed::full_name() {
+                closed.push(output.envelope.decode()?);
+            } else {
+                raised.push(output.envelope.decode()?);
+            }
+        }
+        Ok((raised, closed))
     }
 
     async fn follow_up<M: prost::Message + prost::Name>(
@@ -643,6 +658,61 @@ async fn withdrawal_closes_every_alert_and_found_closes_the_missing_ones() -> Te
         closed.iter().all(|(id, _, _)| *id != child_alert),
         "the referral's own alert stays"
     );
+    h.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_corrected_location_reroutes_and_the_previous_body_is_told() -> TestResult {
+    let h = Harness::new("reroute").await?;
+    let child = |postcode: &str| {
+        person(
+            "Binh",
+            "2016-01-01",
+            vec![location(LocationRole::Lives, postcode)],
+        )
+    };
+    let first = routine_referral(
+        "c1",
+        person("Lan", "1980-01-01", vec![]),
+        vec![child("CT1 2RR")],
+    );
+    let kent = h.refer(first.clone()).await?;
+    assert_eq!(kent[0].authority_code, "E10000016");
+
+    // The agency corrects the address: version 2 lives in Bristol.
+    let corrected = v1::ReferralReceived {
+        version: 2,
+        dependants: routine_referral(
+            "c1",
+            person("Lan", "1980-01-01", vec![]),
+            vec![child("BS1 5TR")],
+        )
+        .dependants,
+        ..first
+    };
+    let received = record(
+        "t",
+        Envelope::new("event-c1-v2".into(), "/test", "c1", "c1", 0, &corrected),
+    );
+    let mut tx = h.store.begin().await?;
+    let enriched = Enricher::shipped()?.handle(&mut tx, &received).await?;
+    tx.commit().await?;
+    let enriched = record(
+        "t",
+        enriched
+            .into_iter()
+            .next()
+            .ok_or("nothing enriched")?
+            .envelope,
+    );
+    let (raised, closed) = h.alert_all(&enriched).await?;
+    let bodies: Vec<&str> = raised.iter().map(|a| a.authority_code.as_str()).collect();
+    assert_eq!(bodies, ["E06000023"], "Bristol is alerted");
+    assert_eq!(closed.len(), 1, "Kent is told");
+    assert_eq!(closed[0].alert_id, kent[0].alert_id);
+    assert_eq!(closed[0].reason, v1::AlertCloseReason::Rerouted as i32);
+    assert_eq!(closed[0].rerouted_to, ["E06000023"]);
     h.close().await;
     Ok(())
 }

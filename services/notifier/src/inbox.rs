@@ -179,6 +179,7 @@ impl AlertInbox {
         alert.closed_reason = closed.reason;
         alert.closed_reason_code = closed.reason_code.clone();
         alert.closed_at = closed.closed_at;
+        alert.closed_rerouted_to = closed.rerouted_to.clone();
         let bytes = alert.encode_to_vec();
         let now = self.clock.now_ms();
         sqlx::query("UPDATE alerts SET state = $1, alert = $2 WHERE alert_id = $3 AND state = $4")

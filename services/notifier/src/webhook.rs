@@ -55,11 +55,15 @@ pub struct WebhookPayload<'a> {
 /// Why an alert no longer needs action.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Closed<'a> {
-    /// `referral_withdrawn` or `child_found`.
+    /// `referral_withdrawn`, `child_found` or `rerouted`.
     pub reason: String,
     /// The agency's reason code for a withdrawal (empty otherwise).
     pub reason_code: &'a str,
     pub closed_at: Option<String>,
+    /// A re-route: the bodies alerted instead.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub rerouted_to: &'a [String],
 }
 
 /// A proto string field as JSON: absent when empty, never `""`.
@@ -336,6 +340,7 @@ impl<'a> WebhookPayload<'a> {
                     ),
                     reason_code: &alert.closed_reason_code,
                     closed_at: rfc3339(alert.closed_at.as_ref()),
+                    rerouted_to: &alert.closed_rerouted_to,
                 }
             }),
             nrm_decision: alert.nrm_decision.as_ref().map(|d| NrmDecisionDetails {

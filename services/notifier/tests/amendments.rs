@@ -243,6 +243,7 @@ async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> T
         closed_at: Some(kinlink_proto::timestamp_from_millis(
             kinlink_store::now_millis(),
         )),
+        rerouted_to: Vec::new(),
     };
     let envelope = Envelope::new("closed-1".into(), "/t", "alert-1", "r-1", 0, &closed);
     let mut tx = store.begin().await?;

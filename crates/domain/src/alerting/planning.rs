@@ -485,7 +485,7 @@ fn raise(
         );
         let episode = context.episode.as_deref().unwrap_or(event.event_id);
         let dedup_key = format!("{episode}/{}", draft.key);
-        let alert_id = kinlink_proto::derive_id(episode, &format!("alert/{}", draft.key));
+        let alert_id = referral_alert_id(episode, &draft.key);
         alerts.push(v1::AlertRaised {
             alert_id,
             referral_id: event.referral_id.to_owned(),
@@ -565,9 +565,49 @@ pub fn close_alerts(
             reason: reason as i32,
             reason_code: reason_code.to_owned(),
             closed_at: Some(kinlink_proto::timestamp_from_millis(at.timestamp_millis())),
+            rerouted_to: Vec::new(),
         });
     }
     closed
+}
+
+/// The id of a referral's own alert for the body (or triage) with this key: every version of
+/// the referral amends the same alert.
+pub fn referral_alert_id(referral_id: &str, key: &str) -> String {
+    kinlink_proto::derive_id(referral_id, &format!("alert/{key}"))
+}
+
+/// The referral's own alerts that a new version of it no longer plans: an update corrected a
+/// child's location, and another body is responsible now. Each previous body is told the
+/// alert was re-routed, and to which bodies. Follow-up alerts (missing, NRM) are not touched.
+pub fn reroutes(
+    referral_id: &str,
+    previous: &[RaisedAlert],
+    planned: &[v1::AlertRaised],
+    at: DateTime<Utc>,
+) -> Vec<v1::AlertClosed> {
+    let rerouted_to: Vec<String> = planned
+        .iter()
+        .filter(|a| !a.authority_code.is_empty())
+        .map(|a| a.authority_code.clone())
+        .collect();
+    let gone: Vec<RaisedAlert> = previous
+        .iter()
+        .filter(|p| {
+            // The referral's own alert for that body, or its triage alert routed by hand.
+            let own = p.alert_id == referral_alert_id(referral_id, &p.authority_code)
+                || p.alert_id == referral_alert_id(referral_id, TRIAGE_KEY);
+            own && !planned.iter().any(|a| a.alert_id == p.alert_id)
+        })
+        .cloned()
+        .collect();
+    close_alerts(&gone, v1::AlertCloseReason::Rerouted, "", at)
+        .into_iter()
+        .map(|closed| v1::AlertClosed {
+            rerouted_to: rerouted_to.clone(),
+            ..closed
+        })
+        .collect()
 }
 
 /// The key an alert was planned under: its body's code, or [`TRIAGE_KEY`].
