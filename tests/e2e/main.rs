@@ -9,6 +9,7 @@ mod notifier;
 mod ops;
 mod person_linkage;
 mod routing_cli;
+mod safeguarding;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -73,6 +73,20 @@ pub struct UpdateRequest {
     /// Dependants not listed before.
     #[serde(default)]
     pub add_dependants: Vec<DependantRequest>,
+    /// Corrected locations (a wrong or changed address): routing follows, and a body no longer
+    /// responsible is told its alert was re-routed.
+    #[serde(default)]
+    pub correct_locations: Vec<LocationCorrection>,
+}
+
+/// New locations for one person on the referral, replacing the old ones.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocationCorrection {
+    /// The dependant's index on the referral; absent for the referral's subject.
+    #[serde(default)]
+    pub dependant_index: Option<u32>,
+    pub locations: Vec<request::LocationRequest>,
 }
 
 fn respond(stored: &StoredResponse, location: Option<String>) -> Response {
@@ -310,6 +324,43 @@ async fn post_update(
             }]));
         }
         let added = request::convert_dependants(update.add_dependants).map_err(problem::invalid)?;
+        let mut errors = Vec::new();
+        for (n, correction) in update.correct_locations.into_iter().enumerate() {
+            let locations = request::convert_locations(
+                correction.locations,
+                &format!("/correct_locations/{n}/locations"),
+                &mut errors,
+            );
+            let person = match correction.dependant_index {
+                None if referral.anonymous_duty_to_notify => {
+                    errors.push(FieldError {
+                        pointer: format!("/correct_locations/{n}"),
+                        reason: "the subject of an anonymous Duty-to-Notify report has no locations to correct".into(),
+                    });
+                    None
+                }
+                None => referral.subject.as_mut(),
+                Some(index) => {
+                    let found = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| referral.dependants.get_mut(i))
+                        .and_then(|d| d.person.as_mut());
+                    if found.is_none() {
+                        errors.push(FieldError {
+                            pointer: format!("/correct_locations/{n}/dependant_index"),
+                            reason: "no dependant with this index on the referral".into(),
+                        });
+                    }
+                    found
+                }
+            };
+            if let Some(person) = person {
+                person.locations = locations;
+            }
+        }
+        if !errors.is_empty() {
+            return Err(problem::invalid(errors));
+        }
         referral.dependants.extend(added);
         if let Some(urgency) = update.urgency {
             referral.urgency = urgency.into();

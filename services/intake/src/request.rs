@@ -536,6 +536,58 @@ fn refuse_identifying_fields(subject: &v1::Person, errors: &mut Vec<FieldError>)
     }
 }
 
+/// Checks and converts a person's locations; `at` is the JSON pointer of the list.
+pub fn convert_locations(
+    list: Vec<LocationRequest>,
+    at: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<v1::Location> {
+    if list.len() > 10 {
+        errors.push(error(at, "at most 10 locations"));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, location)| {
+            let here = format!("{at}/{i}");
+            let postcode = location.postcode.trim().to_owned();
+            let authority_code = location.authority_code.trim().to_ascii_uppercase();
+            if postcode.chars().count() > 10
+                || !postcode
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ')
+            {
+                errors.push(error(
+                    &format!("{here}/postcode"),
+                    "not a UK postcode (letters, digits, one space)",
+                ));
+            }
+            if !authority_code.is_empty() && !valid_gss_code(&authority_code) {
+                errors.push(error(
+                    &format!("{here}/authority_code"),
+                    "expected a GSS code such as E06000023",
+                ));
+            }
+            if postcode.is_empty()
+                && authority_code.is_empty()
+                && !location.overseas
+                && !location.no_fixed_abode
+            {
+                errors.push(error(
+                    &here,
+                    "give a postcode or authority code, or set overseas or no_fixed_abode",
+                ));
+            }
+            v1::Location {
+                role: location.role.into(),
+                postcode,
+                authority_code,
+                overseas: location.overseas,
+                no_fixed_abode: location.no_fixed_abode,
+            }
+        })
+        .collect()
+}
+
 /// Checks and converts dependants added by an update; pointers start at `/add_dependants`.
 pub fn convert_dependants(
     list: Vec<DependantRequest>,
@@ -698,52 +750,7 @@ fn person(
             }
         })
         .collect();
-    if request.locations.len() > 10 {
-        errors.push(error(&format!("{at}/locations"), "at most 10 locations"));
-    }
-    let locations = request
-        .locations
-        .into_iter()
-        .enumerate()
-        .map(|(i, location)| {
-            let here = format!("{at}/locations/{i}");
-            let postcode = location.postcode.trim().to_owned();
-            let authority_code = location.authority_code.trim().to_ascii_uppercase();
-            if postcode.chars().count() > 10
-                || !postcode
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == ' ')
-            {
-                errors.push(error(
-                    &format!("{here}/postcode"),
-                    "not a UK postcode (letters, digits, one space)",
-                ));
-            }
-            if !authority_code.is_empty() && !valid_gss_code(&authority_code) {
-                errors.push(error(
-                    &format!("{here}/authority_code"),
-                    "expected a GSS code such as E06000023",
-                ));
-            }
-            if postcode.is_empty()
-                && authority_code.is_empty()
-                && !location.overseas
-                && !location.no_fixed_abode
-            {
-                errors.push(error(
-                    &here,
-                    "give a postcode or authority code, or set overseas or no_fixed_abode",
-                ));
-            }
-            v1::Location {
-                role: location.role.into(),
-                postcode,
-                authority_code,
-                overseas: location.overseas,
-                no_fixed_abode: location.no_fixed_abode,
-            }
-        })
-        .collect();
+    let locations = convert_locations(request.locations, &format!("{at}/locations"), errors);
     v1::Person {
         given_name: request.given_name.trim().to_owned(),
         family_name: request.family_name.trim().to_owned(),
