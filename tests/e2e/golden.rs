@@ -8,8 +8,9 @@
 //! The golden file was written by the build before the domain crate was extracted
 //! (`KINLINK_E2E_BIN=<old kinlink> KINLINK_GOLDEN_WRITE=1 cargo test --test e2e golden`), so
 //! this test is the check that the refactor changed no alert. Write it again only for a
-//! deliberate change to what authorities receive; the one since: empty proto defaults are
-//! omitted (`"other_authority_code": ""`, `"match_probability": 0.0` for a new person).
+//! deliberate change to what authorities receive. Since then: empty proto defaults are omitted
+//! (`"other_authority_code": ""`, `"match_probability": 0.0` for a new person), and full
+//! payloads name the referring agency (`referrer`).
 
 use std::collections::HashMap;
 use std::time::Duration;

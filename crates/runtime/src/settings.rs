@@ -157,14 +157,30 @@ pub struct StoreSettings {
 pub struct IntakeSettings {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Registered agencies: how an authority reaches the referrer (a role mailbox or phone,
+    /// never a person's name), given in full alert payloads.
+    pub agencies: Vec<AgencyRegistration>,
 }
 
 impl Default for IntakeSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            agencies: Vec::new(),
         }
     }
+}
+
+/// One referring agency's registration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyRegistration {
+    /// The id its API tokens are bound to.
+    pub id: String,
+    pub name: String,
+    /// A role mailbox (e.g. the force's modern-slavery unit), not a person's address.
+    pub contact_mailbox: Option<String>,
+    pub contact_phone: Option<String>,
 }
 
 /// Person linkage. Without a model file the shipped model (`default-v1`) is used; the

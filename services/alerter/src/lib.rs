@@ -38,7 +38,8 @@ pub fn install(
         AuthorityResolver::shipped()?,
         Calendars::shipped()?,
         &process.settings.alerter,
-    );
+    )
+    .with_agencies(&process.settings.intake.agencies);
     process.spawn_stage(alerter);
     process.add_openapi(triage_api::openapi());
     Ok(triage_api::router(
@@ -54,6 +55,8 @@ pub struct Alerter {
     calendars: Calendars,
     policy: AlertPolicy,
     clock: kinlink_store::Clock,
+    /// Registered agencies, by id: each alert carries its referrer's contact route.
+    agencies: HashMap<String, v1::AlertReferrer>,
 }
 
 fn policy(red_minutes: u32, amber_working_minutes: u32, green_working_days: u32) -> DeadlinePolicy {
@@ -105,11 +108,34 @@ impl Alerter {
                 },
             },
             clock: kinlink_store::Clock::system(),
+            agencies: HashMap::new(),
         }
     }
 }
 
 impl Alerter {
+    /// The agencies' registrations (`intake.agencies`): how authorities reach each referrer.
+    pub fn with_agencies(
+        mut self,
+        agencies: &[kinlink_runtime::settings::AgencyRegistration],
+    ) -> Self {
+        self.agencies = agencies
+            .iter()
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    v1::AlertReferrer {
+                        agency_id: a.id.clone(),
+                        name: a.name.clone(),
+                        contact_mailbox: a.contact_mailbox.clone().unwrap_or_default(),
+                        contact_phone: a.contact_phone.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        self
+    }
+
     /// Replaces the clock the stage plans with (tests).
     pub fn with_clock(mut self, clock: kinlink_store::Clock) -> Self {
         self.clock = clock;
@@ -178,7 +204,8 @@ impl Stage for Alerter {
             records::not_shared(conn, &enriched.referral_id).await?;
         }
         let mut outputs = self.closure_outputs(conn, envelope, &rerouted, now).await?;
-        for alert in alerts {
+        for mut alert in alerts {
+            alert.referrer = self.agencies.get(&alert.agency_id).cloned();
             records::record(conn, &alert, now.timestamp_millis()).await?;
             tracing::info!(
                 referral_id = %alert.referral_id,

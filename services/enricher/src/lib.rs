@@ -370,6 +370,7 @@ async fn enrich(
         version: referral.version.max(1),
         anonymous_duty_to_notify: referral.anonymous_duty_to_notify,
         received_at: Some(kinlink_proto::timestamp_from_millis(received_ms)),
+        concern: referral.concern.clone(),
     };
     Ok((enriched, opened))
 }

@@ -50,6 +50,25 @@ pub struct WebhookPayload<'a> {
     /// missing_child alerts: when and where the child was last seen.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<MissingDetails<'a>>,
+    /// Full payloads only: how to reach the referring agency (its registered role mailbox or
+    /// phone line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<Referrer<'a>>,
+    /// Full payloads only: the referrer's account of the concern.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concern: Option<&'a str>,
+}
+
+/// The referring agency and its contact route.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Referrer<'a> {
+    pub agency_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_mailbox: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_phone: Option<&'a str>,
 }
 
 /// Why an alert no longer needs action.
@@ -358,6 +377,22 @@ impl<'a> WebhookPayload<'a> {
                 ),
                 decided_at: rfc3339(d.decided_at.as_ref()),
             }),
+            referrer: if full && !alert.agency_id.is_empty() {
+                let registered = alert.referrer.as_ref();
+                Some(Referrer {
+                    agency_id: &alert.agency_id,
+                    name: registered.and_then(|r| non_empty(&r.name)),
+                    contact_mailbox: registered.and_then(|r| non_empty(&r.contact_mailbox)),
+                    contact_phone: registered.and_then(|r| non_empty(&r.contact_phone)),
+                })
+            } else {
+                None
+            },
+            concern: if full {
+                non_empty(&alert.concern)
+            } else {
+                None
+            },
             missing: alert.missing_episode.as_ref().map(|m| MissingDetails {
                 missing_since: rfc3339(m.missing_since.as_ref()),
                 last_seen_authority_code: non_empty(&m.last_seen_authority_code),
@@ -476,5 +511,33 @@ mod tests {
         let full = serde_json::to_value(WebhookPayload::from_alert(&alert, "http://k", true))
             .unwrap_or_default();
         assert_eq!(full["missing"]["last_seen"]["postcode"], "CT1 2RR");
+    }
+
+    #[test]
+    fn full_payloads_say_how_to_reach_the_referrer_and_what_the_concern_is() {
+        let alert = v1::AlertRaised {
+            alert_id: "a".into(),
+            agency_id: "met-police".into(),
+            concern: "Seen working at a car wash late at night.".into(),
+            referrer: Some(v1::AlertReferrer {
+                agency_id: "met-police".into(),
+                name: "Metropolitan Police".into(),
+                contact_mailbox: "modern.slavery@met.example".into(),
+                contact_phone: String::new(),
+            }),
+            ..Default::default()
+        };
+        let full = serde_json::to_value(WebhookPayload::from_alert(&alert, "http://k", true))
+            .unwrap_or_default();
+        assert_eq!(
+            full["referrer"]["contact_mailbox"],
+            "modern.slavery@met.example"
+        );
+        assert_eq!(full["referrer"]["name"], "Metropolitan Police");
+        assert!(full["referrer"].get("contact_phone").is_none());
+        assert_eq!(full["concern"], "Seen working at a car wash late at night.");
+        let thin = serde_json::to_value(WebhookPayload::from_alert(&alert, "http://k", false))
+            .unwrap_or_default();
+        assert!(thin.get("referrer").is_none() && thin.get("concern").is_none());
     }
 }

@@ -160,6 +160,8 @@ pub fn plan_alerts(
                 county_lines: enriched.county_lines,
                 episode: Some(enriched.referral_id.clone()),
                 revision: enriched.version.max(1),
+                agency_id: enriched.agency_id.clone(),
+                concern: enriched.concern.clone(),
                 ..Context::default()
             },
         ),
@@ -221,6 +223,8 @@ struct Context {
     revision: u32,
     nrm_decision: Option<v1::AlertNrmDecision>,
     missing_episode: Option<v1::AlertMissingEpisode>,
+    agency_id: String,
+    concern: String,
 }
 
 /// An alert being assembled for one body (or triage).
@@ -525,6 +529,8 @@ fn raise(
             revision: context.revision.max(1),
             nrm_decision: context.nrm_decision,
             missing_episode: context.missing_episode.clone(),
+            agency_id: context.agency_id.clone(),
+            concern: context.concern.clone(),
             triage_sla_deadline: draft.body.is_none().then(|| {
                 kinlink_proto::timestamp_from_millis(
                     (received_at + policy.triage_sla.for_rag(rag)).timestamp_millis(),
