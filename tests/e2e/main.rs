@@ -2,6 +2,7 @@
 //! (tansu) and PostgreSQL, and a local webhook receiver standing in for the authorities.
 
 mod golden;
+mod handoff;
 mod helpers;
 mod intake;
 mod linkage_cli;

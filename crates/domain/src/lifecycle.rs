@@ -352,23 +352,42 @@ impl EscalationState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HandoffState {
     Pending,
+    /// The authority where the child lives takes responsibility.
     Accepted,
+    /// It does not, with a reason; the authority where the child was found keeps it.
+    Declined,
 }
 
 stored_names!(HandoffState {
     Pending => "pending",
     Accepted => "accepted",
+    Declined => "declined",
 });
+
+/// What the home authority decides about a hand-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffDecision {
+    Accept,
+    Decline,
+}
 
 impl HandoffState {
     /// The home authority accepts: only a pending hand-off moves.
     pub fn accept(self) -> Step<HandoffState> {
+        self.decide(HandoffDecision::Accept)
+    }
+
+    /// The home authority decides: only a pending hand-off moves, and a decision stands.
+    pub fn decide(self, decision: HandoffDecision) -> Step<HandoffState> {
         match self {
             HandoffState::Pending => Step::Move {
                 from: self,
-                to: HandoffState::Accepted,
+                to: match decision {
+                    HandoffDecision::Accept => HandoffState::Accepted,
+                    HandoffDecision::Decline => HandoffState::Declined,
+                },
             },
-            HandoffState::Accepted => Step::Stay(self),
+            HandoffState::Accepted | HandoffState::Declined => Step::Stay(self),
         }
     }
 }
@@ -601,6 +620,17 @@ mod tests {
         assert_eq!(
             HandoffState::Accepted.accept(),
             Step::Stay(HandoffState::Accepted)
+        );
+        assert_eq!(
+            HandoffState::Pending
+                .decide(HandoffDecision::Decline)
+                .state(),
+            HandoffState::Declined
+        );
+        assert_eq!(
+            HandoffState::Declined.decide(HandoffDecision::Accept),
+            Step::Stay(HandoffState::Declined),
+            "a decision stands"
         );
         assert_eq!(TriageState::Open.route().state(), TriageState::Routed);
         assert_eq!(TriageState::Routed.route(), Step::Stay(TriageState::Routed));

@@ -6,10 +6,10 @@
 //! below, which apply the domain's state machines.
 
 use kinlink_domain::child::AssessedAge;
-use kinlink_domain::lifecycle::{HandoffState, Step, TriageState};
+use kinlink_domain::lifecycle::{HandoffDecision, HandoffState, Step, TriageState};
 use kinlink_eventlog::StageError;
 use kinlink_proto::v1::{self, RoutingBasis};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 /// Records that the adult of an anonymous Duty-to-Notify report was not shared (s52(3));
 /// children of the report still are.
@@ -121,28 +121,90 @@ pub async fn route_triage_item(
     Ok(())
 }
 
-/// The home authority `home_authority` accepts responsibility for the children of
-/// `referral_id` it was handed. Returns how many pending hand-offs moved (0: none pending).
-pub async fn accept_handoff(
+/// A hand-off the home authority decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffDecided {
+    pub person_id: String,
+    pub found_authority: String,
+    pub state: HandoffState,
+}
+
+/// The home authority `home_authority` decides the pending hand-offs of `referral_id`
+/// (accepts responsibility, or declines with `reason`). Returns the hand-offs that moved
+/// (none when none was pending), so the authorities where the children were found are told.
+pub async fn decide_handoffs(
     conn: &mut AnyConnection,
     referral_id: &str,
     home_authority: &str,
+    decision: HandoffDecision,
+    reason: &str,
     now_ms: i64,
-) -> Result<u64, sqlx::Error> {
-    let Step::Move { from, to } = HandoffState::Pending.accept() else {
-        return Ok(0);
+) -> Result<Vec<HandoffDecided>, sqlx::Error> {
+    let Step::Move { from, to } = HandoffState::Pending.decide(decision) else {
+        return Ok(Vec::new());
     };
-    let accepted = sqlx::query(
-        "UPDATE handoffs SET state = $1, updated_at_ms = $2 WHERE referral_id = $3 AND home_authority = $4 AND state = $5",
+    let pending = sqlx::query(
+        "SELECT person_id, found_authority FROM handoffs WHERE referral_id = $1 AND home_authority = $2 AND state = $3 \
+         ORDER BY person_id, found_authority",
     )
-    .bind(to.as_str())
-    .bind(now_ms)
     .bind(referral_id)
     .bind(home_authority)
     .bind(from.as_str())
-    .execute(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(accepted.rows_affected())
+    let mut decided = Vec::new();
+    for row in pending {
+        let person_id: String = row.try_get("person_id")?;
+        let found_authority: String = row.try_get("found_authority")?;
+        let moved = sqlx::query(
+            "UPDATE handoffs SET state = $1, reason = $2, updated_at_ms = $3 WHERE referral_id = $4 \
+             AND person_id = $5 AND home_authority = $6 AND found_authority = $7 AND state = $8",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now_ms)
+        .bind(referral_id)
+        .bind(&person_id)
+        .bind(home_authority)
+        .bind(&found_authority)
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?;
+        if moved.rows_affected() == 1 {
+            decided.push(HandoffDecided {
+                person_id,
+                found_authority,
+                state: to,
+            });
+        }
+    }
+    Ok(decided)
+}
+
+/// The hand-offs of a referral an authority is part of (as home or found), for its inbox:
+/// (home, found, state).
+pub async fn handoffs_of(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+    authority: &str,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT home_authority, found_authority, state FROM handoffs WHERE referral_id = $1 \
+         AND (home_authority = $2 OR found_authority = $2) ORDER BY home_authority, found_authority",
+    )
+    .bind(referral_id)
+    .bind(authority)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("home_authority")?,
+                r.try_get("found_authority")?,
+                r.try_get("state")?,
+            ))
+        })
+        .collect()
 }
 
 /// Records what an age assessment decided about a person (idempotent on the event id).

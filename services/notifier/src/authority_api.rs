@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::delivery::lifecycle;
-use kinlink_domain::lifecycle::{AlertCommand, AlertState, Step};
+use kinlink_domain::lifecycle::{AlertCommand, AlertState, HandoffDecision, Step};
 use kinlink_runtime::http::{AUTHORITY_TOKEN, Problem};
 
 use crate::escalation::stop_timers;
@@ -50,6 +50,10 @@ pub fn router(store: Store, log: EventLog, base_url: String) -> Router {
         .route(
             "/v1/alerts/{id}/accept-responsibility",
             post(accept_responsibility),
+        )
+        .route(
+            "/v1/alerts/{id}/decline-responsibility",
+            post(decline_responsibility),
         )
         .route("/v1/alerts/{id}/resolve", post(resolve))
         .with_state(ApiState {
@@ -161,6 +165,17 @@ struct InboxItem {
     state: String,
     /// RFC 3339, like every other time in the API.
     deadline: String,
+    /// Lives/found hand-offs of the referral this authority is part of, as home or found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    handoffs: Vec<InboxHandoff>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct InboxHandoff {
+    home_authority: String,
+    found_authority: String,
+    /// `pending`, `accepted` or `declined`.
+    state: String,
 }
 
 /// The authority's alerts, by deadline.
@@ -215,19 +230,33 @@ async fn inbox(
         Ok(rows) => rows,
         Err(error) => return unavailable(error),
     };
-    let items: Result<Vec<InboxItem>, sqlx::Error> = rows
-        .iter()
-        .map(|r| {
-            Ok(InboxItem {
+    let items: Result<Vec<InboxItem>, sqlx::Error> = async {
+        let mut items = Vec::new();
+        let mut conn = state.store.pool().acquire().await?;
+        for r in &rows {
+            let referral_id: String = r.try_get("referral_id")?;
+            let handoffs = kinlink_alerter::records::handoffs_of(&mut conn, &referral_id, &code)
+                .await?
+                .into_iter()
+                .map(|(home_authority, found_authority, state)| InboxHandoff {
+                    home_authority,
+                    found_authority,
+                    state,
+                })
+                .collect();
+            items.push(InboxItem {
                 alert_id: r.try_get("alert_id")?,
-                referral_id: r.try_get("referral_id")?,
+                referral_id,
                 state: r.try_get("state")?,
                 deadline: chrono::DateTime::from_timestamp_millis(r.try_get("deadline_ms")?)
                     .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_default(),
-            })
-        })
-        .collect();
+                handoffs,
+            });
+        }
+        Ok(items)
+    }
+    .await;
     match items {
         Ok(items) => Json(items).into_response(),
         Err(error) => unavailable(error),
@@ -374,7 +403,8 @@ async fn persist_step<M: prost::Message + prost::Name>(
     Ok(filed)
 }
 
-/// The home authority accepts responsibility in a lives/found hand-off.
+/// The home authority accepts responsibility in a lives/found hand-off; the authority where
+/// the child was found is told in an amendment of its alert.
 #[utoipa::path(post, path = "/v1/alerts/{id}/accept-responsibility", tag = "authorities",
     params(("id" = String, Path)),
     responses((status = 200), (status = 401), (status = 404), (status = 409, description = "No pending hand-off to this authority")),
@@ -384,42 +414,137 @@ async fn accept_responsibility(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (caller, stored) = match authorised(&state, &headers, &id).await {
+    decide_handoff(&state, &headers, &id, HandoffDecision::Accept, "").await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeclineBody {
+    /// Why the home authority does not take responsibility (a code, not free text).
+    reason_code: String,
+}
+
+/// The home authority declines responsibility in a lives/found hand-off, with a reason code;
+/// the authority where the child was found keeps it and is told in an amendment of its alert.
+#[utoipa::path(post, path = "/v1/alerts/{id}/decline-responsibility", tag = "authorities",
+    params(("id" = String, Path)),
+    request_body = DeclineBody,
+    responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409, description = "No pending hand-off to this authority")),
+    security(("authority_token" = [])))]
+async fn decline_responsibility(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let reason_code = match serde_json::from_slice::<DeclineBody>(&body) {
+        Ok(DeclineBody { reason_code })
+            if !reason_code.trim().is_empty()
+                && reason_code.len() <= 64
+                && reason_code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            reason_code
+        }
+        _ => {
+            return Problem::invalid(
+                "invalid-request",
+                "Nothing was declined; fix the listed field.",
+                vec![kinlink_runtime::http::FieldError {
+                    pointer: "/reason_code".into(),
+                    reason: "a reason code of 1 to 64 letters, digits, '_' or '-' is required"
+                        .into(),
+                }],
+            )
+            .into_response();
+        }
+    };
+    decide_handoff(
+        &state,
+        &headers,
+        &id,
+        HandoffDecision::Decline,
+        &reason_code,
+    )
+    .await
+}
+
+/// Records the home authority's decision on its pending hand-offs for the alert's referral and
+/// tells each authority where a child was found, in one transaction.
+async fn decide_handoff(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    decision: HandoffDecision,
+    reason_code: &str,
+) -> Response {
+    let (caller, stored) = match authorised(state, headers, id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
+    let referral_id = stored.alert.referral_id.clone();
     let result = async {
+        let now = kinlink_store::now_millis();
         let mut tx = state.store.begin().await?;
-        let accepted = kinlink_alerter::records::accept_handoff(
+        let decided = kinlink_alerter::records::decide_handoffs(
             &mut tx,
-            &stored.alert.referral_id,
+            &referral_id,
             &caller.authority,
-            kinlink_store::now_millis(),
+            decision,
+            reason_code,
+            now,
         )
         .await?;
-        if accepted > 0 {
+        let mut told: Vec<String> = Vec::new();
+        for handoff in &decided {
+            if told.contains(&handoff.found_authority) {
+                continue;
+            }
+            told.push(handoff.found_authority.clone());
+            let found_alert = kinlink_domain::alerting::planning::referral_alert_id(
+                &referral_id,
+                &handoff.found_authority,
+            );
+            crate::inbox::amend_alert(&mut tx, &found_alert, now, None, |alert| {
+                alert.handoff = Some(v1::AlertHandoff {
+                    home_authority: caller.authority.clone(),
+                    found_authority: handoff.found_authority.clone(),
+                    state: handoff.state.as_str().to_owned(),
+                    reason_code: reason_code.to_owned(),
+                    decided_at: Some(kinlink_proto::timestamp_from_millis(now)),
+                });
+            })
+            .await?;
+        }
+        if let Some(first) = decided.first() {
+            let action = format!("handoff_{}", first.state.as_str());
             audit::append(
                 &mut tx,
                 &AuditEntry {
-                    action: "handoff_accepted",
+                    action: &action,
                     actor: &caller.token_id,
                     authority_code: &caller.authority,
-                    alert_id: &id,
-                    detail: "",
+                    alert_id: id,
+                    detail: reason_code,
                 },
             )
             .await?;
         }
         tx.commit().await?;
-        Ok::<_, crate::Error>(accepted)
+        Ok::<_, crate::Error>(decided)
     }
     .await;
     match result {
-        Ok(0) => problem(
+        Ok(decided) if decided.is_empty() => problem(
             StatusCode::CONFLICT,
             "no pending hand-off to this authority for this alert",
         ),
-        Ok(_) => Json(serde_json::json!({ "alert_id": id, "handoff": "accepted" })).into_response(),
+        Ok(decided) => Json(serde_json::json!({
+            "alert_id": id,
+            "handoff": decided[0].state.as_str(),
+        }))
+        .into_response(),
         Err(error) => unavailable(error),
     }
 }
@@ -495,7 +620,7 @@ async fn resolve(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(inbox, read_alert, acknowledge, accept_responsibility, resolve),
+    paths(inbox, read_alert, acknowledge, accept_responsibility, decline_responsibility, resolve),
     modifiers(&AUTHORITY_SECURITY),
     tags((name = "authorities", description = "Children's services: inbox, acknowledgement, hand-off, resolution"))
 )]

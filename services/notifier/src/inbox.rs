@@ -161,48 +161,18 @@ impl AlertInbox {
         let Step::Move { from, to } = state.apply(AlertCommand::Close) else {
             return Ok(());
         };
-        let bytes: Vec<u8> = sqlx::Row::try_get(&row, "alert")?;
-        let mut alert = crate::stored_alert(&closed.alert_id, &bytes)
-            .map_err(|e| StageError::Rejected(e.to_string()))?;
-        let delivery = sqlx::query("SELECT revision, state FROM deliveries WHERE alert_id = $1")
-            .bind(&closed.alert_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (revision, delivery_state) = match delivery {
-            Some(row) => (
-                sqlx::Row::try_get::<i64, _>(&row, "revision")?,
-                sqlx::Row::try_get::<String, _>(&row, "state")?,
-            ),
-            None => (i64::from(alert.revision.max(1)), String::new()),
-        };
-        alert.revision = u32::try_from(revision + 1).unwrap_or(u32::MAX);
-        alert.closed_reason = closed.reason;
-        alert.closed_reason_code = closed.reason_code.clone();
-        alert.closed_at = closed.closed_at;
-        alert.closed_rerouted_to = closed.rerouted_to.clone();
-        let bytes = alert.encode_to_vec();
         let now = self.clock.now_ms();
-        sqlx::query("UPDATE alerts SET state = $1, alert = $2 WHERE alert_id = $3 AND state = $4")
-            .bind(to.as_str())
-            .bind(bytes.clone())
-            .bind(&closed.alert_id)
-            .bind(from.as_str())
-            .execute(&mut *conn)
-            .await?;
-        // Tell the authority (a triage item has nobody to tell yet).
-        let next = DeliveryState::parse(&delivery_state)
-            .map_or(DeliveryState::Triage, DeliveryState::amended);
-        sqlx::query(
-            "UPDATE deliveries SET alert = $1, revision = $2, state = $3, base_attempts = attempts, \
-             next_attempt_at_ms = $4, updated_at_ms = $4 WHERE alert_id = $5",
-        )
-        .bind(bytes)
-        .bind(i64::from(alert.revision))
-        .bind(next.as_str())
-        .bind(now)
-        .bind(&closed.alert_id)
-        .execute(&mut *conn)
-        .await?;
+        let revision = amend_alert(conn, &closed.alert_id, now, Some((from, to)), |alert| {
+            alert.closed_reason = closed.reason;
+            alert.closed_reason_code = closed.reason_code.clone();
+            alert.closed_at = closed.closed_at;
+            alert.closed_rerouted_to = closed.rerouted_to.clone();
+        })
+        .await
+        .map_err(|e| match e {
+            crate::Error::Database(e) => StageError::from(e),
+            other => StageError::Rejected(other.to_string()),
+        })?;
         crate::escalation::stop_timers(conn, &closed.alert_id).await?;
         let detail = format!("closed: {}", closed.reason);
         audit::append(
@@ -217,7 +187,77 @@ impl AlertInbox {
         )
         .await
         .map_err(|e| StageError::Retry(e.to_string()))?;
-        tracing::info!(alert_id = %closed.alert_id, revision = alert.revision, "Alert closed; the authority is told and escalation stopped.");
+        tracing::info!(alert_id = %closed.alert_id, ?revision, "Alert closed; the authority is told and escalation stopped.");
         Ok(())
     }
+}
+
+/// Amends a filed alert: `change` edits the stored alert, which becomes the next revision and
+/// is delivered again (its own `webhook-id`; a triage item waits for routing). With `step`, the
+/// alert's state moves too, guarded on the state it moves from. Returns the new revision, or
+/// `None` when the alert was never filed.
+pub(crate) async fn amend_alert(
+    conn: &mut AnyConnection,
+    alert_id: &str,
+    now_ms: i64,
+    step: Option<(AlertState, AlertState)>,
+    change: impl FnOnce(&mut v1::AlertRaised),
+) -> Result<Option<u32>, crate::Error> {
+    let Some(row) = sqlx::query("SELECT alert FROM alerts WHERE alert_id = $1")
+        .bind(alert_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let bytes: Vec<u8> = sqlx::Row::try_get(&row, "alert")?;
+    let mut alert = crate::stored_alert(alert_id, &bytes)?;
+    let delivery = sqlx::query("SELECT revision, state FROM deliveries WHERE alert_id = $1")
+        .bind(alert_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (revision, delivery_state) = match delivery {
+        Some(row) => (
+            sqlx::Row::try_get::<i64, _>(&row, "revision")?,
+            sqlx::Row::try_get::<String, _>(&row, "state")?,
+        ),
+        None => (i64::from(alert.revision.max(1)), String::new()),
+    };
+    change(&mut alert);
+    alert.revision = u32::try_from(revision + 1).unwrap_or(u32::MAX);
+    let bytes = alert.encode_to_vec();
+    match step {
+        Some((from, to)) => {
+            sqlx::query(
+                "UPDATE alerts SET state = $1, alert = $2 WHERE alert_id = $3 AND state = $4",
+            )
+            .bind(to.as_str())
+            .bind(bytes.clone())
+            .bind(alert_id)
+            .bind(from.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("UPDATE alerts SET alert = $1 WHERE alert_id = $2")
+                .bind(bytes.clone())
+                .bind(alert_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    let next =
+        DeliveryState::parse(&delivery_state).map_or(DeliveryState::Triage, DeliveryState::amended);
+    sqlx::query(
+        "UPDATE deliveries SET alert = $1, revision = $2, state = $3, base_attempts = attempts, \
+         next_attempt_at_ms = $4, updated_at_ms = $4 WHERE alert_id = $5",
+    )
+    .bind(bytes)
+    .bind(i64::from(alert.revision))
+    .bind(next.as_str())
+    .bind(now_ms)
+    .bind(alert_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(alert.revision))
 }

@@ -57,6 +57,21 @@ pub struct WebhookPayload<'a> {
     /// Full payloads only: the referrer's account of the concern.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concern: Option<&'a str>,
+    /// A lives/found hand-off the home authority has decided: `accepted` (it takes
+    /// responsibility) or `declined` (with a reason code; the found authority keeps it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<HandoffDetails<'a>>,
+}
+
+/// The outcome of a hand-off, as the authority where the child was found is told it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HandoffDetails<'a> {
+    pub home_authority: &'a str,
+    pub found_authority: &'a str,
+    pub state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<&'a str>,
+    pub decided_at: Option<String>,
 }
 
 /// The referring agency and its contact route.
@@ -393,6 +408,13 @@ impl<'a> WebhookPayload<'a> {
             } else {
                 None
             },
+            handoff: alert.handoff.as_ref().map(|h| HandoffDetails {
+                home_authority: &h.home_authority,
+                found_authority: &h.found_authority,
+                state: &h.state,
+                reason_code: non_empty(&h.reason_code),
+                decided_at: rfc3339(h.decided_at.as_ref()),
+            }),
             missing: alert.missing_episode.as_ref().map(|m| MissingDetails {
                 missing_since: rfc3339(m.missing_since.as_ref()),
                 last_seen_authority_code: non_empty(&m.last_seen_authority_code),

@@ -1,0 +1,139 @@
+//! The lives/found hand-off, end to end on the embedded default: both authorities see it in
+//! their inbox; the authority where the child lives declines with a reason code; the authority
+//! where the child was found is told in an amendment of its alert; a decision stands.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+const KENT: &str = "E10000016";
+const WESTMINSTER: &str = "E09000033";
+
+async fn token(data: &std::path::Path, config: &std::path::Path, code: &str) -> TestResult<String> {
+    create_token(Some(data), config, "--authority", code)
+}
+
+#[tokio::test]
+async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestResult {
+    let dir = TempDir::new("e2e-handoff")?;
+    let data = dir.0.join("data");
+    let receiver = WebhookReceiver::start().await?;
+    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], "")?;
+    let kinlink = Kinlink::up(&data, &config).await?;
+    let referral = serde_json::json!({
+        "subject": { "given_name": "Femi", "family_name": "Adeyemi", "date_of_birth": { "value": "1985-05-05" } },
+        "dependants": [{ "relationship": "child", "person": { "given_name": "Tobi", "family_name": "Adeyemi",
+            "claimed_age": 12, "locations": [
+                { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
+        "urgency": "routine", "consent": "given" });
+    kinlink.post_referral(&referral).await?;
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+        .await?;
+    let alert_of = |code: &str| {
+        received
+            .iter()
+            .find(|r| r.authority == code)
+            .map(|r| r.webhook_id.clone())
+            .ok_or(format!("no alert for {code}"))
+    };
+    let (kent_alert, westminster_alert) = (alert_of(KENT)?, alert_of(WESTMINSTER)?);
+    let kent = token(&data, &config, KENT).await?;
+    let westminster = token(&data, &config, WESTMINSTER).await?;
+    let client = reqwest::Client::new();
+
+    // Both inboxes show the pending hand-off.
+    for (code, token) in [(KENT, &kent), (WESTMINSTER, &westminster)] {
+        let inbox: serde_json::Value = client
+            .get(format!("{}/v1/authorities/{code}/alerts", kinlink.base_url))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_eq!(
+            inbox[0]["handoffs"],
+            serde_json::json!([{ "home_authority": KENT, "found_authority": WESTMINSTER, "state": "pending" }]),
+            "{code} inbox: {inbox}"
+        );
+    }
+
+    // Only the home authority decides, and only with a reason code.
+    let decline = format!(
+        "{}/v1/alerts/{kent_alert}/decline-responsibility",
+        kinlink.base_url
+    );
+    let bad = client
+        .post(&decline)
+        .bearer_auth(&kent)
+        .json(&serde_json::json!({ "reason_code": "" }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 400);
+    let problem: serde_json::Value = bad.json().await?;
+    assert_eq!(problem["errors"][0]["pointer"], "/reason_code");
+    let not_home = client
+        .post(format!(
+            "{}/v1/alerts/{westminster_alert}/decline-responsibility",
+            kinlink.base_url
+        ))
+        .bearer_auth(&westminster)
+        .json(&serde_json::json!({ "reason_code": "not_ours" }))
+        .send()
+        .await?;
+    assert_eq!(
+        not_home.status(),
+        409,
+        "the found authority has no hand-off to decide"
+    );
+
+    let declined = client
+        .post(&decline)
+        .bearer_auth(&kent)
+        .json(&serde_json::json!({ "reason_code": "child_not_resident" }))
+        .send()
+        .await?;
+    assert_eq!(declined.status(), 200);
+    let declined: serde_json::Value = declined.json().await?;
+    assert_eq!(declined["handoff"], "declined");
+
+    // Westminster hears, in an amendment of its own alert.
+    let amended = format!("{westminster_alert}:r2");
+    let received = receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            r.iter().any(|x| x.webhook_id == amended)
+        })
+        .await?;
+    let told = received
+        .iter()
+        .find(|x| x.webhook_id == amended)
+        .ok_or("no amendment")?;
+    assert_eq!(told.authority, WESTMINSTER);
+    assert_eq!(told.body["handoff"]["state"], "declined");
+    assert_eq!(told.body["handoff"]["reason_code"], "child_not_resident");
+    assert_eq!(told.body["handoff"]["home_authority"], KENT);
+
+    // A decision stands.
+    let again = client
+        .post(format!(
+            "{}/v1/alerts/{kent_alert}/accept-responsibility",
+            kinlink.base_url
+        ))
+        .bearer_auth(&kent)
+        .send()
+        .await?;
+    assert_eq!(again.status(), 409);
+    let inbox: serde_json::Value = client
+        .get(format!(
+            "{}/v1/authorities/{WESTMINSTER}/alerts",
+            kinlink.base_url
+        ))
+        .bearer_auth(&westminster)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(inbox[0]["handoffs"][0]["state"], "declined");
+    kinlink.interrupt().await?;
+    Ok(())
+}
