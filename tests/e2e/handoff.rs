@@ -26,7 +26,11 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
             "claimed_age": 12, "locations": [
                 { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
         "urgency": "routine", "consent": "given" });
-    kinlink.post_referral(&referral).await?;
+    let accepted = kinlink.post_referral(&referral).await?;
+    let referral_id = accepted["referral_id"]
+        .as_str()
+        .ok_or("no referral id")?
+        .to_owned();
     let received = receiver
         .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
         .await?;
@@ -134,6 +138,29 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
         .json()
         .await?;
     assert_eq!(inbox[0]["handoffs"][0]["state"], "declined");
+
+    // On-call sees the hand-off in the referral's trace.
+    let output = std::process::Command::new(kinlink_bin())
+        .args(["ops", "trace", &referral_id, "--json", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    assert!(output.status.success(), "{output:?}");
+    let trace: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let handoff_steps: Vec<&str> = trace
+        .as_array()
+        .or_else(|| trace["steps"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|s| s["kind"] == "handoff")
+        .filter_map(|s| s["what"].as_str())
+        .collect();
+    assert_eq!(
+        handoff_steps,
+        [
+            format!("{KENT} asked to take responsibility from {WESTMINSTER}"),
+            format!("{KENT} declined (child_not_resident)")
+        ]
+    );
     kinlink.interrupt().await?;
     Ok(())
 }

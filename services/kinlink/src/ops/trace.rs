@@ -11,7 +11,7 @@ use sqlx::Row;
 pub struct Step {
     pub at_ms: i64,
     /// event, person, linkage, review, link, routing, alert, delivery, escalation,
-    /// acknowledgement, audit
+    /// acknowledgement, handoff, audit
     pub kind: String,
     pub what: String,
     pub ids: Vec<String>,
@@ -176,6 +176,20 @@ pub async fn trace(store: &Store, log: &EventLog, referral_id: &str) -> anyhow::
         let authority: String = r.try_get("authority_code")?;
         let target = if authority.is_empty() { format!("triage ({})", r.try_get::<String, _>("reasons")?) } else { authority };
         steps.push(step(r.try_get("decided_at_ms")?, "routing", format!("{target}; rules {}; data {}", r.try_get::<String, _>("rules")?, r.try_get::<String, _>("data_version")?), vec![r.try_get("person_id")?, r.try_get("alert_id")?]));
+    }
+    for r in sqlx::query("SELECT person_id, home_authority, found_authority, state, reason, created_at_ms, updated_at_ms FROM handoffs WHERE referral_id = $1")
+        .bind(referral_id)
+        .fetch_all(pool)
+        .await?
+    {
+        let (home, found): (String, String) = (r.try_get("home_authority")?, r.try_get("found_authority")?);
+        steps.push(step(r.try_get("created_at_ms")?, "handoff", format!("{home} asked to take responsibility from {found}"), vec![r.try_get("person_id")?]));
+        let state: String = r.try_get("state")?;
+        if state != "pending" {
+            let reason: String = r.try_get("reason")?;
+            let why = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+            steps.push(step(r.try_get("updated_at_ms")?, "handoff", format!("{home} {state}{why}"), vec![r.try_get("person_id")?]));
+        }
     }
     for alert in &alert_ids {
         if let Some(r) = sqlx::query("SELECT authority_code, state, created_at_ms, acknowledged_at_ms, resolved_at_ms, outcome_code FROM alerts WHERE alert_id = $1")
