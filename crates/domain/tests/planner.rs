@@ -87,7 +87,7 @@ fn plan(enriched: &v1::ReferralEnriched, history: &History) -> Vec<v1::AlertRais
         received_at: now(),
         trigger: Trigger::Referral(enriched),
     };
-    plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
+    plan_at(&event, history, now())
 }
 
 fn plan_person(rule: Rule, persons: &[&str], history: &History) -> Vec<v1::AlertRaised> {
@@ -102,7 +102,17 @@ fn plan_person(rule: Rule, persons: &[&str], history: &History) -> Vec<v1::Alert
             detail: PersonEventDetail::None,
         }),
     };
-    plan_alerts(&event, history, resolver(), &calendar(), &policy(), now())
+    plan_at(&event, history, now())
+}
+
+/// Plans `event` with the shipped data and default policy at `at`.
+fn plan_at(event: &AlertEvent<'_>, history: &History, at: DateTime<Utc>) -> Vec<v1::AlertRaised> {
+    plan_alerts(event, history, resolver(), &calendar(), &policy(), at)
+}
+
+/// A timestamp field in milliseconds.
+fn millis(ts: &Option<kinlink_proto::Timestamp>) -> Option<i64> {
+    ts.as_ref().map(kinlink_proto::millis_from_timestamp)
 }
 
 #[test]
@@ -127,10 +137,7 @@ fn a_households_children_for_one_body_share_one_alert() {
     assert_eq!(alert.rag, v1::Rag::Amber as i32);
     assert_eq!(alert.priority, v1::Priority::Standard as i32);
     // Amber: 4 working hours from 10:00 GMT.
-    let deadline = alert
-        .deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let deadline = millis(&alert.deadline);
     assert_eq!(deadline, Some(now().timestamp_millis() + 4 * 3_600_000));
     assert_eq!(alert.rules_version, "rules-v1");
     assert_eq!(alert_key(alert), KENT);
@@ -154,10 +161,7 @@ fn an_urgent_referral_is_red_for_every_body() {
     for alert in &alerts {
         assert_eq!(alert.rag, v1::Rag::Red as i32);
         assert_eq!(alert.priority, v1::Priority::Urgent as i32);
-        let deadline = alert
-            .deadline
-            .as_ref()
-            .map(kinlink_proto::millis_from_timestamp);
+        let deadline = millis(&alert.deadline);
         assert_eq!(deadline, Some(now().timestamp_millis() + 3_600_000));
     }
     // Each names the other, so the hand-off can be tracked.
@@ -236,10 +240,7 @@ fn unroutable_children_go_to_triage_with_reasons_and_adults_raise_nothing() {
     assert_eq!(keys, [TRIAGE_KEY, BRISTOL]);
     assert!(alerts[0].authority_code.is_empty());
     // Amber in triage: on-call is paged an hour after receipt if nobody routes it.
-    let sla = alerts[0]
-        .triage_sla_deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let sla = millis(&alerts[0].triage_sla_deadline);
     assert_eq!(sla, Some(now().timestamp_millis() + 3_600_000));
     assert!(
         alerts[1].triage_sla_deadline.is_none(),
@@ -303,7 +304,7 @@ fn missing_child_last_seen_elsewhere_alerts_that_body_too() {
             },
         }),
     };
-    let alerts = plan_alerts(&event, &history, resolver(), &calendar(), &policy(), now());
+    let alerts = plan_at(&event, &history, now());
     let bodies: Vec<&str> = alerts.iter().map(|a| a.authority_code.as_str()).collect();
     assert_eq!(bodies, [KENT, BRISTOL]);
     assert_eq!(alerts[1].sections[0].basis, v1::RoutingBasis::Found as i32);
@@ -354,10 +355,7 @@ fn per_body_deadlines_override_the_default() {
         &policy,
         now(),
     );
-    let deadline = alerts[0]
-        .deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let deadline = millis(&alerts[0].deadline);
     assert_eq!(deadline, Some(now().timestamp_millis() + 15 * 60_000));
 }
 
@@ -402,41 +400,18 @@ fn deadlines_run_from_when_the_referral_was_received() {
         received_at,
         trigger: Trigger::Referral(&referral),
     };
-    let alerts = plan_alerts(
-        &event,
-        &History::default(),
-        resolver(),
-        &calendar(),
-        &policy(),
-        now(),
-    );
-    let deadline = alerts[0]
-        .deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let alerts = plan_at(&event, &History::default(), now());
+    let deadline = millis(&alerts[0].deadline);
     assert_eq!(deadline, Some(received_at.timestamp_millis() + 3_600_000));
-    let raised = alerts[0]
-        .raised_at
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let raised = millis(&alerts[0].raised_at);
     assert_eq!(raised, Some(now().timestamp_millis()));
     // A receipt time ahead of the clock counts from now.
     let event = AlertEvent {
         received_at: now() + chrono::Duration::hours(3),
         ..event
     };
-    let alerts = plan_alerts(
-        &event,
-        &History::default(),
-        resolver(),
-        &calendar(),
-        &policy(),
-        now(),
-    );
-    let deadline = alerts[0]
-        .deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let alerts = plan_at(&event, &History::default(), now());
+    let deadline = millis(&alerts[0].deadline);
     assert_eq!(deadline, Some(now().timestamp_millis() + 3_600_000));
 }
 
@@ -460,19 +435,9 @@ fn a_scottish_body_works_to_scotlands_calendar() {
         received_at: at,
         trigger: Trigger::Referral(&referral),
     };
-    let alerts = plan_alerts(
-        &event,
-        &History::default(),
-        resolver(),
-        &calendar(),
-        &policy(),
-        at,
-    );
+    let alerts = plan_at(&event, &History::default(), at);
     assert_eq!(alerts[0].authority_code, "S12000036");
-    let deadline = alerts[0]
-        .deadline
-        .as_ref()
-        .map(kinlink_proto::millis_from_timestamp);
+    let deadline = millis(&alerts[0].deadline);
     let tuesday =
         DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z").map(|t| t.timestamp_millis());
     assert_eq!(deadline, tuesday.ok());
@@ -527,7 +492,7 @@ fn an_nrm_decision_alert_says_which_decision() {
                 }),
             }),
         };
-        plan_alerts(&event, &history, resolver(), &calendar(), &policy(), now())
+        plan_at(&event, &history, now())
     };
     let positive = plan(v1::NrmDecisionOutcome::Positive);
     let negative = plan(v1::NrmDecisionOutcome::Negative);

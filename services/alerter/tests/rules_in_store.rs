@@ -99,7 +99,16 @@ impl Harness {
         id: &str,
         message: &M,
     ) -> Result<Vec<v1::AlertRaised>, Box<dyn std::error::Error + Send + Sync>> {
-        self.alert(&record(
+        Ok(self.follow_up_all(id, message).await?.0)
+    }
+
+    /// Like `follow_up`, also returning the alerts the event closes.
+    async fn follow_up_all<M: prost::Message + prost::Name>(
+        &self,
+        id: &str,
+        message: &M,
+    ) -> TestResult<(Vec<v1::AlertRaised>, Vec<v1::AlertClosed>)> {
+        self.alert_all(&record(
             "t",
             Envelope::new(id.into(), "/test", id, id, 0, message),
         ))
@@ -520,14 +529,11 @@ async fn a_follow_up_that_overtakes_its_referral_waits_instead_of_going_to_triag
     Ok(())
 }
 
-/// The alerts an event's outputs close, as (alert id, authority, reason).
-fn closures(outputs: &[kinlink_eventlog::Output]) -> TestResult<Vec<(String, String, i32)>> {
-    outputs
+/// Closures as (alert id, authority, reason).
+fn closures(closed: &[v1::AlertClosed]) -> Vec<(String, String, i32)> {
+    closed
         .iter()
-        .map(|o| {
-            let closed: v1::AlertClosed = o.envelope.decode()?;
-            Ok((closed.alert_id, closed.authority_code, closed.reason))
-        })
+        .map(|c| (c.alert_id.clone(), c.authority_code.clone(), c.reason))
         .collect()
 }
 
@@ -566,19 +572,8 @@ async fn withdrawal_closes_every_alert_and_found_closes_the_missing_ones() -> Te
         reason_code: "referred_in_error".into(),
         ..Default::default()
     };
-    let mut tx = h.store.begin().await?;
-    let outputs = h
-        .alerter
-        .handle(
-            &mut tx,
-            &record(
-                "t",
-                Envelope::new("withdraw-1".into(), "/test", "w1", "w1", 0, &withdrawn),
-            ),
-        )
-        .await?;
-    tx.commit().await?;
-    let closed = closures(&outputs)?;
+    let (_, closed) = h.follow_up_all("withdraw-1", &withdrawn).await?;
+    let closed = closures(&closed);
     let mut expected: Vec<(String, String, i32)> = raised
         .iter()
         .map(|a| {
@@ -593,7 +588,6 @@ async fn withdrawal_closes_every_alert_and_found_closes_the_missing_ones() -> Te
     let mut got = closed.clone();
     got.sort();
     assert_eq!(got, expected);
-    assert!(outputs.iter().all(|o| o.topic == "kinlink.alerts.raised"));
     let open_triage: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM triage_queue WHERE referral_id = 'w1' AND state = 'open'",
     )
@@ -633,19 +627,8 @@ async fn withdrawal_closes_every_alert_and_found_closes_the_missing_ones() -> Te
         }),
         ..Default::default()
     };
-    let mut tx = h.store.begin().await?;
-    let outputs = h
-        .alerter
-        .handle(
-            &mut tx,
-            &record(
-                "t",
-                Envelope::new("found-m1".into(), "/test", "m1", "m1", 0, &found),
-            ),
-        )
-        .await?;
-    tx.commit().await?;
-    let closed = closures(&outputs)?;
+    let (_, closed) = h.follow_up_all("found-m1", &found).await?;
+    let closed = closures(&closed);
     assert_eq!(
         closed,
         [(

@@ -14,9 +14,11 @@ use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Stage};
 use kinlink_notifier::directory::Directory;
 use kinlink_notifier::{AlertInbox, DeliveryWorker};
 use kinlink_proto::v1;
-use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings};
+use kinlink_runtime::settings::NotifierSettings;
 use kinlink_store::Store;
 use kinlink_test_kit::{TestResult, record};
+
+mod support;
 use prometheus_client::registry::Registry;
 use sqlx::Row;
 use tokio::sync::Semaphore;
@@ -77,17 +79,7 @@ async fn gated_receiver() -> TestResult<(String, Gate)> {
 }
 
 fn settings(base: &str) -> NotifierSettings {
-    NotifierSettings {
-        authorities: vec![AuthorityEndpoint {
-            code: "E10000016".into(),
-            webhook_url: format!("{base}/kent"),
-            signing_secrets: vec![],
-            secondary_webhook_url: Some(format!("{base}/kent")),
-            full_payload: false,
-            on_call_after_seconds: None,
-        }],
-        ..NotifierSettings::default()
-    }
+    support::kent_settings(base, "kent", Some("kent"), false)
 }
 
 fn alert(revision: u32) -> v1::AlertRaised {
@@ -120,17 +112,7 @@ async fn file(store: &Store, inbox: &AlertInbox, revision: u32) -> TestResult {
 
 async fn amendment_during_a_slow_attempt_is_delivered(store: Store) -> TestResult {
     let (base, gate) = gated_receiver().await?;
-    let settings = NotifierSettings {
-        authorities: vec![AuthorityEndpoint {
-            code: "E10000016".into(),
-            webhook_url: format!("{base}/kent"),
-            signing_secrets: vec![],
-            secondary_webhook_url: None,
-            full_payload: false,
-            on_call_after_seconds: None,
-        }],
-        ..NotifierSettings::default()
-    };
+    let settings = support::kent_settings(&base, "kent", None, false);
     let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
     let directory = Arc::new(Directory::from_settings(&settings)?);
     let inbox = AlertInbox::new(directory.clone());
@@ -216,19 +198,7 @@ async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> T
     let clock = Arc::new(std::sync::atomic::AtomicI64::new(
         kinlink_store::now_millis() + 60_000,
     ));
-    let worker = {
-        let clock = clock.clone();
-        DeliveryWorker::new(
-            store.clone(),
-            log,
-            directory,
-            &settings,
-            &mut Registry::default(),
-        )?
-        .with_clock(kinlink_store::Clock::from_fn(move || {
-            clock.load(std::sync::atomic::Ordering::SeqCst)
-        }))
-    };
+    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
     let shutdown = CancellationToken::new();
     file(&store, &inbox, 1).await?;
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);

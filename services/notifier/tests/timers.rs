@@ -3,18 +3,18 @@
 //! after the configured interval, and the timers survive a new worker (a restart).
 
 use kinlink_test_kit::TestResult;
+
+mod support;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::routing::post;
 use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Record, Stage};
+use kinlink_notifier::AlertInbox;
 use kinlink_notifier::directory::Directory;
-use kinlink_notifier::{AlertInbox, DeliveryWorker};
 use kinlink_proto::v1;
-use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings, OnCallSettings};
 use kinlink_store::Store;
-use prometheus_client::registry::Registry;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -48,21 +48,7 @@ fn hits(h: &Hits) -> Vec<String> {
 #[tokio::test]
 async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResult {
     let (base, received) = receiver().await?;
-    let settings = NotifierSettings {
-        authorities: vec![AuthorityEndpoint {
-            code: "E10000016".into(),
-            webhook_url: format!("{base}/primary"),
-            signing_secrets: vec![],
-            secondary_webhook_url: Some(format!("{base}/secondary")),
-            full_payload: false,
-            on_call_after_seconds: Some(1800),
-        }],
-        on_call: OnCallSettings {
-            events_url: Some(format!("{base}/pagerduty")),
-            routing_key: Some("key".into()),
-        },
-        ..NotifierSettings::default()
-    };
+    let settings = support::kent_settings(&base, "primary", Some("secondary"), true);
     let dir = std::env::temp_dir().join(format!("kinlink-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
@@ -93,17 +79,8 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
     tx.commit().await?;
 
     let clock = Arc::new(AtomicI64::new(start));
-    let worker = |clock: Arc<AtomicI64>| -> Result<DeliveryWorker, kinlink_notifier::Error> {
-        Ok(DeliveryWorker::new(
-            store.clone(),
-            log.clone(),
-            directory.clone(),
-            &settings,
-            &mut Registry::default(),
-        )?
-        .with_clock(kinlink_store::Clock::from_fn(move || {
-            clock.load(Ordering::SeqCst)
-        })))
+    let worker = |clock: Arc<AtomicI64>| {
+        support::clocked_worker(&store, &log, &directory, &settings, &clock)
     };
     let shutdown = CancellationToken::new();
     let first = worker(clock.clone())?;
@@ -143,21 +120,7 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
 #[tokio::test]
 async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page() -> TestResult {
     let (base, received) = receiver().await?;
-    let settings = NotifierSettings {
-        authorities: vec![AuthorityEndpoint {
-            code: "E10000016".into(),
-            webhook_url: format!("{base}/primary"),
-            signing_secrets: vec![],
-            secondary_webhook_url: None,
-            full_payload: false,
-            on_call_after_seconds: Some(1800),
-        }],
-        on_call: OnCallSettings {
-            events_url: Some(format!("{base}/pagerduty")),
-            routing_key: Some("key".into()),
-        },
-        ..NotifierSettings::default()
-    };
+    let settings = support::kent_settings(&base, "primary", None, true);
     let dir = std::env::temp_dir().join(format!("kinlink-triage-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
@@ -191,19 +154,7 @@ async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page(
     tx.commit().await?;
 
     let clock = Arc::new(AtomicI64::new(start));
-    let worker = {
-        let clock = clock.clone();
-        DeliveryWorker::new(
-            store.clone(),
-            log.clone(),
-            directory.clone(),
-            &settings,
-            &mut Registry::default(),
-        )?
-        .with_clock(kinlink_store::Clock::from_fn(move || {
-            clock.load(Ordering::SeqCst)
-        }))
-    };
+    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
     let shutdown = CancellationToken::new();
     clock.store(sla - 1, Ordering::SeqCst);
     assert_eq!(

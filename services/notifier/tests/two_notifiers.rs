@@ -14,10 +14,10 @@ use kinlink_eventlog::{EmbeddedLog, Envelope, EventLog, LogMetrics, Stage};
 use kinlink_notifier::directory::Directory;
 use kinlink_notifier::{AlertInbox, DeliveryWorker};
 use kinlink_proto::v1;
-use kinlink_runtime::settings::{AuthorityEndpoint, NotifierSettings, OnCallSettings};
-use kinlink_store::{Clock, Store};
+use kinlink_store::Store;
 use kinlink_test_kit::{TestResult, record};
-use prometheus_client::registry::Registry;
+
+mod support;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -81,21 +81,7 @@ async fn two_notifiers_fire_each_escalation_once_on_postgres() -> TestResult {
         .await
         .map_err(|e| format!("PostgreSQL is required for this test: {e}"))?;
     let (base, hits) = slow_receiver().await?;
-    let settings = NotifierSettings {
-        authorities: vec![AuthorityEndpoint {
-            code: "E10000016".into(),
-            webhook_url: format!("{base}/primary"),
-            signing_secrets: vec![],
-            secondary_webhook_url: Some(format!("{base}/secondary")),
-            full_payload: false,
-            on_call_after_seconds: Some(1800),
-        }],
-        on_call: OnCallSettings {
-            events_url: Some(format!("{base}/pagerduty")),
-            routing_key: Some("key".into()),
-        },
-        ..NotifierSettings::default()
-    };
+    let settings = support::kent_settings(&base, "primary", Some("secondary"), true);
     let directory = Arc::new(Directory::from_settings(&settings)?);
     let start = kinlink_store::now_millis();
     let deadline = start + 3_600_000;
@@ -123,17 +109,9 @@ async fn two_notifiers_fire_each_escalation_once_on_postgres() -> TestResult {
         let store = database.store().await?;
         let log =
             EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
-        let clock = clock.clone();
-        workers.push(
-            DeliveryWorker::new(
-                store.clone(),
-                log,
-                directory.clone(),
-                &settings,
-                &mut Registry::default(),
-            )?
-            .with_clock(Clock::from_fn(move || clock.load(Ordering::SeqCst))),
-        );
+        workers.push(support::clocked_worker(
+            &store, &log, &directory, &settings, &clock,
+        )?);
         stores.push(store);
     }
     let (a, b) = (&workers[0], &workers[1]);
