@@ -527,6 +527,29 @@ fn free_port() -> TestResult<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The scale-out shape's processes: intake, then each of `workers` (services by name), each
+/// its own `kinlink serve`.
+pub async fn serve_scale_out(
+    config: &Path,
+    workers: &[&str],
+) -> TestResult<(Kinlink, Vec<Kinlink>)> {
+    let intake = Kinlink::serve("intake", config).await?;
+    let mut started = Vec::new();
+    for service in workers {
+        started.push(Kinlink::serve(service, config).await?);
+    }
+    Ok((intake, started))
+}
+
+/// Ctrl-C to every process; true when each drained and exited cleanly.
+pub async fn interrupt_all(intake: Kinlink, workers: Vec<Kinlink>) -> TestResult<bool> {
+    let mut clean = intake.interrupt().await?.success();
+    for worker in workers {
+        clean &= worker.interrupt().await?.success();
+    }
+    Ok(clean)
+}
+
 /// The scale-out backends for one test: a tansu broker and a fresh PostgreSQL database.
 #[derive(Debug)]
 pub struct KafkaStack {

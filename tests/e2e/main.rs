@@ -124,16 +124,13 @@ async fn scale_out_on_kafka_and_postgres_alerts_each_childs_authority_once() -> 
     let receiver = WebhookReceiver::start().await?;
     let extra = stack.settings(2, "e2e");
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
-    let intake = Kinlink::serve("intake", &config).await?;
-    let mut workers = Vec::new();
-    for service in ["enricher", "enricher", "alerter", "notifier", "notifier"] {
-        workers.push(Kinlink::serve(service, &config).await?);
-    }
+    let (intake, workers) = serve_scale_out(
+        &config,
+        &["enricher", "enricher", "alerter", "notifier", "notifier"],
+    )
+    .await?;
     let outcome = family_reaches_both_authorities(&intake, &receiver, &stack.database.url).await;
-    let mut clean = intake.interrupt().await?.success();
-    for worker in workers {
-        clean &= worker.interrupt().await?.success();
-    }
+    let clean = interrupt_all(intake, workers).await?;
     stack.stop().await?;
     outcome?;
     assert!(clean, "every process drains and exits cleanly on Ctrl-C");

@@ -84,16 +84,10 @@ async fn case_changes_on_kafka_and_postgres_with_two_notifiers() -> TestResult {
     let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
     let config = config(&dir.0, &receiver, &stack.settings(2, "safe"))?;
-    let intake = Kinlink::serve("intake", &config).await?;
-    let mut workers = Vec::new();
-    for service in ["enricher", "alerter", "notifier", "notifier"] {
-        workers.push(Kinlink::serve(service, &config).await?);
-    }
+    let (intake, workers) =
+        serve_scale_out(&config, &["enricher", "alerter", "notifier", "notifier"]).await?;
     let outcome = scenario(&intake, &receiver, &stack.database.url).await;
-    let mut clean = intake.interrupt().await?.success();
-    for worker in workers {
-        clean &= worker.interrupt().await?.success();
-    }
+    let clean = interrupt_all(intake, workers).await?;
     stack.stop().await?;
     outcome?;
     assert!(clean, "every process drains and exits cleanly on Ctrl-C");
