@@ -65,17 +65,34 @@ pub async fn stop_timer(
     level: EscalationLevel,
 ) -> Result<(), sqlx::Error> {
     for from in [EscalationState::Scheduled, EscalationState::Fired] {
-        if let Step::Move { from, to } = from.apply(level, EscalationEvent::AlertClosed) {
-            sqlx::query(
-                "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
-            )
-            .bind(to.as_str())
-            .bind(alert_id)
-            .bind(level.number())
-            .bind(from.as_str())
-            .execute(&mut *conn)
-            .await?;
-        }
+        move_timer(
+            conn,
+            alert_id,
+            level,
+            from.apply(level, EscalationEvent::AlertClosed),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Persists a timer's step, guarded on the state it moves from.
+async fn move_timer(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    level: EscalationLevel,
+    step: Step<EscalationState>,
+) -> Result<(), sqlx::Error> {
+    if let Step::Move { from, to } = step {
+        sqlx::query(
+            "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
+        )
+        .bind(to.as_str())
+        .bind(alert_id)
+        .bind(level.number())
+        .bind(from.as_str())
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }
@@ -186,17 +203,8 @@ impl DeliveryWorker {
         level: EscalationLevel,
         step: Step<EscalationState>,
     ) -> Result<(), Error> {
-        if let Step::Move { from, to } = step {
-            sqlx::query(
-                "UPDATE escalations SET state = $1 WHERE alert_id = $2 AND level = $3 AND state = $4",
-            )
-            .bind(to.as_str())
-            .bind(alert_id)
-            .bind(level.number())
-            .bind(from.as_str())
-            .execute(self.store.pool())
-            .await?;
-        }
+        let mut conn = self.store.pool().acquire().await?;
+        move_timer(&mut conn, alert_id, level, step).await?;
         Ok(())
     }
 
