@@ -197,6 +197,9 @@ pub enum EscalationLevel {
     OnCall,
     /// kinlink's on-call, when an alert has waited in triage past its SLA.
     Triage,
+    /// kinlink's on-call, when the authority where a child lives has not decided a lives/found
+    /// hand-off by the alert's deadline (acknowledging the alert is not deciding).
+    Handoff,
 }
 
 impl EscalationLevel {
@@ -206,6 +209,7 @@ impl EscalationLevel {
             EscalationLevel::Secondary => 1,
             EscalationLevel::OnCall => 2,
             EscalationLevel::Triage => 3,
+            EscalationLevel::Handoff => 4,
         }
     }
 
@@ -215,6 +219,7 @@ impl EscalationLevel {
             1 => Some(EscalationLevel::Secondary),
             2 => Some(EscalationLevel::OnCall),
             3 => Some(EscalationLevel::Triage),
+            4 => Some(EscalationLevel::Handoff),
             _ => None,
         }
     }
@@ -269,7 +274,16 @@ pub fn schedule_triage_escalation(sla_deadline_ms: i64) -> EscalationTimer {
 
 impl EscalationLevel {
     /// Every level, in the order they fire.
-    pub const ALL: [EscalationLevel; 3] = [
+    pub const ALL: [EscalationLevel; 4] = [
+        EscalationLevel::Triage,
+        EscalationLevel::Secondary,
+        EscalationLevel::OnCall,
+        EscalationLevel::Handoff,
+    ];
+
+    /// The levels an acknowledgement stops: the alert has been seen. A pending hand-off still
+    /// needs its decision.
+    pub const ACKNOWLEDGED: [EscalationLevel; 3] = [
         EscalationLevel::Triage,
         EscalationLevel::Secondary,
         EscalationLevel::OnCall,
@@ -278,7 +292,20 @@ impl EscalationLevel {
     /// Whether this level pages on-call (a page that must be resolved once the alert is
     /// dealt with).
     pub fn pages_on_call(self) -> bool {
-        matches!(self, EscalationLevel::OnCall | EscalationLevel::Triage)
+        matches!(
+            self,
+            EscalationLevel::OnCall | EscalationLevel::Triage | EscalationLevel::Handoff
+        )
+    }
+}
+
+/// The escalation timer of an alert asking the authority where the child lives to take
+/// responsibility: kinlink on-call at the alert's deadline if the hand-off is still undecided.
+pub fn schedule_handoff_escalation(deadline_ms: i64) -> EscalationTimer {
+    EscalationTimer {
+        level: EscalationLevel::Handoff,
+        due_at_ms: deadline_ms,
+        target: ON_CALL_TARGET.to_owned(),
     }
 }
 
@@ -458,7 +485,12 @@ mod tests {
             EscalationLevel::from_number(EscalationLevel::OnCall.number()),
             Some(EscalationLevel::OnCall)
         );
-        assert_eq!(EscalationLevel::from_number(4), None);
+        assert_eq!(EscalationLevel::from_number(5), None);
+        assert!(!EscalationLevel::ACKNOWLEDGED.contains(&EscalationLevel::Handoff));
+        assert_eq!(
+            schedule_handoff_escalation(7).level,
+            EscalationLevel::Handoff
+        );
         for level in EscalationLevel::ALL {
             assert_eq!(EscalationLevel::from_number(level.number()), Some(level));
         }

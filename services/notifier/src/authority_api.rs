@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::delivery::lifecycle;
-use kinlink_domain::lifecycle::{AlertCommand, AlertState, HandoffDecision, Step};
+use kinlink_domain::lifecycle::{AlertCommand, AlertState, EscalationLevel, HandoffDecision, Step};
 use kinlink_runtime::http::{AUTHORITY_TOKEN, Problem};
 
 use crate::escalation::stop_timers;
@@ -378,7 +378,13 @@ async fn persist_step<M: prost::Message + prost::Name>(
         .await?
         .map(|r| r.try_get("created_at_ms"))
         .transpose()?;
-    stop_timers(&mut tx, id).await?;
+    // Acknowledging is not deciding a hand-off; resolving ends everything.
+    let levels: &[EscalationLevel] = if to == AlertState::Resolved {
+        &EscalationLevel::ALL
+    } else {
+        &EscalationLevel::ACKNOWLEDGED
+    };
+    stop_timers(&mut tx, id, levels).await?;
     state
         .log
         .append_in(
@@ -496,6 +502,9 @@ async fn decide_handoff(
             now,
         )
         .await?;
+        if !decided.is_empty() {
+            crate::escalation::stop_timer(&mut tx, id, EscalationLevel::Handoff).await?;
+        }
         let mut told: Vec<String> = Vec::new();
         for handoff in &decided {
             if told.contains(&handoff.found_authority) {

@@ -44,14 +44,16 @@ pub async fn file_timers(
     Ok(())
 }
 
-/// The alert was acknowledged or resolved: every timer takes the domain's `AlertClosed` step
-/// (what has not fired is cancelled; an on-call page already sent is marked for the worker to
-/// resolve).
+/// The alert was acknowledged, resolved or closed: the timers at `levels` take the domain's
+/// `AlertClosed` step (what has not fired is cancelled; an on-call page already sent is marked
+/// for the worker to resolve). An acknowledgement stops `EscalationLevel::ACKNOWLEDGED`; a
+/// resolution or closure stops them all.
 pub async fn stop_timers(
     conn: &mut sqlx::AnyConnection,
     alert_id: &str,
+    levels: &[EscalationLevel],
 ) -> Result<(), sqlx::Error> {
-    for level in EscalationLevel::ALL {
+    for &level in levels {
         stop_timer(conn, alert_id, level).await?;
     }
     Ok(())
@@ -118,10 +120,43 @@ pub async fn bring_forward(
 
 /// The PagerDuty dedup key of an alert's page at `level`.
 fn dedup_key(alert: &v1::AlertRaised, level: EscalationLevel) -> String {
-    if level == EscalationLevel::Triage {
-        format!("{}/triage", alert.alert_id)
-    } else {
-        alert.alert_id.clone()
+    match level {
+        EscalationLevel::Triage => format!("{}/triage", alert.alert_id),
+        EscalationLevel::Handoff => format!("{}/handoff", alert.alert_id),
+        EscalationLevel::Secondary | EscalationLevel::OnCall => alert.alert_id.clone(),
+    }
+}
+
+/// What a page at `level` says, and the discriminator of its message id.
+fn page_text(
+    alert: &v1::AlertRaised,
+    level: EscalationLevel,
+) -> (String, &'static str, &'static str) {
+    match level {
+        EscalationLevel::Triage => (
+            format!(
+                "kinlink alert {} waiting in triage past its SLA",
+                alert.alert_id
+            ),
+            "escalation/triage",
+            "waiting in triage past its SLA",
+        ),
+        EscalationLevel::Handoff => (
+            format!(
+                "kinlink alert {}: {} has not decided the lives/found hand-off by the deadline",
+                alert.alert_id, alert.authority_code
+            ),
+            "escalation/handoff",
+            "hand-off undecided past the deadline",
+        ),
+        EscalationLevel::Secondary | EscalationLevel::OnCall => (
+            format!(
+                "kinlink alert {} for {} unacknowledged past its deadline",
+                alert.alert_id, alert.authority_code
+            ),
+            "escalation/on-call",
+            "still unacknowledged",
+        ),
     }
 }
 
@@ -322,26 +357,15 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    /// Pages kinlink on-call for `level` (on-call after the deadline, or a triage item past
-    /// its SLA). The PagerDuty dedup key is the alert id, with `/triage` for a triage page, so
-    /// the two pages of one alert are resolved separately.
+    /// Pages kinlink on-call for `level` (on-call after the deadline, a triage item past its
+    /// SLA, or a hand-off undecided at the deadline). The PagerDuty dedup key is the alert id,
+    /// with `/triage` or `/handoff` for those pages, so each page is resolved on its own.
     async fn fire_on_call(
         &self,
         alert: &v1::AlertRaised,
         level: EscalationLevel,
     ) -> Result<(), Error> {
-        let triage = level == EscalationLevel::Triage;
-        let summary = if triage {
-            format!(
-                "kinlink alert {} waiting in triage past its SLA",
-                alert.alert_id
-            )
-        } else {
-            format!(
-                "kinlink alert {} for {} unacknowledged past its deadline",
-                alert.alert_id, alert.authority_code
-            )
-        };
+        let (summary, discriminator, reason) = page_text(alert, level);
         let body = json!({
             "routing_key": self.directory.on_call.as_ref().map(|o| o.routing_key.as_str()).unwrap_or_default(),
             "event_action": "trigger",
@@ -360,34 +384,22 @@ impl DeliveryWorker {
                 .retry_later(&alert.alert_id, level.number(), EscalationState::Scheduled)
                 .await;
         };
-        let message_id = kinlink_eventlog::envelope::derive_id(
-            &alert.alert_id,
-            if triage {
-                "escalation/triage"
-            } else {
-                "escalation/on-call"
-            },
-        );
+        let message_id = kinlink_eventlog::envelope::derive_id(&alert.alert_id, discriminator);
         match self
             .client
             .send(&on_call.events_url, &message_id, &body, &[])
             .await
         {
             AttemptOutcome::Accepted(_) => {
-                self.fired(
-                    alert,
-                    level.number(),
-                    v1::EscalationLevel::OnCall,
-                    if triage {
-                        "waiting in triage past its SLA"
-                    } else {
-                        "still unacknowledged"
-                    },
-                )
-                .await?;
+                self.fired(alert, level.number(), v1::EscalationLevel::OnCall, reason)
+                    .await?;
                 self.count(
                     &alert.authority_code,
-                    if triage { "triage" } else { "on_call" },
+                    match level {
+                        EscalationLevel::Triage => "triage",
+                        EscalationLevel::Handoff => "handoff",
+                        _ => "on_call",
+                    },
                 );
             }
             _ => {
@@ -421,11 +433,7 @@ impl DeliveryWorker {
         });
         let message_id = kinlink_eventlog::envelope::derive_id(
             &alert.alert_id,
-            if level == EscalationLevel::Triage {
-                "escalation/triage/resolve"
-            } else {
-                "escalation/on-call/resolve"
-            },
+            &format!("{}/resolve", page_text(alert, level).1),
         );
         if let AttemptOutcome::Accepted(_) = self
             .client

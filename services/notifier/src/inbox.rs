@@ -129,6 +129,15 @@ impl Stage for AlertInbox {
                 .directory
                 .escalation_timers(&alert.authority_code, deadline);
             crate::escalation::file_timers(conn, &alert.alert_id, &timers).await?;
+            // The authority where a child lives is asked to take responsibility from the one
+            // where the child was found: on-call hears if it has not decided by the deadline.
+            let asks_handoff = alert.sections.iter().any(|s| {
+                s.basis == v1::RoutingBasis::Lives as i32 && !s.other_authority_code.is_empty()
+            });
+            if asks_handoff {
+                let timer = kinlink_domain::lifecycle::schedule_handoff_escalation(deadline);
+                crate::escalation::file_timers(conn, &alert.alert_id, &[timer]).await?;
+            }
         }
         Ok(Vec::new())
     }
@@ -173,7 +182,12 @@ impl AlertInbox {
             crate::Error::Database(e) => StageError::from(e),
             other => StageError::Rejected(other.to_string()),
         })?;
-        crate::escalation::stop_timers(conn, &closed.alert_id).await?;
+        crate::escalation::stop_timers(
+            conn,
+            &closed.alert_id,
+            &kinlink_domain::lifecycle::EscalationLevel::ALL,
+        )
+        .await?;
         let detail = format!("closed: {}", closed.reason);
         audit::append(
             conn,

@@ -202,3 +202,68 @@ async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page(
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_undecided_handoff_pages_on_call_at_the_deadline_and_a_decision_resolves_it()
+-> TestResult {
+    let (base, received) = receiver().await?;
+    let settings = support::kent_settings(&base, "primary", None, true);
+    let dir = std::env::temp_dir().join(format!("kinlink-handoff-timers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+    let start = kinlink_store::now_millis();
+    let deadline = start + 3_600_000;
+    // Kent is where the child lives; Westminster found them.
+    let alert = v1::AlertRaised {
+        alert_id: "alert-h".into(),
+        referral_id: "r-h".into(),
+        authority_code: support::KENT.into(),
+        deadline: Some(kinlink_proto::timestamp_from_millis(deadline)),
+        sections: vec![v1::AlertSection {
+            person_id: "p".into(),
+            basis: v1::RoutingBasis::Lives as i32,
+            other_authority_code: "E09000033".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut tx = store.begin().await?;
+    AlertInbox::new(directory.clone())
+        .handle(
+            &mut tx,
+            &kinlink_test_kit::record(
+                "t",
+                Envelope::new("e-h".into(), "/t", "alert-h", "r-h", 0, &alert),
+            ),
+        )
+        .await?;
+    tx.commit().await?;
+    let clock = Arc::new(AtomicI64::new(deadline));
+    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
+    let shutdown = CancellationToken::new();
+    // At the deadline: no secondary contact configured (skipped); the hand-off page goes out.
+    worker.escalate_due(&shutdown).await?;
+    assert_eq!(hits(&received), ["pagerduty"]);
+    // Kent decides: the page is resolved.
+    let mut conn = store.pool().acquire().await?;
+    kinlink_notifier::escalation::stop_timer(
+        &mut conn,
+        "alert-h",
+        kinlink_domain::lifecycle::EscalationLevel::Handoff,
+    )
+    .await?;
+    drop(conn);
+    assert_eq!(worker.escalate_due(&shutdown).await?, 1);
+    assert_eq!(hits(&received), ["pagerduty", "pagerduty"]);
+    let handoff: String =
+        sqlx::query("SELECT state FROM escalations WHERE alert_id = 'alert-h' AND level = 4")
+            .fetch_one(store.pool())
+            .await?
+            .try_get("state")?;
+    assert_eq!(handoff, "resolved");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
