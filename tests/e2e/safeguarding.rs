@@ -180,6 +180,21 @@ async fn scenario(intake: &Kinlink, receiver: &WebhookReceiver, store_url: &str)
         serde_json::json!([BRISTOL])
     );
     assert_eq!(kent_r2.body["revision"], 2);
+    // Bristol's alert, first raised by version 2, is delivered once and settles.
+    let bristol = received
+        .iter()
+        .find(|x| x.authority == BRISTOL)
+        .map(|x| x.webhook_id.clone())
+        .ok_or("no Bristol alert")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver
+            .received_by(BRISTOL)
+            .iter()
+            .filter(|x| x.webhook_id == bristol)
+            .count(),
+        1
+    );
 
     // 3. A routine referral for a child in Westminster, then withdrawn: Westminster is told why
     //    and its escalation timers are cancelled.

@@ -66,7 +66,8 @@ impl Stage for AlertInbox {
         let bytes = alert.encode_to_vec();
         let filed = sqlx::query(
             "INSERT INTO deliveries (alert_id, referral_id, authority_code, state, attempts, next_attempt_at_ms, \
-             alert, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5) ON CONFLICT DO NOTHING",
+             alert, created_at_ms, updated_at_ms, revision, source_revision) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $5, $5, $7, $7) ON CONFLICT DO NOTHING",
         )
         .bind(&alert.alert_id)
         .bind(&alert.referral_id)
@@ -74,32 +75,65 @@ impl Stage for AlertInbox {
         .bind(initial)
         .bind(now)
         .bind(bytes.clone())
+        // An alert first raised by a later version of its referral starts at that revision.
+        .bind(i64::from(alert.revision.max(1)))
         .execute(&mut *conn)
         .await?;
         if filed.rows_affected() == 0 {
-            // Filed before. A higher revision amends it and is delivered again; the same
-            // revision again (a replay) changes nothing.
-            let amended = sqlx::query(
-                "UPDATE deliveries SET alert = $1, revision = $2, state = CASE WHEN state = $3 THEN state ELSE $4 END, \
-                 base_attempts = attempts, next_attempt_at_ms = $5, updated_at_ms = $5 WHERE alert_id = $6 AND revision < $2",
+            // Filed before. A higher revision from the alerter amends it and is delivered
+            // again as the next delivered revision (the notifier may have amended it itself,
+            // for a closure or a hand-off decision, whose facts are kept); the same revision
+            // again (a replay) changes nothing.
+            let Some(stored) = sqlx::query(
+                "SELECT revision, source_revision, alert FROM deliveries WHERE alert_id = $1",
+            )
+            .bind(&alert.alert_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            else {
+                return Ok(Vec::new());
+            };
+            let delivered: i64 = sqlx::Row::try_get(&stored, "revision")?;
+            let source: i64 = sqlx::Row::try_get(&stored, "source_revision")?;
+            let incoming = i64::from(alert.revision.max(1));
+            if incoming <= source {
+                return Ok(Vec::new());
+            }
+            let previous: Vec<u8> = sqlx::Row::try_get(&stored, "alert")?;
+            let previous = crate::stored_alert(&alert.alert_id, &previous)
+                .map_err(|e| StageError::Rejected(e.to_string()))?;
+            let mut amended = alert.clone();
+            amended.revision = u32::try_from(delivered + 1).unwrap_or(u32::MAX);
+            amended.closed_reason = previous.closed_reason;
+            amended.closed_reason_code = previous.closed_reason_code;
+            amended.closed_at = previous.closed_at;
+            amended.closed_rerouted_to = previous.closed_rerouted_to;
+            amended.handoff = previous.handoff;
+            let bytes = amended.encode_to_vec();
+            let updated = sqlx::query(
+                "UPDATE deliveries SET alert = $1, revision = $2, source_revision = $3, \
+                 state = CASE WHEN state = $4 THEN state ELSE $5 END, base_attempts = attempts, \
+                 next_attempt_at_ms = $6, updated_at_ms = $6 WHERE alert_id = $7 AND revision = $8",
             )
             .bind(bytes.clone())
-            .bind(i64::from(alert.revision.max(1)))
+            .bind(i64::from(amended.revision))
+            .bind(incoming)
             // `DeliveryState::amended`: a triage item stays in triage, anything else is due again.
             .bind(DeliveryState::Triage.as_str())
             .bind(DeliveryState::Delivered.amended().as_str())
             .bind(now)
             .bind(&alert.alert_id)
+            .bind(delivered)
             .execute(&mut *conn)
             .await?;
-            if amended.rows_affected() == 1 {
+            if updated.rows_affected() == 1 {
                 sqlx::query("UPDATE alerts SET alert = $1, deadline_ms = $2 WHERE alert_id = $3")
                     .bind(bytes)
                     .bind(deadline)
                     .bind(&alert.alert_id)
                     .execute(&mut *conn)
                     .await?;
-                tracing::info!(alert_id = %alert.alert_id, revision = alert.revision, "Alert amended; delivering again.");
+                tracing::info!(alert_id = %alert.alert_id, revision = amended.revision, "Alert amended; delivering again.");
             }
             return Ok(Vec::new());
         }

@@ -247,3 +247,63 @@ async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> T
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_alert_first_raised_by_a_later_version_is_delivered_once() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-first-r2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let (base, gate) = gated_receiver().await?;
+    gate.permits.add_permits(100);
+    let settings = settings(&base);
+    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let directory = Arc::new(Directory::from_settings(&settings)?);
+    let inbox = AlertInbox::new(directory.clone());
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(
+        kinlink_store::now_millis() + 60_000,
+    ));
+    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
+    let shutdown = CancellationToken::new();
+    // A corrected address moved the child here: the alert's first revision is 2.
+    file(&store, &inbox, 2).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    // Settled: not sent again after the claim lease.
+    clock.fetch_add(10 * 60_000, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(worker.deliver_due(&shutdown).await?, 0);
+    assert_eq!(gate.ids(), ["alert-1:r2"]);
+
+    // The alert is closed (the notifier's own amendment, r3), then the referral changes
+    // again (the alerter's revision 3): delivered as r4, still saying it was closed.
+    let closed = v1::AlertClosed {
+        alert_id: "alert-1".into(),
+        referral_id: "r-1".into(),
+        authority_code: "E10000016".into(),
+        reason: v1::AlertCloseReason::ReferralWithdrawn as i32,
+        reason_code: "referred_in_error".into(),
+        closed_at: None,
+        rerouted_to: Vec::new(),
+    };
+    let mut tx = store.begin().await?;
+    inbox
+        .handle(
+            &mut tx,
+            &record(
+                "t",
+                Envelope::new("closed-1".into(), "/t", "alert-1", "r-1", 0, &closed),
+            ),
+        )
+        .await?;
+    tx.commit().await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    file(&store, &inbox, 3).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    assert_eq!(gate.ids(), ["alert-1:r2", "alert-1:r3", "alert-1:r4"]);
+    let bodies = gate.bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(bodies[2]["closed"]["reason"], "referral_withdrawn");
+    // The same revision again (a replay) changes nothing.
+    file(&store, &inbox, 3).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 0);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
