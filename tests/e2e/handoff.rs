@@ -139,6 +139,18 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
         .await?;
     assert_eq!(inbox[0]["handoffs"][0]["state"], "declined");
 
+    // The referring agency sees it in the referral's status.
+    let status: serde_json::Value = client
+        .get(format!("{}/v1/referrals/{referral_id}", kinlink.base_url))
+        .bearer_auth(&kinlink.agency_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(status["handoffs"][0]["home_authority"], KENT);
+    assert_eq!(status["handoffs"][0]["found_authority"], WESTMINSTER);
+    assert_eq!(status["handoffs"][0]["state"], "declined");
+
     // On-call sees the hand-off in the referral's trace.
     let output = std::process::Command::new(kinlink_bin())
         .args(["ops", "trace", &referral_id, "--json", "--data-dir"])

@@ -258,6 +258,9 @@ async fn get_referral(
             alerts: status::alerts(&state.store, &id)
                 .await
                 .map_err(unavailable)?,
+            handoffs: status::handoffs(&state.store, &id)
+                .await
+                .map_err(unavailable)?,
         })
     }
     .await;

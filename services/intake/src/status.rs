@@ -19,7 +19,7 @@ pub struct RaisedAlert {
     pub alert_id: String,
     /// Empty while in triage.
     pub authority_code: String,
-    /// open, acknowledged or resolved; `triage` when no body is known yet.
+    /// open, acknowledged, resolved or closed; `triage` when no body is known yet.
     pub state: String,
     /// pending, delivered, failed or triage.
     pub delivery: String,
@@ -34,6 +34,39 @@ pub struct ReferralStatus {
     pub anonymous_duty_to_notify: bool,
     pub persons: Vec<LinkedPerson>,
     pub alerts: Vec<RaisedAlert>,
+    /// Lives/found hand-offs between the bodies alerted.
+    pub handoffs: Vec<Handoff>,
+}
+
+/// A child who lives in one body's area and was found in another's: the home body is asked to
+/// take responsibility.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Handoff {
+    pub person_id: String,
+    pub home_authority: String,
+    pub found_authority: String,
+    /// pending, accepted or declined.
+    pub state: String,
+}
+
+pub async fn handoffs(store: &Store, referral_id: &str) -> Result<Vec<Handoff>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT person_id, home_authority, found_authority, state FROM handoffs WHERE referral_id = $1 \
+         ORDER BY person_id, home_authority, found_authority",
+    )
+    .bind(referral_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Handoff {
+                person_id: r.try_get("person_id")?,
+                home_authority: r.try_get("home_authority")?,
+                found_authority: r.try_get("found_authority")?,
+                state: r.try_get("state")?,
+            })
+        })
+        .collect()
 }
 
 pub async fn persons(store: &Store, referral_id: &str) -> Result<Vec<LinkedPerson>, sqlx::Error> {
