@@ -1,7 +1,8 @@
 //! Safeguarding as the case changes, on the scale-out shape (Kafka-protocol broker, PostgreSQL,
 //! every service its own process, two notifier processes): each escalation fires once, an
 //! amendment is delivered with its own webhook-id, a corrected address re-routes and tells the
-//! previous body, and a withdrawal stops escalation and tells the body why.
+//! previous body, a withdrawal stops escalation and tells the body why, and a declined
+//! lives/found hand-off reaches the authority where the child was found.
 
 use std::time::Duration;
 
@@ -86,7 +87,15 @@ async fn case_changes_on_kafka_and_postgres_with_two_notifiers() -> TestResult {
     let config = config(&dir.0, &receiver, &stack.settings(2, "safe"))?;
     let (intake, workers) =
         serve_scale_out(&config, &["enricher", "alerter", "notifier", "notifier"]).await?;
-    let outcome = scenario(&intake, &receiver, &stack.database.url).await;
+    // workers[2] is a notifier process: it serves the authority API.
+    let outcome = scenario(
+        &intake,
+        &workers[2],
+        &config,
+        &receiver,
+        &stack.database.url,
+    )
+    .await;
     let clean = interrupt_all(intake, workers).await?;
     stack.stop().await?;
     outcome?;
@@ -94,7 +103,13 @@ async fn case_changes_on_kafka_and_postgres_with_two_notifiers() -> TestResult {
     Ok(())
 }
 
-async fn scenario(intake: &Kinlink, receiver: &WebhookReceiver, store_url: &str) -> TestResult {
+async fn scenario(
+    intake: &Kinlink,
+    notifier: &Kinlink,
+    config: &std::path::Path,
+    receiver: &WebhookReceiver,
+    store_url: &str,
+) -> TestResult {
     // 1. An urgent referral for a child in Kent: due at once, so Kent's secondary contact and
     //    then on-call hear, each exactly once although two notifiers are running.
     let accepted = intake
@@ -251,6 +266,54 @@ async fn scenario(intake: &Kinlink, receiver: &WebhookReceiver, store_url: &str)
         live, 0,
         "no escalation left to fire for a withdrawn referral"
     );
+
+    // 4. A child who lives in Kent and was found in Westminster: Kent declines the hand-off
+    //    through a notifier process's authority API, and Westminster is told.
+    let mut found = child_at("Emeka", "CT1 2RR");
+    found["person"]["locations"]
+        .as_array_mut()
+        .ok_or("no locations")?
+        .push(serde_json::json!({ "role": "found", "postcode": "SW1A 2AA" }));
+    let accepted = intake.post_referral(&referral(found, "routine")).await?;
+    let third = accepted["referral_id"]
+        .as_str()
+        .ok_or("no referral id")?
+        .to_owned();
+    let of_third = |r: &[Received], code: &str| {
+        r.iter()
+            .find(|x| x.authority == code && x.body["referral_id"] == third.as_str())
+            .map(|x| x.webhook_id.clone())
+    };
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            of_third(r, KENT).is_some() && of_third(r, WESTMINSTER).is_some()
+        })
+        .await?;
+    let kent_alert = of_third(&received, KENT).ok_or("no Kent alert")?;
+    let westminster_alert = of_third(&received, WESTMINSTER).ok_or("no Westminster alert")?;
+    let kent_token = create_token(None, config, "--authority", KENT)?;
+    let decided = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/alerts/{kent_alert}/decline-responsibility",
+            notifier.base_url
+        ))
+        .bearer_auth(&kent_token)
+        .json(&serde_json::json!({ "reason_code": "child_not_resident" }))
+        .send()
+        .await?;
+    assert_eq!(decided.status(), 200);
+    let told = format!("{westminster_alert}:r2");
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().any(|x| x.webhook_id == told)
+        })
+        .await?;
+    let told = received
+        .iter()
+        .find(|x| x.webhook_id == told)
+        .ok_or("not told")?;
+    assert_eq!(told.body["handoff"]["state"], "declined");
+    assert_eq!(told.body["handoff"]["reason_code"], "child_not_resident");
     db.close().await?;
     Ok(())
 }
