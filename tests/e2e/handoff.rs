@@ -176,3 +176,103 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
     kinlink.interrupt().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn the_home_authority_transfers_to_a_third_body_which_is_alerted_and_asked() -> TestResult {
+    const BRISTOL: &str = "E06000023";
+    let dir = TempDir::new("e2e-transfer")?;
+    let data = dir.0.join("data");
+    let receiver = WebhookReceiver::start().await?;
+    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER, BRISTOL], "")?;
+    let kinlink = Kinlink::up(&data, &config).await?;
+    let referral = serde_json::json!({
+        "subject": { "given_name": "Femi", "family_name": "Adeyemi", "date_of_birth": { "value": "1985-05-05" } },
+        "dependants": [{ "relationship": "child", "person": { "given_name": "Tobi", "family_name": "Adeyemi",
+            "claimed_age": 12, "locations": [
+                { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
+        "urgency": "routine", "consent": "given" });
+    kinlink.post_referral(&referral).await?;
+    let received = receiver
+        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+        .await?;
+    let kent_alert = received
+        .iter()
+        .find(|r| r.authority == KENT)
+        .map(|r| r.webhook_id.clone())
+        .ok_or("no Kent alert")?;
+    let kent = token(&data, &config, KENT).await?;
+    let client = reqwest::Client::new();
+    let transfer = format!(
+        "{}/v1/alerts/{kent_alert}/transfer-responsibility",
+        kinlink.base_url
+    );
+    let bad = client
+        .post(&transfer)
+        .bearer_auth(&kent)
+        .json(&serde_json::json!({ "authority_code": "E99999999", "reason_code": "moved" }))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 400);
+    let problem: serde_json::Value = bad.json().await?;
+    assert_eq!(problem["errors"][0]["pointer"], "/authority_code");
+
+    // The family has moved to Bristol: Kent transfers.
+    let moved = client
+        .post(&transfer)
+        .bearer_auth(&kent)
+        .json(&serde_json::json!({ "authority_code": BRISTOL, "reason_code": "family_moved" }))
+        .send()
+        .await?;
+    assert_eq!(moved.status(), 200);
+    let received = receiver
+        .wait_for(Duration::from_secs(30), |r| {
+            r.iter().any(|x| x.authority == BRISTOL)
+                && r.iter().any(|x| {
+                    x.authority == WESTMINSTER && x.body["handoff"]["state"] == "transferred"
+                })
+        })
+        .await?;
+    let told = received
+        .iter()
+        .find(|x| x.authority == WESTMINSTER && x.body["handoff"]["state"] == "transferred")
+        .ok_or("Westminster not told")?;
+    assert_eq!(told.body["handoff"]["transferred_to"], BRISTOL);
+    let bristol_alert = received
+        .iter()
+        .find(|x| x.authority == BRISTOL)
+        .ok_or("Bristol not alerted")?;
+    assert_eq!(
+        bristol_alert.body["children"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // Bristol is asked in turn, and can decide.
+    let bristol = token(&data, &config, BRISTOL).await?;
+    let inbox: serde_json::Value = client
+        .get(format!(
+            "{}/v1/authorities/{BRISTOL}/alerts",
+            kinlink.base_url
+        ))
+        .bearer_auth(&bristol)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let asked = inbox[0]["handoffs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|h| h["home_authority"] == BRISTOL && h["state"] == "pending");
+    assert!(asked, "{inbox}");
+    let accepted = client
+        .post(format!(
+            "{}/v1/alerts/{}/accept-responsibility",
+            kinlink.base_url, bristol_alert.webhook_id
+        ))
+        .bearer_auth(&bristol)
+        .send()
+        .await?;
+    assert_eq!(accepted.status(), 200);
+    kinlink.interrupt().await?;
+    Ok(())
+}

@@ -383,12 +383,15 @@ pub enum HandoffState {
     Accepted,
     /// It does not, with a reason; the authority where the child was found keeps it.
     Declined,
+    /// It names a third body, which is alerted and asked in turn (a new hand-off).
+    Transferred,
 }
 
 stored_names!(HandoffState {
     Pending => "pending",
     Accepted => "accepted",
     Declined => "declined",
+    Transferred => "transferred",
 });
 
 /// What the home authority decides about a hand-off.
@@ -396,6 +399,7 @@ stored_names!(HandoffState {
 pub enum HandoffDecision {
     Accept,
     Decline,
+    Transfer,
 }
 
 impl HandoffState {
@@ -412,9 +416,12 @@ impl HandoffState {
                 to: match decision {
                     HandoffDecision::Accept => HandoffState::Accepted,
                     HandoffDecision::Decline => HandoffState::Declined,
+                    HandoffDecision::Transfer => HandoffState::Transferred,
                 },
             },
-            HandoffState::Accepted | HandoffState::Declined => Step::Stay(self),
+            HandoffState::Accepted | HandoffState::Declined | HandoffState::Transferred => {
+                Step::Stay(self)
+            }
         }
     }
 }

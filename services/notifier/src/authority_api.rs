@@ -55,6 +55,10 @@ pub fn router(store: Store, log: EventLog, base_url: String) -> Router {
             "/v1/alerts/{id}/decline-responsibility",
             post(decline_responsibility),
         )
+        .route(
+            "/v1/alerts/{id}/transfer-responsibility",
+            post(transfer_responsibility),
+        )
         .route("/v1/alerts/{id}/resolve", post(resolve))
         .with_state(ApiState {
             store,
@@ -420,7 +424,7 @@ async fn accept_responsibility(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    decide_handoff(&state, &headers, &id, HandoffDecision::Accept, "").await
+    decide_handoff(&state, &headers, &id, HandoffDecision::Accept, "", None).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -444,23 +448,14 @@ async fn decline_responsibility(
     body: axum::body::Bytes,
 ) -> Response {
     let reason_code = match serde_json::from_slice::<DeclineBody>(&body) {
-        Ok(DeclineBody { reason_code })
-            if !reason_code.trim().is_empty()
-                && reason_code.len() <= 64
-                && reason_code
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
-        {
-            reason_code
-        }
+        Ok(DeclineBody { reason_code }) if valid_reason_code(&reason_code) => reason_code,
         _ => {
             return Problem::invalid(
                 "invalid-request",
                 "Nothing was declined; fix the listed field.",
                 vec![kinlink_runtime::http::FieldError {
                     pointer: "/reason_code".into(),
-                    reason: "a reason code of 1 to 64 letters, digits, '_' or '-' is required"
-                        .into(),
+                    reason: REASON_CODE_RULE.into(),
                 }],
             )
             .into_response();
@@ -472,8 +467,111 @@ async fn decline_responsibility(
         &id,
         HandoffDecision::Decline,
         &reason_code,
+        None,
     )
     .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    /// The body the home authority names instead (a GSS code, a district's county, or a
+    /// Northern Ireland trust `HSCT-...`).
+    authority_code: String,
+    /// Why (a code, not free text).
+    reason_code: String,
+}
+
+/// The home authority names a third body as responsible: that body is alerted and asked in a
+/// hand-off of its own, and the authority where the child was found is told.
+#[utoipa::path(post, path = "/v1/alerts/{id}/transfer-responsibility", tag = "authorities",
+    params(("id" = String, Path)),
+    request_body = TransferBody,
+    responses((status = 200), (status = 400), (status = 401), (status = 404), (status = 409, description = "No pending hand-off to this authority")),
+    security(("authority_token" = [])))]
+async fn transfer_responsibility(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let invalid = |pointer: &str, reason: &str| {
+        Problem::invalid(
+            "invalid-request",
+            "Nothing was transferred; fix the listed field.",
+            vec![kinlink_runtime::http::FieldError {
+                pointer: pointer.into(),
+                reason: reason.into(),
+            }],
+        )
+        .into_response()
+    };
+    let Ok(request) = serde_json::from_slice::<TransferBody>(&body) else {
+        return invalid(
+            "",
+            "body must be {\"authority_code\": ..., \"reason_code\": ...}",
+        );
+    };
+    if !valid_reason_code(&request.reason_code) {
+        return invalid("/reason_code", REASON_CODE_RULE);
+    }
+    let registry = match kinlink_domain::routing::authorities::AuthorityRegistry::shipped() {
+        Ok(registry) => registry,
+        Err(error) => return unavailable(error),
+    };
+    let Ok(body) =
+        kinlink_domain::routing::authorities::body_by_code(&registry, &request.authority_code)
+    else {
+        return invalid(
+            "/authority_code",
+            "not a body that runs children's services (a GSS code or HSCT-...)",
+        );
+    };
+    decide_handoff(
+        &state,
+        &headers,
+        &id,
+        HandoffDecision::Transfer,
+        &request.reason_code,
+        Some(&body),
+    )
+    .await
+}
+
+/// What a reason code may be.
+const REASON_CODE_RULE: &str = "a reason code of 1 to 64 letters, digits, '_' or '-' is required";
+
+fn valid_reason_code(code: &str) -> bool {
+    !code.trim().is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The alert a transfer raises for the body named: the home alert's children and context,
+/// for the new body, as its own alert (its own id, revision 1), routed on the lives basis so
+/// the body is asked in a hand-off of its own.
+fn transferred_alert(
+    home: &v1::AlertRaised,
+    body: &kinlink_domain::routing::authorities::ChildrensServices,
+    now: i64,
+) -> v1::AlertRaised {
+    let key = format!("transfer/{}", body.gss_code);
+    v1::AlertRaised {
+        alert_id: kinlink_proto::derive_id(&home.referral_id, &key),
+        authority_code: body.gss_code.clone(),
+        authority_name: body.name.clone(),
+        dedup_key: format!("{}/{key}", home.referral_id),
+        revision: 1,
+        raised_at: Some(kinlink_proto::timestamp_from_millis(now)),
+        closed_reason: 0,
+        closed_reason_code: String::new(),
+        closed_at: None,
+        closed_rerouted_to: Vec::new(),
+        handoff: None,
+        ..home.clone()
+    }
 }
 
 /// Records the home authority's decision on its pending hand-offs for the alert's referral and
@@ -484,11 +582,18 @@ async fn decide_handoff(
     id: &str,
     decision: HandoffDecision,
     reason_code: &str,
+    transfer_to: Option<&kinlink_domain::routing::authorities::ChildrensServices>,
 ) -> Response {
     let (caller, stored) = match authorised(state, headers, id).await {
         Ok(found) => found,
         Err(response) => return response,
     };
+    if transfer_to.is_some_and(|body| body.gss_code == caller.authority) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "a hand-off cannot be transferred to the authority transferring it",
+        );
+    }
     let referral_id = stored.alert.referral_id.clone();
     let result = async {
         let now = kinlink_store::now_millis();
@@ -522,9 +627,27 @@ async fn decide_handoff(
                     state: handoff.state.as_str().to_owned(),
                     reason_code: reason_code.to_owned(),
                     decided_at: Some(kinlink_proto::timestamp_from_millis(now)),
+                    transferred_to: transfer_to.map(|b| b.gss_code.clone()).unwrap_or_default(),
                 });
             })
             .await?;
+        }
+        // A transfer alerts the named body about the same children, asking it in turn.
+        if let (Some(body), false) = (transfer_to, decided.is_empty()) {
+            let transferred = transferred_alert(&stored.alert, body, now);
+            kinlink_alerter::records::record(&mut tx, &transferred, now).await?;
+            let envelope = kinlink_eventlog::Envelope::new(
+                kinlink_proto::derive_id(&transferred.alert_id, "raised"),
+                crate::SOURCE,
+                &transferred.alert_id,
+                &transferred.referral_id,
+                now,
+                &transferred,
+            );
+            state
+                .log
+                .append_in(&mut tx, topics::ALERTS_RAISED, &envelope)
+                .await?;
         }
         if let Some(first) = decided.first() {
             let action = format!("handoff_{}", first.state.as_str());
@@ -541,6 +664,7 @@ async fn decide_handoff(
             .await?;
         }
         tx.commit().await?;
+        state.log.notify_appended();
         Ok::<_, crate::Error>(decided)
     }
     .await;
@@ -629,7 +753,7 @@ async fn resolve(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(inbox, read_alert, acknowledge, accept_responsibility, decline_responsibility, resolve),
+    paths(inbox, read_alert, acknowledge, accept_responsibility, decline_responsibility, transfer_responsibility, resolve),
     modifiers(&AUTHORITY_SECURITY),
     tags((name = "authorities", description = "Children's services: inbox, acknowledgement, hand-off, resolution"))
 )]

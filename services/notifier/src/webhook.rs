@@ -72,6 +72,9 @@ pub struct HandoffDetails<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<&'a str>,
     pub decided_at: Option<String>,
+    /// A transfer: the body now asked to take responsibility.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transferred_to: Option<&'a str>,
 }
 
 /// The referring agency and its contact route.
@@ -414,6 +417,7 @@ impl<'a> WebhookPayload<'a> {
                 state: &h.state,
                 reason_code: non_empty(&h.reason_code),
                 decided_at: rfc3339(h.decided_at.as_ref()),
+                transferred_to: non_empty(&h.transferred_to),
             }),
             missing: alert.missing_episode.as_ref().map(|m| MissingDetails {
                 missing_since: rfc3339(m.missing_since.as_ref()),
