@@ -9,8 +9,8 @@
 //! (`KINLINK_E2E_BIN=<old kinlink> KINLINK_GOLDEN_WRITE=1 cargo test --test e2e golden`), so
 //! this test is the check that the refactor changed no alert. Write it again only for a
 //! deliberate change to what authorities receive. Since then: empty proto defaults are omitted
-//! (`"other_authority_code": ""`, `"match_probability": 0.0` for a new person), and full
-//! payloads name the referring agency (`referrer`).
+//! (`"other_authority_code": ""`, `"match_probability": 0.0` for a new person), full payloads
+//! name the referring agency (`referrer`), and lives/found alerts show the pending hand-off.
 
 use std::collections::HashMap;
 use std::time::Duration;

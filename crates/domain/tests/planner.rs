@@ -167,6 +167,16 @@ fn an_urgent_referral_is_red_for_every_body() {
     // Each names the other, so the hand-off can be tracked.
     assert_eq!(alerts[0].sections[0].other_authority_code, WESTMINSTER);
     assert_eq!(alerts[1].sections[0].other_authority_code, KENT);
+    // Both see the pending hand-off: Kent (lives) is asked to take it from Westminster.
+    for alert in &alerts {
+        let handoff = alert.handoff.as_ref();
+        assert_eq!(handoff.map(|h| h.home_authority.as_str()), Some(KENT));
+        assert_eq!(
+            handoff.map(|h| h.found_authority.as_str()),
+            Some(WESTMINSTER)
+        );
+        assert_eq!(handoff.map(|h| h.state.as_str()), Some("pending"));
+    }
     assert_eq!(alerts[0].sections[0].basis, v1::RoutingBasis::Lives as i32);
     assert_eq!(alerts[1].sections[0].basis, v1::RoutingBasis::Found as i32);
 }

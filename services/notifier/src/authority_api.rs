@@ -569,7 +569,15 @@ fn transferred_alert(
         closed_reason_code: String::new(),
         closed_at: None,
         closed_rerouted_to: Vec::new(),
-        handoff: None,
+        // The named body is asked in turn; the authority where the child was found stays.
+        handoff: home.handoff.as_ref().map(|h| v1::AlertHandoff {
+            home_authority: body.gss_code.clone(),
+            found_authority: h.found_authority.clone(),
+            state: kinlink_domain::lifecycle::HandoffState::Pending
+                .as_str()
+                .to_owned(),
+            ..Default::default()
+        }),
         ..home.clone()
     }
 }

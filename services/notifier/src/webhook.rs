@@ -63,7 +63,8 @@ pub struct WebhookPayload<'a> {
     pub handoff: Option<HandoffDetails<'a>>,
 }
 
-/// The outcome of a hand-off, as the authority where the child was found is told it.
+/// A lives/found hand-off: pending while the home authority decides, then its outcome (which
+/// the authority where the child was found is told in an amendment).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HandoffDetails<'a> {
     pub home_authority: &'a str,
@@ -71,6 +72,8 @@ pub struct HandoffDetails<'a> {
     pub state: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<&'a str>,
+    /// When the home authority decided (absent while pending).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<String>,
     /// A transfer: the body now asked to take responsibility.
     #[serde(skip_serializing_if = "Option::is_none")]

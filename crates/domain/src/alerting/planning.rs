@@ -490,6 +490,10 @@ fn raise(
         let episode = context.episode.as_deref().unwrap_or(event.event_id);
         let dedup_key = format!("{episode}/{}", draft.key);
         let alert_id = referral_alert_id(episode, &draft.key);
+        let handoff = draft
+            .body
+            .as_ref()
+            .and_then(|body| pending_handoff(&body.gss_code, &draft.sections));
         alerts.push(v1::AlertRaised {
             alert_id,
             referral_id: event.referral_id.to_owned(),
@@ -531,6 +535,7 @@ fn raise(
             missing_episode: context.missing_episode.clone(),
             agency_id: context.agency_id.clone(),
             concern: context.concern.clone(),
+            handoff,
             triage_sla_deadline: draft.body.is_none().then(|| {
                 kinlink_proto::timestamp_from_millis(
                     (received_at + policy.triage_sla.for_rag(rag)).timestamp_millis(),
@@ -614,6 +619,28 @@ pub fn reroutes(
             ..closed
         })
         .collect()
+}
+
+/// The lives/found hand-off an alert to `code` is part of, while it waits for the home
+/// authority: asked (a child lives here and was found elsewhere) or waiting (found here, lives
+/// elsewhere). The first such child of the alert names it.
+fn pending_handoff(code: &str, sections: &[v1::AlertSection]) -> Option<v1::AlertHandoff> {
+    sections.iter().find_map(|s| {
+        if s.other_authority_code.is_empty() {
+            return None;
+        }
+        let (home, found) = match RoutingBasis::try_from(s.basis) {
+            Ok(RoutingBasis::Lives) => (code, s.other_authority_code.as_str()),
+            Ok(RoutingBasis::Found) => (s.other_authority_code.as_str(), code),
+            _ => return None,
+        };
+        Some(v1::AlertHandoff {
+            home_authority: home.to_owned(),
+            found_authority: found.to_owned(),
+            state: crate::lifecycle::HandoffState::Pending.as_str().to_owned(),
+            ..Default::default()
+        })
+    })
 }
 
 /// The key an alert was planned under: its body's code, or [`TRIAGE_KEY`].
