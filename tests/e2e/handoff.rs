@@ -13,27 +13,62 @@ async fn token(data: &std::path::Path, config: &std::path::Path, code: &str) -> 
     create_token(Some(data), config, "--authority", code)
 }
 
+/// `kinlink up` with webhooks for `authorities`, and a referral of a child who lives in Kent
+/// (Canterbury) and was found in Westminster, delivered to both.
+struct Case {
+    _dir: TempDir,
+    data: std::path::PathBuf,
+    config: std::path::PathBuf,
+    receiver: WebhookReceiver,
+    kinlink: Kinlink,
+    referral_id: String,
+    received: Vec<Received>,
+}
+
+impl Case {
+    async fn start(label: &str, authorities: &[&str]) -> TestResult<Self> {
+        let dir = TempDir::new(label)?;
+        let data = dir.0.join("data");
+        let receiver = WebhookReceiver::start().await?;
+        let config = write_config(&dir.0, &receiver, authorities, "")?;
+        let kinlink = Kinlink::up(&data, &config).await?;
+        let referral = serde_json::json!({
+            "subject": { "given_name": "Femi", "family_name": "Adeyemi", "date_of_birth": { "value": "1985-05-05" } },
+            "dependants": [{ "relationship": "child", "person": { "given_name": "Tobi", "family_name": "Adeyemi",
+                "claimed_age": 12, "locations": [
+                    { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
+            "urgency": "routine", "consent": "given" });
+        let accepted = kinlink.post_referral(&referral).await?;
+        let referral_id = accepted["referral_id"]
+            .as_str()
+            .ok_or("no referral id")?
+            .to_owned();
+        let received = receiver
+            .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+            .await?;
+        Ok(Self {
+            _dir: dir,
+            data,
+            config,
+            receiver,
+            kinlink,
+            referral_id,
+            received,
+        })
+    }
+}
+
 #[tokio::test]
 async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestResult {
-    let dir = TempDir::new("e2e-handoff")?;
-    let data = dir.0.join("data");
-    let receiver = WebhookReceiver::start().await?;
-    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], "")?;
-    let kinlink = Kinlink::up(&data, &config).await?;
-    let referral = serde_json::json!({
-        "subject": { "given_name": "Femi", "family_name": "Adeyemi", "date_of_birth": { "value": "1985-05-05" } },
-        "dependants": [{ "relationship": "child", "person": { "given_name": "Tobi", "family_name": "Adeyemi",
-            "claimed_age": 12, "locations": [
-                { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
-        "urgency": "routine", "consent": "given" });
-    let accepted = kinlink.post_referral(&referral).await?;
-    let referral_id = accepted["referral_id"]
-        .as_str()
-        .ok_or("no referral id")?
-        .to_owned();
-    let received = receiver
-        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
-        .await?;
+    let Case {
+        _dir,
+        data,
+        config,
+        receiver,
+        kinlink,
+        referral_id,
+        received,
+    } = Case::start("e2e-handoff", &[KENT, WESTMINSTER]).await?;
     let alert_of = |code: &str| {
         received
             .iter()
@@ -180,21 +215,15 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
 #[tokio::test]
 async fn the_home_authority_transfers_to_a_third_body_which_is_alerted_and_asked() -> TestResult {
     const BRISTOL: &str = "E06000023";
-    let dir = TempDir::new("e2e-transfer")?;
-    let data = dir.0.join("data");
-    let receiver = WebhookReceiver::start().await?;
-    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER, BRISTOL], "")?;
-    let kinlink = Kinlink::up(&data, &config).await?;
-    let referral = serde_json::json!({
-        "subject": { "given_name": "Femi", "family_name": "Adeyemi", "date_of_birth": { "value": "1985-05-05" } },
-        "dependants": [{ "relationship": "child", "person": { "given_name": "Tobi", "family_name": "Adeyemi",
-            "claimed_age": 12, "locations": [
-                { "role": "lives", "postcode": "CT1 2RR" }, { "role": "found", "postcode": "SW1A 2AA" }] } }],
-        "urgency": "routine", "consent": "given" });
-    kinlink.post_referral(&referral).await?;
-    let received = receiver
-        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
-        .await?;
+    let Case {
+        _dir,
+        data,
+        config,
+        receiver,
+        kinlink,
+        received,
+        ..
+    } = Case::start("e2e-transfer", &[KENT, WESTMINSTER, BRISTOL]).await?;
     let kent_alert = received
         .iter()
         .find(|r| r.authority == KENT)

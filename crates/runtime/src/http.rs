@@ -89,6 +89,18 @@ impl Problem {
         }
     }
 
+    /// A 400 naming one failing field of a request: nothing was done.
+    pub fn invalid_field(detail: &str, pointer: &str, reason: &str) -> Self {
+        Self::invalid(
+            "invalid-request",
+            detail,
+            vec![FieldError {
+                pointer: pointer.to_owned(),
+                reason: reason.to_owned(),
+            }],
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

@@ -450,13 +450,10 @@ async fn decline_responsibility(
     let reason_code = match serde_json::from_slice::<DeclineBody>(&body) {
         Ok(DeclineBody { reason_code }) if valid_reason_code(&reason_code) => reason_code,
         _ => {
-            return Problem::invalid(
-                "invalid-request",
+            return Problem::invalid_field(
                 "Nothing was declined; fix the listed field.",
-                vec![kinlink_runtime::http::FieldError {
-                    pointer: "/reason_code".into(),
-                    reason: REASON_CODE_RULE.into(),
-                }],
+                "/reason_code",
+                REASON_CODE_RULE,
             )
             .into_response();
         }
@@ -496,13 +493,10 @@ async fn transfer_responsibility(
     body: axum::body::Bytes,
 ) -> Response {
     let invalid = |pointer: &str, reason: &str| {
-        Problem::invalid(
-            "invalid-request",
+        Problem::invalid_field(
             "Nothing was transferred; fix the listed field.",
-            vec![kinlink_runtime::http::FieldError {
-                pointer: pointer.into(),
-                reason: reason.into(),
-            }],
+            pointer,
+            reason,
         )
         .into_response()
     };

@@ -162,7 +162,7 @@ async fn route_api(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    use kinlink_runtime::http::{FieldError, Problem};
+    use kinlink_runtime::http::Problem;
     let Some(expected) = state.token.as_deref() else {
         return Problem::not_found("resource").into_response();
     };
@@ -170,15 +170,8 @@ async fn route_api(
         return problem.into_response();
     }
     let invalid = |pointer: &str, reason: &str| {
-        Problem::invalid(
-            "invalid-request",
-            "Nothing was routed; fix the listed fields.",
-            vec![FieldError {
-                pointer: pointer.to_owned(),
-                reason: reason.to_owned(),
-            }],
-        )
-        .into_response()
+        Problem::invalid_field("Nothing was routed; fix the listed field.", pointer, reason)
+            .into_response()
     };
     let request: RouteBody = match serde_json::from_slice(&body) {
         Ok(request) => request,

@@ -184,21 +184,54 @@ async fn amendment_during_a_slow_attempt_is_delivered_on_postgres() -> TestResul
     result
 }
 
+/// An embedded store, a receiver that answers at once, Kent's settings, the inbox and a
+/// worker on a test clock a minute ahead (so what is filed now is due).
+struct Fixture {
+    dir: std::path::PathBuf,
+    store: Store,
+    gate: Gate,
+    inbox: AlertInbox,
+    clock: Arc<std::sync::atomic::AtomicI64>,
+    worker: DeliveryWorker,
+}
+
+impl Fixture {
+    async fn new(name: &str) -> TestResult<Self> {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_embedded(&dir).await?;
+        let (base, gate) = gated_receiver().await?;
+        gate.permits.add_permits(100);
+        let settings = settings(&base);
+        let log =
+            EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+        let directory = Arc::new(Directory::from_settings(&settings)?);
+        let inbox = AlertInbox::new(directory.clone());
+        let clock = Arc::new(std::sync::atomic::AtomicI64::new(
+            kinlink_store::now_millis() + 60_000,
+        ));
+        let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
+        Ok(Self {
+            dir,
+            store,
+            gate,
+            inbox,
+            clock,
+            worker,
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("kinlink-closed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open_embedded(&dir).await?;
-    let (base, gate) = gated_receiver().await?;
-    gate.permits.add_permits(100);
-    let settings = settings(&base);
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
-    let directory = Arc::new(Directory::from_settings(&settings)?);
-    let inbox = AlertInbox::new(directory.clone());
-    let clock = Arc::new(std::sync::atomic::AtomicI64::new(
-        kinlink_store::now_millis() + 60_000,
-    ));
-    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
+    let Fixture {
+        dir,
+        store,
+        gate,
+        inbox,
+        clock,
+        worker,
+    } = Fixture::new("kinlink-closed").await?;
     let shutdown = CancellationToken::new();
     file(&store, &inbox, 1).await?;
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);
@@ -250,19 +283,14 @@ async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> T
 
 #[tokio::test]
 async fn an_alert_first_raised_by_a_later_version_is_delivered_once() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("kinlink-first-r2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open_embedded(&dir).await?;
-    let (base, gate) = gated_receiver().await?;
-    gate.permits.add_permits(100);
-    let settings = settings(&base);
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
-    let directory = Arc::new(Directory::from_settings(&settings)?);
-    let inbox = AlertInbox::new(directory.clone());
-    let clock = Arc::new(std::sync::atomic::AtomicI64::new(
-        kinlink_store::now_millis() + 60_000,
-    ));
-    let worker = support::clocked_worker(&store, &log, &directory, &settings, &clock)?;
+    let Fixture {
+        dir,
+        store,
+        gate,
+        inbox,
+        clock,
+        worker,
+    } = Fixture::new("kinlink-first-r2").await?;
     let shutdown = CancellationToken::new();
     // A corrected address moved the child here: the alert's first revision is 2.
     file(&store, &inbox, 2).await?;
