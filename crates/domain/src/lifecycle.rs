@@ -75,6 +75,9 @@ pub enum AlertCommand {
     Acknowledge,
     Resolve,
     Close,
+    /// The body is responsible again (a later correction routed the child back to it after
+    /// the alert was closed as re-routed).
+    Reopen,
 }
 
 /// The result of applying a command to a state.
@@ -112,6 +115,7 @@ impl AlertState {
             (AlertState::Open | AlertState::Acknowledged, AlertCommand::Close) => {
                 AlertState::Closed
             }
+            (AlertState::Closed, AlertCommand::Reopen) => AlertState::Open,
             _ => return Step::Stay(self),
         };
         Step::Move { from: self, to }
@@ -561,6 +565,14 @@ mod tests {
             Step::Stay(AlertState::Closed)
         );
         assert!(!AlertState::Closed.escalates());
+        assert_eq!(
+            AlertState::Closed.apply(AlertCommand::Reopen).state(),
+            AlertState::Open
+        );
+        assert_eq!(
+            AlertState::Resolved.apply(AlertCommand::Reopen),
+            Step::Stay(AlertState::Resolved)
+        );
         assert!(open.escalates());
         assert!(!AlertState::Acknowledged.escalates());
     }

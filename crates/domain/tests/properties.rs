@@ -233,6 +233,7 @@ proptest! {
     /// state only changes through a `Move` from the state it was in.
     #[test]
     fn alert_commands_never_reopen(commands in prop::collection::vec(0..3u8, 0..12)) {
+        // (Reopen is the one way back, and only for an alert closed as re-routed: not generated.)
         let mut state = AlertState::Open;
         let mut resolved = false;
         for command in commands {

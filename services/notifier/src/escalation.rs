@@ -44,6 +44,30 @@ pub async fn file_timers(
     Ok(())
 }
 
+/// Files the timers again for a re-opened alert: cancelled ones are scheduled anew at their
+/// new due time; missing ones are filed.
+pub async fn refile_timers(
+    conn: &mut sqlx::AnyConnection,
+    alert_id: &str,
+    timers: &[EscalationTimer],
+) -> Result<(), sqlx::Error> {
+    for timer in timers {
+        sqlx::query(
+            "UPDATE escalations SET state = $1, due_at_ms = $2, target = $3, attempts = 0 \
+             WHERE alert_id = $4 AND level = $5 AND state = $6",
+        )
+        .bind(EscalationState::Scheduled.as_str())
+        .bind(timer.due_at_ms)
+        .bind(&timer.target)
+        .bind(alert_id)
+        .bind(timer.level.number())
+        .bind(EscalationState::Cancelled.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    file_timers(conn, alert_id, timers).await
+}
+
 /// The alert was acknowledged, resolved or closed: the timers at `levels` take the domain's
 /// `AlertClosed` step (what has not fired is cancelled; an on-call page already sent is marked
 /// for the worker to resolve). An acknowledgement stops `EscalationLevel::ACKNOWLEDGED`; a

@@ -104,11 +104,17 @@ impl Stage for AlertInbox {
                 .map_err(|e| StageError::Rejected(e.to_string()))?;
             let mut amended = alert.clone();
             amended.revision = u32::try_from(delivered + 1).unwrap_or(u32::MAX);
-            amended.closed_reason = previous.closed_reason;
-            amended.closed_reason_code = previous.closed_reason_code;
-            amended.closed_at = previous.closed_at;
-            amended.closed_rerouted_to = previous.closed_rerouted_to;
             amended.handoff = previous.handoff;
+            // Closed as re-routed, and now planned for this body again: a later correction
+            // routed the child back, so the alert is open again and escalates. Any other
+            // closure (withdrawn, found) stands, and the amendment still says so.
+            let reopen = previous.closed_reason == v1::AlertCloseReason::Rerouted as i32;
+            if !reopen {
+                amended.closed_reason = previous.closed_reason;
+                amended.closed_reason_code = previous.closed_reason_code;
+                amended.closed_at = previous.closed_at;
+                amended.closed_rerouted_to = previous.closed_rerouted_to;
+            }
             let bytes = amended.encode_to_vec();
             let updated = sqlx::query(
                 "UPDATE deliveries SET alert = $1, revision = $2, source_revision = $3, \
@@ -133,6 +139,9 @@ impl Stage for AlertInbox {
                     .bind(&alert.alert_id)
                     .execute(&mut *conn)
                     .await?;
+                if reopen && !triage {
+                    self.reopen(conn, &alert, deadline).await?;
+                }
                 tracing::info!(alert_id = %alert.alert_id, revision = amended.revision, "Alert amended; delivering again.");
             }
             return Ok(Vec::new());
@@ -308,4 +317,35 @@ pub(crate) async fn amend_alert(
     .execute(&mut *conn)
     .await?;
     Ok(Some(alert.revision))
+}
+
+impl AlertInbox {
+    /// An alert closed as re-routed is this body's again: open, with fresh escalation timers
+    /// from its new deadline.
+    async fn reopen(
+        &self,
+        conn: &mut AnyConnection,
+        alert: &v1::AlertRaised,
+        deadline: i64,
+    ) -> Result<(), StageError> {
+        let Step::Move { from, to } = AlertState::Closed.apply(AlertCommand::Reopen) else {
+            return Ok(());
+        };
+        let reopened =
+            sqlx::query("UPDATE alerts SET state = $1 WHERE alert_id = $2 AND state = $3")
+                .bind(to.as_str())
+                .bind(&alert.alert_id)
+                .bind(from.as_str())
+                .execute(&mut *conn)
+                .await?;
+        if reopened.rows_affected() == 0 {
+            return Ok(());
+        }
+        let timers = self
+            .directory
+            .escalation_timers(&alert.authority_code, deadline);
+        crate::escalation::refile_timers(conn, &alert.alert_id, &timers).await?;
+        tracing::info!(alert_id = %alert.alert_id, "Alert re-opened: the child was routed back to this body.");
+        Ok(())
+    }
 }

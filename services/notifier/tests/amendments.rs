@@ -335,3 +335,65 @@ async fn an_alert_first_raised_by_a_later_version_is_delivered_once() -> TestRes
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_alert_closed_as_rerouted_reopens_when_the_child_is_routed_back() -> TestResult {
+    let Fixture {
+        dir,
+        store,
+        gate,
+        inbox,
+        worker,
+        ..
+    } = Fixture::new("kinlink-reopen").await?;
+    let shutdown = CancellationToken::new();
+    file(&store, &inbox, 1).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    // Version 2 moved the child to Bristol: Kent's alert is closed as re-routed.
+    let closed = v1::AlertClosed {
+        alert_id: "alert-1".into(),
+        referral_id: "r-1".into(),
+        authority_code: "E10000016".into(),
+        reason: v1::AlertCloseReason::Rerouted as i32,
+        reason_code: String::new(),
+        closed_at: None,
+        rerouted_to: vec!["E06000023".into()],
+    };
+    let mut tx = store.begin().await?;
+    inbox
+        .handle(
+            &mut tx,
+            &record(
+                "t",
+                Envelope::new("closed-r".into(), "/t", "alert-1", "r-1", 0, &closed),
+            ),
+        )
+        .await?;
+    tx.commit().await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    // Version 3 corrects it back to Kent: the alert is Kent's again, open and escalating.
+    file(&store, &inbox, 3).await?;
+    assert_eq!(worker.deliver_due(&shutdown).await?, 1);
+    assert_eq!(gate.ids(), ["alert-1", "alert-1:r2", "alert-1:r3"]);
+    let bodies = gate.bodies.lock().map(|b| b.clone()).unwrap_or_default();
+    assert_eq!(bodies[1]["closed"]["reason"], "rerouted");
+    assert!(bodies[2].get("closed").is_none(), "{}", bodies[2]);
+    let state: String = sqlx::query("SELECT state FROM alerts WHERE alert_id = 'alert-1'")
+        .fetch_one(store.pool())
+        .await?
+        .try_get("state")?;
+    assert_eq!(state, "open");
+    let scheduled: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM escalations WHERE alert_id = 'alert-1' AND state = 'scheduled'",
+    )
+    .fetch_one(store.pool())
+    .await?
+    .try_get("n")?;
+    assert_eq!(
+        scheduled, 2,
+        "the secondary-contact and on-call timers run again"
+    );
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
