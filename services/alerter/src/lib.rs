@@ -494,6 +494,8 @@ impl Alerter {
                 if !planning::merge_joins_bodies(&bodies) {
                     return Ok(None);
                 }
+                // Already loaded: the planner needs the same bodies.
+                history.previous_bodies.insert(person.clone(), bodies);
                 let loaded = Loaded::Person {
                     rule: Rule::CrossAuthorityReappearance,
                     persons: vec![person],

@@ -184,6 +184,26 @@ async fn amendment_during_a_slow_attempt_is_delivered_on_postgres() -> TestResul
     result
 }
 
+/// Hands the alerter's closure of `alert-1` to the inbox, as event `event_id`, `times` times
+/// (a redelivery changes nothing more).
+async fn close(
+    store: &Store,
+    inbox: &AlertInbox,
+    event_id: &str,
+    closed: &v1::AlertClosed,
+    times: usize,
+) -> TestResult {
+    let envelope = Envelope::new(event_id.into(), "/t", "alert-1", "r-1", 0, closed);
+    let mut tx = store.begin().await?;
+    for _ in 0..times {
+        inbox
+            .handle(&mut tx, &record("t", envelope.clone()))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// An embedded store, a receiver that answers at once, Kent's settings, the inbox and a
 /// worker on a test clock a minute ahead (so what is filed now is due).
 struct Fixture {
@@ -248,14 +268,8 @@ async fn a_closed_alert_is_delivered_as_an_amendment_and_stops_escalating() -> T
         )),
         rerouted_to: Vec::new(),
     };
-    let envelope = Envelope::new("closed-1".into(), "/t", "alert-1", "r-1", 0, &closed);
-    let mut tx = store.begin().await?;
-    inbox
-        .handle(&mut tx, &record("t", envelope.clone()))
-        .await?;
     // Twice (a redelivery) changes nothing more.
-    inbox.handle(&mut tx, &record("t", envelope)).await?;
-    tx.commit().await?;
+    close(&store, &inbox, "closed-1", &closed, 2).await?;
 
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);
     assert_eq!(gate.ids(), ["alert-1", "alert-1:r2"]);
@@ -311,17 +325,7 @@ async fn an_alert_first_raised_by_a_later_version_is_delivered_once() -> TestRes
         closed_at: None,
         rerouted_to: Vec::new(),
     };
-    let mut tx = store.begin().await?;
-    inbox
-        .handle(
-            &mut tx,
-            &record(
-                "t",
-                Envelope::new("closed-1".into(), "/t", "alert-1", "r-1", 0, &closed),
-            ),
-        )
-        .await?;
-    tx.commit().await?;
+    close(&store, &inbox, "closed-1", &closed, 1).await?;
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);
     file(&store, &inbox, 3).await?;
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);
@@ -359,17 +363,7 @@ async fn an_alert_closed_as_rerouted_reopens_when_the_child_is_routed_back() -> 
         closed_at: None,
         rerouted_to: vec!["E06000023".into()],
     };
-    let mut tx = store.begin().await?;
-    inbox
-        .handle(
-            &mut tx,
-            &record(
-                "t",
-                Envelope::new("closed-r".into(), "/t", "alert-1", "r-1", 0, &closed),
-            ),
-        )
-        .await?;
-    tx.commit().await?;
+    close(&store, &inbox, "closed-r", &closed, 1).await?;
     assert_eq!(worker.deliver_due(&shutdown).await?, 1);
     // Version 3 corrects it back to Kent: the alert is Kent's again, open and escalating.
     file(&store, &inbox, 3).await?;
