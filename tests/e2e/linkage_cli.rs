@@ -118,31 +118,68 @@ fn synth_then_link_finds_most_true_pairs() -> TestResult {
     Ok(())
 }
 
+/// A dirty file (impossible dates, as in real agency exports and the FEBRL benchmark sets):
+/// the unreadable values are treated as missing, everything else is linked, and the report
+/// names field and line but never the value. `--strict` refuses the file instead.
 #[test]
-fn a_bad_date_of_birth_names_the_line_not_the_value() -> TestResult {
-    let dir = TempDir::new("linkage-cli-bad")?;
+fn dirty_input_is_linked_with_unreadable_values_reported() -> TestResult {
+    let dir = TempDir::new("linkage-cli-dirty")?;
     std::fs::write(
         dir.0.join("persons.csv"),
         "id,given_name,family_name,date_of_birth,sex,postcode,nationality\n\
-         r1,Elira,Hoxha,2016-01-01,f,CT1 2RR,AL\n\
-         r2,Arben,Hoxha,31/02/1987,m,CT1 2RR,AL\n",
+         r1,Elira,Hoxha,2016-03-04,f,CT1 2RR,AL\n\
+         r2,Elira,Hoxha,31/02/1987,f,CT1 2RR,AL\n\
+         r3,Arben,Krasniqi,19551192,m,B1 1BB,AL\n\
+         ,Nobody,Noid,2001-01-01,m,B1 1BB,AL\n\
+         r4,Arben,Krasniqi,1955-11-12,m,B1 1BB,AL\n",
     )?;
+    for command in [
+        vec!["link", "--input", "persons.csv", "--output", "links.csv", "--report-json", "report.json"],
+        vec!["model", "train", "--input", "persons.csv", "--output", "model.json"],
+    ] {
+        let out = kinlink(&command, &dir.0)?;
+        assert!(out.status.success(), "{command:?}: {out:?}");
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(
+            stderr.contains("2 value(s) of `date_of_birth`")
+                && stderr.contains("persons.csv:3")
+                && stderr.contains("persons.csv:4")
+                && stderr.contains("persons.csv:5: row skipped (empty id)"),
+            "{command:?}: {stderr}"
+        );
+        for value in ["31/02/1987", "19551192", "Elira", "Arben", "Nobody"] {
+            assert!(!stderr.contains(value), "personal data in the report: {stderr}");
+        }
+    }
+    // The records with unreadable dates were still linked on what could be read.
+    let links = read_csv(&dir.0.join("links.csv"))?;
+    let pairs: BTreeSet<(String, String)> =
+        links.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    assert!(pairs.contains(&("r1".into(), "r2".into())), "{links:?}");
+    assert!(pairs.contains(&("r3".into(), "r4".into())), "{links:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("report.json"))?)?;
+    assert_eq!(report["records"], 4);
+    assert_eq!(report["unreadable"]["date_of_birth"], 2);
+    assert_eq!(report["unreadable"]["row"], 1);
+
+    // --strict: the first problem aborts the run, naming line and field, and nothing is written.
     let out = kinlink(
-        &["link", "--input", "persons.csv", "--output", "links.csv"],
+        &["link", "--strict", "--input", "persons.csv", "--output", "strict.csv"],
         &dir.0,
     )?;
-    assert!(!out.status.success(), "a bad date is refused: {out:?}");
+    assert!(!out.status.success(), "--strict refuses a bad date: {out:?}");
     let stderr = String::from_utf8(out.stderr)?;
     assert!(
         stderr.contains("line 3") && stderr.contains("date_of_birth"),
         "{stderr}"
     );
     assert!(
-        !stderr.contains("31/02/1987") && !stderr.contains("Arben"),
+        !stderr.contains("31/02/1987") && !stderr.contains("Elira"),
         "personal data in the error: {stderr}"
     );
     assert!(
-        !dir.0.join("links.csv").exists(),
+        !dir.0.join("strict.csv").exists(),
         "nothing written on bad input"
     );
     Ok(())

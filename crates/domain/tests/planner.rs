@@ -200,13 +200,15 @@ fn alert_ids_follow_the_referral_so_a_new_version_amends() {
 
 #[test]
 fn a_child_seen_by_another_body_before_tells_that_body() {
-    let referral = enriched(
-        v1::Urgency::Routine,
-        vec![child(
-            "p1",
-            vec![location(v1::LocationRole::Lives, KENT, "")],
-        )],
-    );
+    let mut recognised = child("p1", vec![location(v1::LocationRole::Lives, KENT, "")]);
+    recognised.match_method = v1::MatchMethod::Probabilistic as i32;
+    recognised.match_probability = 0.97;
+    recognised.earlier_referral_ids = vec!["ref-0".into()];
+    recognised.person = Some(v1::Person {
+        given_name: "Elira".into(),
+        ..Default::default()
+    });
+    let referral = enriched(v1::Urgency::Routine, vec![recognised]);
     let mut history = History::default();
     history
         .previous_bodies
@@ -231,6 +233,17 @@ fn a_child_seen_by_another_body_before_tells_that_body() {
         v1::RoutingBasis::PreviousAuthority as i32
     );
     assert_eq!(westminster.other_authority_code, KENT);
+    // Why the child was recognised, and the child's details for `full_payload` bodies.
+    assert_eq!(
+        westminster.match_method,
+        v1::MatchMethod::Probabilistic as i32
+    );
+    assert_eq!(westminster.match_probability, 0.97);
+    assert_eq!(westminster.earlier_referral_ids, ["ref-0"]);
+    assert_eq!(
+        westminster.child.as_ref().map(|p| p.given_name.as_str()),
+        Some("Elira")
+    );
 }
 
 #[test]

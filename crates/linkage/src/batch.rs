@@ -2,9 +2,12 @@
 
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use crate::blocking::Index;
-use crate::compare::PersonRecord;
+use crate::compare::{PersonRecord, Prepared, compare_prepared};
 use crate::model::{Frequencies, Model};
+use crate::normalise::fold;
 
 /// A scored pair of record ids.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,15 +29,31 @@ pub fn link(
     let freq = Frequencies::from_records(left.iter().chain(right.unwrap_or_default()));
     let target = right.unwrap_or(left);
     let index = Index::build(target);
+    let left_prepared: Vec<Prepared> = left.iter().map(Prepared::new).collect();
+    let target_prepared: Vec<Prepared> = match right {
+        Some(right) => right.iter().map(Prepared::new).collect(),
+        None => Vec::new(),
+    };
+    let target_prepared = if right.is_some() {
+        &target_prepared
+    } else {
+        &left_prepared
+    };
     let mut links = Vec::new();
     for (i, a) in left.iter().enumerate() {
+        let pa = &left_prepared[i];
+        let shares = [
+            freq.share_folded(&pa.given.folded),
+            freq.share_folded(&pa.family.folded),
+        ];
         for j in index.candidates(a) {
             if right.is_none() && j <= i {
                 continue;
             }
-            let b = &target[j];
-            let scored = model.score(a, b, Some(&freq));
+            let comparison = compare_prepared(pa, &target_prepared[j]);
+            let scored = model.score_with_shares(&comparison, shares);
             if scored.probability >= threshold {
+                let b = &target[j];
                 links.push(Link {
                     id_l: a.id.clone(),
                     id_r: b.id.clone(),
@@ -46,6 +65,59 @@ pub fn link(
     }
     links.sort_by(|x, y| (&x.id_l, &x.id_r).cmp(&(&y.id_l, &y.id_r)));
     links
+}
+
+/// The probability that two records drawn at random from these files are one person, the
+/// way Splink estimates it: the pairs a near-certain rule finds (exact given and family
+/// name and a date of birth stated to the day) divided by the share of all true pairs that
+/// rule can see (the model's m of exact agreement on those three fields) and by the number
+/// of pairs. `None` when the rule finds nothing. A file's prior depends on how many repeats
+/// it holds, which no shipped model can know: a deduplication benchmark built of originals
+/// and their copies is far denser in matches than a registry.
+pub fn estimate_prior(
+    model: &Model,
+    left: &[PersonRecord],
+    right: Option<&[PersonRecord]>,
+) -> Option<f64> {
+    fn key(r: &PersonRecord) -> Option<String> {
+        let dob = r.dob.filter(|d| !d.weak())?;
+        let (g, f) = (fold(&r.given), fold(&r.family));
+        (!g.is_empty() && !f.is_empty()).then(|| format!("{g}|{f}|{dob:?}"))
+    }
+    let mut counts: HashMap<String, [f64; 2]> = HashMap::new();
+    for r in left {
+        if let Some(k) = key(r) {
+            counts.entry(k).or_default()[0] += 1.0;
+        }
+    }
+    for r in right.unwrap_or_default() {
+        if let Some(k) = key(r) {
+            counts.entry(k).or_default()[1] += 1.0;
+        }
+    }
+    let (found, pairs) = match right {
+        None => {
+            let n = left.len() as f64;
+            (
+                counts.values().map(|[l, _]| l * (l - 1.0) / 2.0).sum::<f64>(),
+                n * (n - 1.0) / 2.0,
+            )
+        }
+        Some(right) => (
+            counts.values().map(|[l, r]| l * r).sum::<f64>(),
+            left.len() as f64 * right.len() as f64,
+        ),
+    };
+    let m_exact = |field: &str| {
+        model
+            .fields
+            .get(field)
+            .and_then(|levels| levels.get("exact"))
+            .map_or(0.0, |[m, _]| *m)
+    };
+    let recall = m_exact("given_name") * m_exact("family_name") * m_exact("date_of_birth");
+    (found >= 1.0 && recall > 1e-3 && pairs >= 1.0)
+        .then(|| (found / recall / pairs).clamp(1e-9, 0.5))
 }
 
 /// Connected components of the links: `(id, cluster_id)` for every id, the cluster id being

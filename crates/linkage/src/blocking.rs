@@ -5,36 +5,70 @@
 use std::collections::HashMap;
 
 use crate::compare::PersonRecord;
-use crate::normalise::{fold, soundex, transliteration_key};
+use crate::normalise::{fold, soundex, transliteration_keys};
 
 /// The blocking keys of a record.
+///
+/// - `fs`: family-name Soundex and birth year; `gt`: given-name transliteration key and
+///   birth year; `pd`: postcode district and birth year. A date that is only an estimate
+///   (year only, 1 January, marked estimated) is often a year out, so such a record carries
+///   these keys for the year before and after as well: two estimates of one child, or an
+///   estimate and the real date, still meet.
+/// - `gf`: given and family Soundex, both orders (name typos, swapped names, no date).
+/// - `nt`: given and family transliteration keys with no date (Othman Osman and Osman
+///   Othman with no date of birth, Xhesika/Jessica): every key of each name.
+/// - `d`: the whole date of birth when it is stated to the day and not a placeholder, which
+///   brings together records whose names are both mistyped.
 pub fn keys(r: &PersonRecord) -> Vec<String> {
     let mut keys = Vec::new();
-    let year = r.dob.map(|d| d.year);
     let (given, family) = (fold(&r.given), fold(&r.family));
-    if let Some(year) = year {
-        if !family.is_empty() {
-            keys.push(format!("fs:{}:{year}", soundex(&family)));
-        }
-        if !given.is_empty() {
-            keys.push(format!("gt:{}:{year}", transliteration_key(&given)));
-        }
-    }
-    if !given.is_empty() && !family.is_empty() {
-        keys.push(format!("gf:{}:{}", soundex(&given), soundex(&family)));
-        // Given and family names swapped.
-        keys.push(format!("gf:{}:{}", soundex(&family), soundex(&given)));
-    }
+    let given_keys = if given.is_empty() {
+        Vec::new()
+    } else {
+        transliteration_keys(&given)
+    };
+    let family_keys = if family.is_empty() {
+        Vec::new()
+    } else {
+        transliteration_keys(&family)
+    };
     let district: String = r
         .postcode
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect::<String>()
         .to_ascii_uppercase();
-    if district.len() >= 5
-        && let Some(year) = year
-    {
-        keys.push(format!("pd:{}:{year}", &district[..district.len() - 3]));
+    let district = (district.len() >= 5).then(|| district[..district.len() - 3].to_owned());
+    if let Some(dob) = r.dob {
+        let years = if dob.weak() {
+            dob.year - 1..=dob.year + 1
+        } else {
+            dob.year..=dob.year
+        };
+        for year in years {
+            if !family.is_empty() {
+                keys.push(format!("fs:{}:{year}", soundex(&family)));
+            }
+            for key in &given_keys {
+                keys.push(format!("gt:{key}:{year}"));
+            }
+            if let Some(district) = &district {
+                keys.push(format!("pd:{district}:{year}"));
+            }
+        }
+        if let (false, Some(month), Some(day)) = (dob.weak(), dob.month, dob.day) {
+            keys.push(format!("d:{:04}{month:02}{day:02}", dob.year));
+        }
+    }
+    if !given.is_empty() && !family.is_empty() {
+        keys.push(format!("gf:{}:{}", soundex(&given), soundex(&family)));
+        // Given and family names swapped.
+        keys.push(format!("gf:{}:{}", soundex(&family), soundex(&given)));
+        for g in &given_keys {
+            for f in &family_keys {
+                keys.push(format!("nt:{g}:{f}"));
+            }
+        }
     }
     keys.sort();
     keys.dedup();

@@ -3,7 +3,7 @@
 
 use strsim::jaro_winkler;
 
-use crate::normalise::{fold, soundex, transliteration_key};
+use crate::normalise::{fold, soundex, transliteration_keys};
 
 /// A date of birth as far as it is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Dob {
         let day = digits
             .get(6..8)
             .and_then(|d| d.parse().ok())
-            .filter(|d| (1..=31).contains(d));
+            .filter(|d| (1..=days_in_month(year, month.unwrap_or(1))).contains(d));
         let expected = match (month, day) {
             (None, _) => 4,
             (Some(_), None) => 6,
@@ -53,6 +53,17 @@ impl Dob {
             self.month.unwrap_or(0),
             self.day.unwrap_or(0)
         )
+    }
+}
+
+/// Days in a month of the Gregorian calendar (31 for a month out of range, which
+/// [`Dob::parse`] rejects anyway).
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
     }
 }
 
@@ -83,37 +94,107 @@ pub const FIELDS: [&str; 6] = [
 /// Level of each field for a pair; `None` where a value is missing.
 pub type Comparison = [Option<&'static str>; 6];
 
+/// A name made ready for comparison once, not once per pair.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreparedName {
+    pub folded: String,
+    pub keys: Vec<String>,
+    pub soundex: String,
+}
+
+impl PreparedName {
+    pub fn new(name: &str) -> Self {
+        let folded = fold(name);
+        if folded.is_empty() {
+            return Self::default();
+        }
+        Self {
+            keys: transliteration_keys(&folded),
+            soundex: soundex(&folded),
+            folded,
+        }
+    }
+}
+
+/// A record made ready for comparison: folded names, their transliteration keys and
+/// Soundex, the postcode without spaces. Batch linking and training prepare every record
+/// once; comparing two prepared records allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prepared {
+    pub given: PreparedName,
+    pub family: PreparedName,
+    pub aliases: Vec<String>,
+    pub dob: Option<Dob>,
+    pub sex: String,
+    pub nationality: String,
+    pub postcode: String,
+}
+
+impl Prepared {
+    pub fn new(r: &PersonRecord) -> Self {
+        Self {
+            given: PreparedName::new(&r.given),
+            family: PreparedName::new(&r.family),
+            aliases: r.aliases.iter().map(|a| fold(a)).collect(),
+            dob: r.dob,
+            sex: r.sex.trim().to_ascii_lowercase(),
+            nationality: r.nationality.trim().to_ascii_lowercase(),
+            postcode: r
+                .postcode
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_uppercase(),
+        }
+    }
+}
+
+fn shares_key(a: &PreparedName, b: &PreparedName) -> bool {
+    a.keys.iter().any(|k| b.keys.contains(k))
+}
+
 fn name_level(
-    a: &str,
-    b: &str,
+    a: &PreparedName,
+    b: &PreparedName,
     a_aliases: &[String],
     b_aliases: &[String],
 ) -> Option<&'static str> {
-    let (fa, fb) = (fold(a), fold(b));
+    let (fa, fb) = (&a.folded, &b.folded);
     if fa.is_empty() || fb.is_empty() {
         return None;
     }
     if fa == fb {
         return Some("exact");
     }
-    if transliteration_key(&fa) == transliteration_key(&fb) {
+    if shares_key(a, b) {
         return Some("translit");
     }
-    let jw = jaro_winkler(&fa, &fb);
+    let jw = jaro_winkler(fa, fb);
     if jw >= 0.94 {
         return Some("jw_high");
     }
-    let alias = |name: &str, aliases: &[String]| aliases.iter().any(|x| fold(x) == name);
-    if alias(&fa, b_aliases) || alias(&fb, a_aliases) {
+    if a_aliases.contains(fb) || b_aliases.contains(fa) {
         return Some("alias");
     }
     if jw >= 0.88 {
         return Some("jw_mid");
     }
-    if soundex(&fa) == soundex(&fb) {
+    if a.soundex == b.soundex {
         return Some("phonetic");
     }
+    if jw >= 0.7 {
+        return Some("jw_low");
+    }
     Some("else")
+}
+
+/// Whether two names are the same name written with a slip: equal, a transliteration, or
+/// close by Jaro–Winkler. Used to recognise given and family names written the other way
+/// round with a typo in one of them.
+fn close(a: &PreparedName, b: &PreparedName) -> bool {
+    !a.folded.is_empty()
+        && !b.folded.is_empty()
+        && (a.folded == b.folded || shares_key(a, b) || jaro_winkler(&a.folded, &b.folded) >= 0.88)
 }
 
 fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
@@ -170,41 +251,36 @@ fn is_placeholder(d: Dob) -> bool {
 }
 
 fn postcode_level(a: &str, b: &str) -> Option<&'static str> {
-    let norm = |p: &str| {
-        p.chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_uppercase()
-    };
-    let (a, b) = (norm(a), norm(b));
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
     if a == b {
         return Some("full");
     }
-    let split = |p: &str| {
+    // Outward code (district) and the sector digit of a UK postcode; other countries'
+    // postcodes (four digits) have neither and compare whole.
+    fn split(p: &str) -> (Option<&str>, Option<&str>) {
         if p.len() >= 5 {
-            (
-                p[..p.len() - 3].to_owned(),
-                p[p.len() - 3..p.len() - 2].to_owned(),
-            )
+            (p.get(..p.len() - 3), p.get(p.len() - 3..p.len() - 2))
         } else {
-            (p.to_owned(), String::new())
+            (None, None)
         }
-    };
-    let ((da, sa), (db, sb)) = (split(&a), split(&b));
-    if da == db && !sa.is_empty() && sa == sb {
+    }
+    let ((da, sa), (db, sb)) = (split(a), split(b));
+    if da.is_some() && da == db && sa.is_some() && sa == sb {
         return Some("sector");
     }
-    if da == db {
+    if da.is_some() && da == db {
         return Some("district");
+    }
+    // One character mistyped or two swapped.
+    if strsim::damerau_levenshtein(a, b) == 1 {
+        return Some("typo");
     }
     Some("else")
 }
 
 fn equal_or_else(a: &str, b: &str) -> Option<&'static str> {
-    let (a, b) = (a.trim().to_ascii_lowercase(), b.trim().to_ascii_lowercase());
     if a.is_empty() || b.is_empty() {
         None
     } else if a == b {
@@ -216,11 +292,20 @@ fn equal_or_else(a: &str, b: &str) -> Option<&'static str> {
 
 /// Compares two records field by field.
 pub fn compare(a: &PersonRecord, b: &PersonRecord) -> Comparison {
+    compare_prepared(&Prepared::new(a), &Prepared::new(b))
+}
+
+/// Compares two prepared records field by field.
+pub fn compare_prepared(a: &Prepared, b: &Prepared) -> Comparison {
     let mut given = name_level(&a.given, &b.given, &a.aliases, &b.aliases);
     let mut family = name_level(&a.family, &b.family, &a.aliases, &b.aliases);
-    // Given and family names recorded the other way round.
-    let crossed = |x: &str, y: &str| !fold(x).is_empty() && fold(x) == fold(y);
-    if given != Some("exact") && crossed(&a.given, &b.family) && crossed(&a.family, &b.given) {
+    // Given and family names recorded the other way round (with a slip in one at most).
+    if !matches!(given, Some("exact" | "translit" | "jw_high"))
+        && !matches!(family, Some("exact" | "translit" | "jw_high"))
+        && close(&a.given, &b.family)
+        && close(&a.family, &b.given)
+        && (a.given.folded == b.family.folded || a.family.folded == b.given.folded)
+    {
         given = Some("swapped");
         family = Some("swapped");
     }
@@ -249,7 +334,9 @@ mod tests {
 
     #[test]
     fn name_levels() {
-        let level = |a: &str, b: &str| name_level(a, b, &[], &[]);
+        let level = |a: &str, b: &str| {
+            name_level(&PreparedName::new(a), &PreparedName::new(b), &[], &[])
+        };
         assert_eq!(level("Elira", "ELIRA"), Some("exact"));
         assert_eq!(level("Mohammed", "Muhammad"), Some("translit"));
         assert_eq!(level("Christina", "Christine"), Some("translit"));
@@ -261,9 +348,16 @@ mod tests {
         assert_eq!(level("Elira", "Besa"), Some("else"));
         assert_eq!(level("", "Besa"), None);
         assert_eq!(
-            name_level("Lena", "Helena", &[], &["Lena".into()]),
+            name_level(
+                &PreparedName::new("Lena"),
+                &PreparedName::new("Helena"),
+                &[],
+                &["lena".into()]
+            ),
             Some("alias")
         );
+        assert_eq!(level("Xhesika", "Jessica"), Some("translit"));
+        assert_eq!(level("Othman", "Osman"), Some("translit"));
     }
 
     #[test]
@@ -271,6 +365,12 @@ mod tests {
         let c = compare(
             &person("Nguyen", "Lan", "2015-03-02"),
             &person("Lan", "Nguyen", "2015-03-02"),
+        );
+        assert_eq!((c[0], c[1]), (Some("swapped"), Some("swapped")));
+        // Swapped with a slip in one of them.
+        let c = compare(
+            &person("Crea", "Lauren", "1996-06-13"),
+            &person("Laurdn", "Crea", "1996-06-13"),
         );
         assert_eq!((c[0], c[1]), (Some("swapped"), Some("swapped")));
     }
@@ -298,14 +398,31 @@ mod tests {
         assert_eq!(level("1984-01-01", "1988-01-01"), Some("within_5_years"));
         assert_eq!(level("2015-03-02", ""), None);
         assert_eq!(Dob::parse("2015-13-01"), None);
+        assert_eq!(Dob::parse("1955-11-92"), None);
+        assert_eq!(Dob::parse("2015-02-29"), None);
+        assert_eq!(Dob::parse("2016-02-29").map(|d| d.day), Some(Some(29)));
+        assert_eq!(Dob::parse("2015-04-31"), None);
     }
 
     #[test]
     fn postcode_levels() {
-        assert_eq!(postcode_level("ct1 2rr", "CT12RR"), Some("full"));
-        assert_eq!(postcode_level("CT1 2RR", "CT1 2AB"), Some("sector"));
-        assert_eq!(postcode_level("CT1 2RR", "CT1 9AB"), Some("district"));
-        assert_eq!(postcode_level("CT1 2RR", "B1 1BB"), Some("else"));
-        assert_eq!(postcode_level("", "B1 1BB"), None);
+        let level = |a: &str, b: &str| {
+            let prepared = |p: &str| {
+                Prepared::new(&PersonRecord {
+                    postcode: p.into(),
+                    ..Default::default()
+                })
+                .postcode
+            };
+            postcode_level(&prepared(a), &prepared(b))
+        };
+        assert_eq!(level("ct1 2rr", "CT12RR"), Some("full"));
+        assert_eq!(level("CT1 2RR", "CT1 2AB"), Some("sector"));
+        assert_eq!(level("CT1 2RR", "CT1 9AB"), Some("district"));
+        assert_eq!(level("CT1 2RR", "B1 1BB"), Some("else"));
+        assert_eq!(level("2255", "2250"), Some("typo"));
+        assert_eq!(level("2255", "2525"), Some("typo"));
+        assert_eq!(level("2255", "3081"), Some("else"));
+        assert_eq!(level("", "B1 1BB"), None);
     }
 }

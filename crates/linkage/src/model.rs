@@ -37,8 +37,11 @@ pub struct Model {
 
 /// The evidence field of household context.
 pub const HOUSEHOLD_FIELD: &str = "household";
-/// Its one level: the candidate is a known child of the matched subject.
+/// The candidate is a known child of the matched subject.
 pub const KNOWN_CHILD_OF_SUBJECT: &str = "known_child_of_subject";
+/// The candidate is known as the child of other adults only, not of this referral's subject:
+/// the households disagree.
+pub const CHILD_OF_ANOTHER_ADULT: &str = "child_of_another_adult";
 
 /// The decision band of a pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,8 +109,13 @@ impl Frequencies {
     /// given and family names (two per record), so a name's share of all names is half its
     /// share of the field it is used in. Doubling it keeps the adjusted weight honest for the
     /// usual case of a name used as only one of the two.
-    fn share(&self, name: &str) -> Option<f64> {
-        let count = *self.counts.get(&fold(name))?;
+    pub fn share(&self, name: &str) -> Option<f64> {
+        self.share_folded(&fold(name))
+    }
+
+    /// [`Frequencies::share`] of a name already folded.
+    pub fn share_folded(&self, folded: &str) -> Option<f64> {
+        let count = *self.counts.get(folded)?;
         (self.total > 50).then(|| (2.0 * f64::from(count) / f64::from(self.total)).min(1.0))
     }
 }
@@ -138,14 +146,22 @@ impl Model {
             .map_or(0.0, |[m, u]| (m.max(1e-9) / u.max(1e-9)).log2())
     }
 
-    /// Scores a pair from its comparison, with optional term frequencies.
+    /// Scores a pair from its comparison, with optional term frequencies of `a`'s names.
     pub fn score_comparison(
         &self,
         comparison: &Comparison,
         a: &PersonRecord,
         freq: Option<&Frequencies>,
     ) -> Scored {
-        let mut evidence = Vec::new();
+        let shares = freq.map_or([None, None], |f| [f.share(&a.given), f.share(&a.family)]);
+        self.score_with_shares(comparison, shares)
+    }
+
+    /// Scores a pair from its comparison and the term-frequency shares of the first record's
+    /// given and family names (`None`: no adjustment). Batch linking looks the shares up
+    /// once per record.
+    pub fn score_with_shares(&self, comparison: &Comparison, shares: [Option<f64>; 2]) -> Scored {
+        let mut evidence = Vec::with_capacity(comparison.len());
         let mut weight = (self.prior / (1.0 - self.prior)).log2();
         for (i, level) in comparison.iter().enumerate() {
             let Some(level) = level else { continue };
@@ -155,14 +171,9 @@ impl Model {
             } else {
                 self.level_weight(field, level)
             };
-            if *level == "exact" && (field == "given_name" || field == "family_name") {
-                let name = if field == "given_name" {
-                    &a.given
-                } else {
-                    &a.family
-                };
+            if *level == "exact" && i < 2 {
                 if let (Some(share), Some([m, _])) = (
-                    freq.and_then(|f| f.share(name)),
+                    shares[i],
                     self.fields.get(field).and_then(|l| l.get("exact")),
                 ) {
                     // Rare names count for more, but at most 2 bits more than the model's
@@ -190,12 +201,18 @@ impl Model {
     /// disagree outright is never linked automatically, however strong the rest is. Twins
     /// share a family name, a date of birth, an address and a nationality; merging them would
     /// hide a child, so a person looks instead.
+    ///
+    /// Nor is a child known only in another household (another adult's child, not this
+    /// referral's subject's): unrelated children can share a name and a date of birth, and
+    /// telling one family's council about another family's child is a disclosure. A person
+    /// decides.
     fn pair_band(&self, probability: f64, evidence: &[Evidence]) -> Band {
         let band = self.band(probability);
-        let given_names_differ = evidence
-            .iter()
-            .any(|e| e.field == "given_name" && e.level == "else");
-        if band == Band::Link && given_names_differ {
+        let capped = evidence.iter().any(|e| {
+            (e.field == "given_name" && e.level == "else")
+                || (e.field == HOUSEHOLD_FIELD && e.level == CHILD_OF_ANOTHER_ADULT)
+        });
+        if band == Band::Link && capped {
             Band::Review
         } else {
             band
@@ -217,6 +234,19 @@ impl Model {
             weight: w,
         });
         scored.probability = 1.0 / (1.0 + (-scored.weight).exp2());
+        scored.band = self.pair_band(scored.probability, &scored.evidence);
+        scored
+    }
+
+    /// Adds disagreeing household context: the candidate is known as the child of other
+    /// adults and not of the person this referral's subject is. It weighs nothing (a child
+    /// can be referred with a different adult), but the pair is never linked automatically.
+    pub fn with_other_household(&self, mut scored: Scored) -> Scored {
+        scored.evidence.push(Evidence {
+            field: HOUSEHOLD_FIELD,
+            level: CHILD_OF_ANOTHER_ADULT,
+            weight: 0.0,
+        });
         scored.band = self.pair_band(scored.probability, &scored.evidence);
         scored
     }
@@ -378,6 +408,30 @@ mod tests {
         assert_eq!(scored.band, Band::Review);
         // Household context does not lift the cap either.
         assert_eq!(model.with_household(scored).band, Band::Review);
+        Ok(())
+    }
+
+    /// Two unrelated children with the same name and date of birth in different households:
+    /// never linked automatically; the pair goes to a person.
+    #[test]
+    fn identical_name_and_date_in_another_household_is_reviewed() -> Result<(), Error> {
+        let model = Model::shipped()?;
+        let child = || PersonRecord {
+            sex: "m".into(),
+            nationality: "AL".into(),
+            ..person("Arben", "Krasniqi", "2017-05-09", "")
+        };
+        let scored = model.score(&child(), &child(), None);
+        assert_eq!(scored.band, Band::Link);
+        let other = model.with_other_household(scored.clone());
+        assert_eq!(other.band, Band::Review, "{other:?}");
+        assert_eq!(other.probability, scored.probability);
+        assert!(
+            other
+                .evidence
+                .iter()
+                .any(|e| e.level == CHILD_OF_ANOTHER_ADULT)
+        );
         Ok(())
     }
 

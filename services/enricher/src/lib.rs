@@ -257,19 +257,25 @@ async fn enrich(
     registry::lock_blocking_keys(conn, &places).await?;
     let mut subjects: Vec<v1::EnrichedSubject> = Vec::new();
     let mut opened = Vec::new();
-    // The subject's known children, once the subject matched someone known: a dependant who
-    // is one of them is far more likely the same child.
-    let mut household: Vec<String> = Vec::new();
+    // The subject's person and known children: a dependant who is one of those children is
+    // far more likely the same child; one known only as another adult's child is never
+    // linked automatically.
+    let mut household = registry::Household::default();
     for ((role, index, person, relationship), place) in people.clone().zip(&places) {
         // Two people on one referral are never the same person.
         let exclude: Vec<String> = subjects.iter().map(|s| s.person_id.clone()).collect();
         let is_child_of_subject = role == SubjectRole::Dependant
             && linking::household_link(relationship)
                 .is_some_and(|(kind, _)| kind == v1::LinkKind::Child);
-        let context: &[String] = if is_child_of_subject { &household } else { &[] };
+        let context = (is_child_of_subject && !household.subject_person_id.is_empty())
+            .then_some(&household);
         let mut resolved = registry::resolve(conn, model, person, place, &exclude, context).await?;
-        if role == SubjectRole::ReferralSubject && resolved.method != v1::MatchMethod::NewPerson {
-            household = registry::known_children(conn, &resolved.person_id).await?;
+        if role == SubjectRole::ReferralSubject && !place.anonymous {
+            household.subject_person_id = resolved.person_id.clone();
+            if resolved.method != v1::MatchMethod::NewPerson {
+                household.known_children =
+                    registry::known_children(conn, &resolved.person_id).await?;
+            }
         }
         opened.append(&mut resolved.opened);
         LINKS

@@ -52,16 +52,15 @@ pub struct RecordPlace<'a> {
 /// identifier match, the record is scored against the records sharing a blocking key with it;
 /// `exclude` holds persons already resolved on this referral (two people on one referral are
 /// never the same person). A record decided before (a redelivery, a replay or a later version
-/// of its referral) keeps its decision. `household` holds the persons already known as
-/// children of the person the referral's subject resolved to (empty for the subject itself,
-/// or when the subject is new); a candidate among them gets the model's household evidence.
+/// of its referral) keeps its decision. `household` is set for a child of the referral's
+/// subject (see [`Household`]).
 pub async fn resolve(
     conn: &mut AnyConnection,
     model: &Model,
     person: &v1::Person,
     place: &RecordPlace<'_>,
     exclude: &[String],
-    household: &[String],
+    household: Option<&Household>,
 ) -> Result<Resolved, sqlx::Error> {
     if let Some(row) = sqlx::query(
         "SELECT person_id, method, match_probability FROM linkage_records WHERE record_id = $1",
@@ -184,6 +183,15 @@ pub async fn resolve(
     })
 }
 
+/// Household context of a dependant who is a child of the referral's subject.
+#[derive(Debug, Clone, Default)]
+pub struct Household {
+    /// The person the referral's subject resolved to (new or known).
+    pub subject_person_id: String,
+    /// The persons already known as that person's children.
+    pub known_children: Vec<String>,
+}
+
 /// Serialises linkage decisions that could see each other: on PostgreSQL (several enricher
 /// instances), takes a transaction-scoped advisory lock per blocking key, in sorted order so
 /// two referrals never deadlock. Two referrals of the same child share a key, so the second
@@ -239,7 +247,7 @@ async fn score_candidates(
     place: &RecordPlace<'_>,
     person: &v1::Person,
     exclude: &[String],
-    household: &[String],
+    household: Option<&Household>,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
     let record = &place.record;
     // One query per blocking key brings the records with their current person, so a
@@ -281,8 +289,15 @@ async fn score_candidates(
             continue;
         }
         let mut scored = model.score(record, &earlier, Some(&frequencies));
-        if household.contains(&person_id) {
-            scored = model.with_household(scored);
+        if let Some(household) = household {
+            if household.known_children.contains(&person_id) {
+                scored = model.with_household(scored);
+            } else {
+                let parents = known_parents(conn, &person_id).await?;
+                if !parents.is_empty() && !parents.contains(&household.subject_person_id) {
+                    scored = model.with_other_household(scored);
+                }
+            }
         }
         let identifier_conflict = if person.identifiers.is_empty() {
             false
@@ -514,6 +529,24 @@ pub async fn known_children(
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(|row| row.try_get("child")).collect()
+}
+
+/// The persons a person is known as the child of (merges followed on both sides).
+pub async fn known_parents(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT COALESCE(p.merged_into, p.person_id) AS parent FROM person_links l \
+         JOIN persons p ON p.person_id = l.from_person_id \
+         WHERE l.kind = $2 AND l.to_person_id IN \
+         (SELECT person_id FROM persons WHERE person_id = $1 OR merged_into = $1)",
+    )
+    .bind(person_id)
+    .bind(v1::LinkKind::Child as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|row| row.try_get("parent")).collect()
 }
 
 /// Open review tasks about a person (either side), oldest first.

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use kinlink_linkage::blocking::Index;
-use kinlink_linkage::model::{Frequencies, HOUSEHOLD_FIELD};
+use kinlink_linkage::model::{Frequencies, KNOWN_CHILD_OF_SUBJECT};
 use kinlink_linkage::{Band, Model, PersonRecord, batch};
 use kinlink_proto::v1::MatchMethod;
 use serde::Serialize;
@@ -67,7 +67,7 @@ pub async fn load(conn: &mut AnyConnection) -> Result<Vec<Registered>, sqlx::Err
             let automatic = row.try_get::<i64, _>("method")? == MatchMethod::Probabilistic as i64;
             let matched: Option<String> = row.try_get("matched_record_id")?;
             let evidence: String = row.try_get("evidence")?;
-            let household = evidence.contains(&format!("\"{HOUSEHOLD_FIELD}\""));
+            let household = evidence.contains(&format!("\"{KNOWN_CHILD_OF_SUBJECT}\""));
             Ok(Registered {
                 record: registry::stored_record(row)?,
                 person_id: row.try_get("current_person_id")?,

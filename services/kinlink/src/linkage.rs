@@ -1,9 +1,11 @@
 //! `kinlink link`, `kinlink model train` and `kinlink synth`: the linkage engine on files,
 //! for evaluation and re-linking.
 //!
-//! Input CSV header: `id,given_name,family_name,date_of_birth,sex,postcode,nationality`
-//! (other columns ignored, empty cells unknown; dates `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-MM` or
-//! `YYYY`). Output: `id_l,id_r,match_probability,match_weight`.
+//! Input CSV header: `id,given_name,family_name,date_of_birth,sex,postcode,nationality`,
+//! optionally `date_of_birth_estimated,aliases` (other columns ignored, empty cells unknown; dates `YYYY-MM-DD`, `YYYYMMDD`, `YYYY-MM` or
+//! `YYYY`). Output: `id_l,id_r,match_probability,match_weight`. A value that cannot be read
+//! (a date of birth of `1955-11-92`, say) is treated as missing and reported by field and
+//! line at the end; `--strict` aborts instead.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,12 +30,31 @@ pub struct LinkArgs {
     /// Also write `id,cluster_id`.
     #[arg(long)]
     pub clusters: Option<PathBuf>,
+    /// Abort on the first value that cannot be read instead of treating it as missing.
+    #[arg(long)]
+    pub strict: bool,
+    /// Where the prior (the probability that two records drawn at random are one person)
+    /// comes from: estimated from the input files (`file`, as Splink does), or the model's
+    /// own (`model`: a registry's, for comparing with what the enricher would decide).
+    #[arg(long, value_enum, default_value_t = PriorSource::File)]
+    pub prior: PriorSource,
+    /// Write what was read and what could not be (counts and lines per field) as JSON here.
+    #[arg(long)]
+    pub report_json: Option<PathBuf>,
+}
+
+/// Where `kinlink link` takes its prior from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorSource {
+    File,
+    Model,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    #[arg(long)]
-    pub input: PathBuf,
+    /// One or more persons files (two files to be linked train on both).
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
     #[arg(long)]
     pub output: PathBuf,
     /// Version written into the model.
@@ -41,6 +62,9 @@ pub struct TrainArgs {
     pub version: String,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Abort on the first value that cannot be read instead of treating it as missing.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,49 +170,198 @@ const FIELD_COLUMNS: [&str; 6] = [
     "nationality",
 ];
 
-/// Reads a persons CSV; errors name the line and column, never the value.
-pub fn read_persons(path: &Path) -> anyhow::Result<Vec<PersonRecord>> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let column = |name: &str| headers.iter().position(|h| h == name);
-    let id = column("id").ok_or_else(|| anyhow::anyhow!("{}: no `id` column", path.display()))?;
+/// Optional columns: whether the date of birth is an estimate (`true`/`false`), and other
+/// names the person is known by, separated by `;`. With them a file carries everything the
+/// streaming enricher compares, so `kinlink link` scores a pair as the enricher does.
+const OPTIONAL_COLUMNS: [&str; 2] = ["date_of_birth_estimated", "aliases"];
+
+/// What a persons CSV held that could not be read, by field and line (1-based, header = 1).
+/// Values are never kept, so the report can be printed and shared.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Unreadable {
+    /// field -> (file, line) of each value read as missing.
+    pub values: std::collections::BTreeMap<&'static str, Vec<(String, usize)>>,
+    /// Rows skipped whole (malformed CSV, no id), with why.
+    pub rows: Vec<(String, usize, &'static str)>,
+}
+
+impl Unreadable {
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.rows.is_empty()
+    }
+
+    /// Counts per field, for a summary line.
+    pub fn counts(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut counts: std::collections::BTreeMap<&'static str, usize> =
+            self.values.iter().map(|(f, v)| (*f, v.len())).collect();
+        if !self.rows.is_empty() {
+            counts.insert("row", self.rows.len());
+        }
+        counts
+    }
+
+    /// The report printed at the end of a run (to stderr): per field, how many and on which
+    /// lines (the first few).
+    pub fn summary(&self) -> String {
+        const SHOWN: usize = 10;
+        let mut out = String::new();
+        for (field, places) in &self.values {
+            let lines: Vec<String> = places
+                .iter()
+                .take(SHOWN)
+                .map(|(file, line)| format!("{file}:{line}"))
+                .collect();
+            let more = places.len().saturating_sub(SHOWN);
+            out.push_str(&format!(
+                "{} value(s) of `{field}` could not be read and were treated as missing: {}{}\n",
+                places.len(),
+                lines.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ));
+        }
+        for (file, line, why) in self.rows.iter().take(SHOWN) {
+            out.push_str(&format!("{file}:{line}: row skipped ({why})\n"));
+        }
+        if self.rows.len() > SHOWN {
+            out.push_str(&format!("{} more row(s) skipped\n", self.rows.len() - SHOWN));
+        }
+        out
+    }
+}
+
+/// Reads a persons CSV. A value that cannot be read (an impossible date of birth, say) is
+/// treated as missing and recorded in `unreadable` by field and line; a row with no id or
+/// broken CSV is skipped and recorded. With `strict`, the first such problem is an error
+/// naming the file, line and field. Errors and reports never carry the value itself.
+pub fn read_persons(
+    path: &Path,
+    strict: bool,
+    unreadable: &mut Unreadable,
+) -> anyhow::Result<Vec<PersonRecord>> {
+    let file = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("reading {file}"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{file}: line 1: header"))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let id = column("id").ok_or_else(|| anyhow::anyhow!("{file}: no `id` column"))?;
     let cols = FIELD_COLUMNS.map(column);
+    let optional = OPTIONAL_COLUMNS.map(column);
     let mut records = Vec::new();
-    for (line, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
-        let cell = |c: Option<usize>| {
-            c.and_then(|c| row.get(c))
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
+    let mut row = csv::StringRecord::new();
+    let mut line = 1;
+    loop {
+        line += 1;
+        match reader.read_record(&mut row) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                // Skip past a row the CSV reader cannot read (bad UTF-8, say); its position
+                // names the line. Other errors (I/O) end the run.
+                if let csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
+                    let at = pos.as_ref().map_or(line, |p| p.line() as usize);
+                    anyhow::ensure!(!strict, "{file}: line {at}: not UTF-8");
+                    unreadable.rows.push((file.clone(), at, "not UTF-8"));
+                    continue;
+                }
+                return Err(anyhow::anyhow!("{file}: line {line}: {e}"));
+            }
+        }
+        if let Some(pos) = row.position() {
+            line = pos.line() as usize;
+        }
+        let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or_default().trim();
+        let record_id = cell(Some(id)).to_owned();
+        if record_id.is_empty() {
+            anyhow::ensure!(!strict, "{file}: line {line}: empty `id`");
+            unreadable.rows.push((file.clone(), line, "empty id"));
+            continue;
+        }
+        let dob = match dob_cell(&record_id, cell(cols[2])) {
+            Ok(dob) => dob,
+            Err(_) if !strict => {
+                unreadable
+                    .values
+                    .entry("date_of_birth")
+                    .or_default()
+                    .push((file.clone(), line));
+                None
+            }
+            Err(_) => anyhow::bail!(
+                "{file}: line {line}: `date_of_birth` is not a date (YYYY-MM-DD, YYYYMMDD, \
+                 YYYY-MM or YYYY); --strict is set, so nothing was linked"
+            ),
         };
-        let record_id = cell(Some(id));
-        anyhow::ensure!(
-            !record_id.is_empty(),
-            "{}: line {}: empty id",
-            path.display(),
-            line + 2
+        let estimated = matches!(
+            cell(optional[0]).to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "y"
         );
+        let aliases: Vec<String> = cell(optional[1])
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
         records.push(PersonRecord {
-            dob: dob_cell(&record_id, &cell(cols[2]))
-                .with_context(|| format!("{}: line {}", path.display(), line + 2))?,
+            dob: dob.map(|mut d| {
+                d.estimated |= estimated;
+                d
+            }),
+            aliases,
             id: record_id,
-            given: cell(cols[0]),
-            family: cell(cols[1]),
+            given: cell(cols[0]).to_owned(),
+            family: cell(cols[1]).to_owned(),
             sex: cell(cols[3]).to_ascii_lowercase().chars().take(1).collect(),
-            postcode: cell(cols[4]),
-            nationality: cell(cols[5]),
-            aliases: Vec::new(),
+            postcode: cell(cols[4]).to_owned(),
+            nationality: cell(cols[5]).to_owned(),
         });
     }
     Ok(records)
 }
 
+/// Reads every input file, then prints what could not be read (to stderr) and writes the
+/// report as JSON when asked.
+fn read_inputs(
+    paths: &[PathBuf],
+    strict: bool,
+    report: Option<&Path>,
+) -> anyhow::Result<Vec<Vec<PersonRecord>>> {
+    let mut unreadable = Unreadable::default();
+    let files = paths
+        .iter()
+        .map(|p| read_persons(p, strict, &mut unreadable))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !unreadable.is_empty() {
+        write!(std::io::stderr(), "{}", unreadable.summary())?;
+    }
+    if let Some(path) = report {
+        let records: usize = files.iter().map(Vec::len).sum();
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&serde_json::json!({
+                "records": records,
+                "unreadable": unreadable.counts(),
+                "detail": unreadable,
+            }))?,
+        )?;
+    }
+    Ok(files)
+}
+
 pub fn link(args: &LinkArgs) -> anyhow::Result<()> {
-    let model = load_model(args.model.as_deref())?;
-    let left = read_persons(&args.input[0])?;
-    let right = args.input.get(1).map(|p| read_persons(p)).transpose()?;
+    let mut model = load_model(args.model.as_deref())?;
+    let mut files = read_inputs(&args.input, args.strict, args.report_json.as_deref())?;
+    let right = (files.len() > 1).then(|| files.remove(1));
+    let left = files.remove(0);
+    if args.prior == PriorSource::File
+        && let Some(prior) = batch::estimate_prior(&model, &left, right.as_deref())
+    {
+        model.prior = prior;
+    }
     let links = batch::link(&model, &left, right.as_deref(), args.threshold);
     let mut out = csv::Writer::from_path(&args.output)?;
     out.write_record(["id_l", "id_r", "match_probability", "match_weight"])?;
@@ -216,17 +389,19 @@ pub fn link(args: &LinkArgs) -> anyhow::Result<()> {
     }
     writeln!(
         std::io::stdout(),
-        "{} pair(s) at or above {} written to {} (model {})",
+        "{} pair(s) at or above {} written to {} (model {}, prior {:.3e})",
         links.len(),
         args.threshold,
         args.output.display(),
-        model.version
+        model.version,
+        model.prior
     )?;
     Ok(())
 }
 
 pub fn train_model(args: &TrainArgs) -> anyhow::Result<()> {
-    let records = read_persons(&args.input)?;
+    let files = read_inputs(&args.input, args.strict, None)?;
+    let records: Vec<PersonRecord> = files.into_iter().flatten().collect();
     let model = train::train(&Model::shipped()?, &records, &args.version, args.seed);
     std::fs::write(&args.output, serde_json::to_string_pretty(&model)?)?;
     writeln!(
@@ -243,7 +418,11 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
     let records = synth::generate(args.households, args.seed);
     let mut persons = csv::Writer::from_path(args.out_dir.join("persons.csv"))?;
-    persons.write_record(std::iter::once("id").chain(FIELD_COLUMNS))?;
+    persons.write_record(
+        std::iter::once("id")
+            .chain(FIELD_COLUMNS)
+            .chain(OPTIONAL_COLUMNS),
+    )?;
     let mut truth = csv::Writer::from_path(args.out_dir.join("truth.csv"))?;
     truth.write_record(["id", "true_person_id"])?;
     for s in &records {
@@ -261,6 +440,12 @@ pub fn synth(args: &SynthArgs) -> anyhow::Result<()> {
             &r.sex,
             &r.postcode,
             &r.nationality,
+            if r.dob.is_some_and(|d| d.estimated) {
+                "true"
+            } else {
+                "false"
+            },
+            &r.aliases.join(";"),
         ])?;
         truth.write_record([r.id.as_str(), &s.true_person])?;
     }

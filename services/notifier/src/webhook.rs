@@ -260,8 +260,10 @@ pub struct ChildSection<'a> {
     #[schema(value_type = Vec<String>)]
     pub previous_authority_codes: &'a [String],
     pub ever_referred_in_own_right: bool,
-    /// How the child was recognised: `new_person` (first seen), `strong_identifier`, or
-    /// `probabilistic` (linkage scored above the automatic-link threshold).
+    /// How the child was recognised: `new_person` (first seen), `strong_identifier`,
+    /// `probabilistic` (linkage scored above the automatic-link threshold), `linkage_review`
+    /// (a person decided two records are one child) or `earlier_referral` (a follow-up about a
+    /// child already known).
     pub recognised_by: &'static str,
     /// Probability of the match that recognised the child (absent for a new person).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -278,7 +280,10 @@ fn recognised_by(method: i32) -> &'static str {
         Ok(v1::MatchMethod::StrongIdentifier) => "strong_identifier",
         Ok(v1::MatchMethod::Probabilistic) => "probabilistic",
         Ok(v1::MatchMethod::ExactNameAndDob) => "exact_name_and_dob",
-        _ => "new_person",
+        Ok(v1::MatchMethod::LinkageReview) => "linkage_review",
+        Ok(v1::MatchMethod::NewPerson) => "new_person",
+        // Follow-ups name a person already known; they carry no match of their own.
+        _ => "earlier_referral",
     }
 }
 

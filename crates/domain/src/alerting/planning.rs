@@ -396,9 +396,17 @@ fn referral_drafts(
                     RoutingBasis::PreviousAuthority,
                     enriched.urgency,
                 );
+                // Why the child was recognised (method, probability, the earlier referrals)
+                // and, for a body whose agreement allows details, who the child is: a section
+                // that says only "reappeared" cannot be checked by the council.
                 part.previous_authority_codes = previous.clone();
                 part.other_authority_code =
                     current.first().map(|c| (*c).to_owned()).unwrap_or_default();
+                part.ever_referred_in_own_right = child.ever_referred_in_own_right;
+                part.match_method = child.match_method;
+                part.match_probability = child.match_probability;
+                part.earlier_referral_ids = child.earlier_referral_ids.clone();
+                part.child = child.person.clone();
                 drafts.for_body(&body).push((part, rag));
             }
         }
@@ -427,6 +435,11 @@ fn person_drafts(
         if let Resolution::Resolved { body, .. } = resolver.resolve_code(code) {
             let (mut part, rag) = section(person, &[rule], RoutingBasis::PreviousAuthority, 0);
             part.previous_authority_codes = previous.to_vec();
+            // A person event about two bodies' histories is a merge a reviewer decided.
+            if rule == Rule::CrossAuthorityReappearance {
+                part.match_method = v1::MatchMethod::LinkageReview as i32;
+                part.match_probability = 1.0;
+            }
             drafts.for_body(&body).push((part, rag));
         }
     }
