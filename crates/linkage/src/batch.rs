@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use std::collections::HashMap;
 
-use crate::blocking::Index;
+use crate::blocking::{Index, keys_prepared};
 use crate::compare::{PersonRecord, Prepared, compare_prepared};
 use crate::model::{Frequencies, Model};
 use crate::normalise::fold;
@@ -28,17 +28,22 @@ pub fn link(
 ) -> Vec<Link> {
     let freq = Frequencies::from_records(left.iter().chain(right.unwrap_or_default()));
     let target = right.unwrap_or(left);
-    let index = Index::build(target);
     let left_prepared: Vec<Prepared> = left.iter().map(Prepared::new).collect();
-    let target_prepared: Vec<Prepared> = match right {
-        Some(right) => right.iter().map(Prepared::new).collect(),
-        None => Vec::new(),
+    let left_keys: Vec<Vec<String>> = left_prepared.iter().map(keys_prepared).collect();
+    let (target_prepared, target_keys) = match right {
+        Some(right) => {
+            let prepared: Vec<Prepared> = right.iter().map(Prepared::new).collect();
+            let keys: Vec<Vec<String>> = prepared.iter().map(keys_prepared).collect();
+            (prepared, keys)
+        }
+        None => (Vec::new(), Vec::new()),
     };
-    let target_prepared = if right.is_some() {
-        &target_prepared
+    let (target_prepared, target_keys) = if right.is_some() {
+        (&target_prepared, &target_keys)
     } else {
-        &left_prepared
+        (&left_prepared, &left_keys)
     };
+    let index = Index::from_keys(target_keys);
     let mut links = Vec::new();
     for (i, a) in left.iter().enumerate() {
         let pa = &left_prepared[i];
@@ -46,7 +51,7 @@ pub fn link(
             freq.share_folded(&pa.given.folded),
             freq.share_folded(&pa.family.folded),
         ];
-        for j in index.candidates(a) {
+        for j in index.candidates_for_keys(&left_keys[i]) {
             if right.is_none() && j <= i {
                 continue;
             }

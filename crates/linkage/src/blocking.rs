@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::compare::PersonRecord;
-use crate::normalise::{fold, soundex, transliteration_keys};
+use crate::compare::{PersonRecord, Prepared};
 
 /// The blocking keys of a record.
 ///
@@ -20,25 +19,15 @@ use crate::normalise::{fold, soundex, transliteration_keys};
 /// - `d`: the whole date of birth when it is stated to the day and not a placeholder, which
 ///   brings together records whose names are both mistyped.
 pub fn keys(r: &PersonRecord) -> Vec<String> {
+    keys_prepared(&Prepared::new(r))
+}
+
+/// [`keys`] of a record already prepared for comparison.
+pub fn keys_prepared(r: &Prepared) -> Vec<String> {
     let mut keys = Vec::new();
-    let (given, family) = (fold(&r.given), fold(&r.family));
-    let given_keys = if given.is_empty() {
-        Vec::new()
-    } else {
-        transliteration_keys(&given)
-    };
-    let family_keys = if family.is_empty() {
-        Vec::new()
-    } else {
-        transliteration_keys(&family)
-    };
-    let district: String = r
-        .postcode
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    let district = (district.len() >= 5).then(|| district[..district.len() - 3].to_owned());
+    let (given, family) = (&r.given.folded, &r.family.folded);
+    let (given_keys, family_keys) = (&r.given.keys, &r.family.keys);
+    let district = (r.postcode.len() >= 5).then(|| &r.postcode[..r.postcode.len() - 3]);
     if let Some(dob) = r.dob {
         let years = if dob.weak() {
             dob.year - 1..=dob.year + 1
@@ -47,12 +36,12 @@ pub fn keys(r: &PersonRecord) -> Vec<String> {
         };
         for year in years {
             if !family.is_empty() {
-                keys.push(format!("fs:{}:{year}", soundex(&family)));
+                keys.push(format!("fs:{}:{year}", r.family.soundex));
             }
-            for key in &given_keys {
+            for key in given_keys {
                 keys.push(format!("gt:{key}:{year}"));
             }
-            if let Some(district) = &district {
+            if let Some(district) = district {
                 keys.push(format!("pd:{district}:{year}"));
             }
         }
@@ -61,11 +50,12 @@ pub fn keys(r: &PersonRecord) -> Vec<String> {
         }
     }
     if !given.is_empty() && !family.is_empty() {
-        keys.push(format!("gf:{}:{}", soundex(&given), soundex(&family)));
+        let (gs, fs) = (&r.given.soundex, &r.family.soundex);
+        keys.push(format!("gf:{gs}:{fs}"));
         // Given and family names swapped.
-        keys.push(format!("gf:{}:{}", soundex(&family), soundex(&given)));
-        for g in &given_keys {
-            for f in &family_keys {
+        keys.push(format!("gf:{fs}:{gs}"));
+        for g in given_keys {
+            for f in family_keys {
                 keys.push(format!("nt:{g}:{f}"));
             }
         }
@@ -93,6 +83,17 @@ impl Index {
         index
     }
 
+    /// An index over records whose keys are already computed, in order.
+    pub fn from_keys(keys: &[Vec<String>]) -> Self {
+        let mut index = Self::default();
+        for (position, keys) in keys.iter().enumerate() {
+            for key in keys {
+                index.by_key.entry(key.clone()).or_default().push(position);
+            }
+        }
+        index
+    }
+
     pub fn insert(&mut self, position: usize, record: &PersonRecord) {
         for key in keys(record) {
             self.by_key.entry(key).or_default().push(position);
@@ -101,7 +102,12 @@ impl Index {
 
     /// Positions of records sharing at least one key with `record`.
     pub fn candidates(&self, record: &PersonRecord) -> Vec<usize> {
-        let mut found: Vec<usize> = keys(record)
+        self.candidates_for_keys(&keys(record))
+    }
+
+    /// Positions of records sharing at least one of `keys`.
+    pub fn candidates_for_keys(&self, keys: &[String]) -> Vec<usize> {
+        let mut found: Vec<usize> = keys
             .iter()
             .filter_map(|k| self.by_key.get(k))
             .filter(|block| block.len() <= MAX_BLOCK)

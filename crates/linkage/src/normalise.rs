@@ -65,59 +65,61 @@ pub fn transliterations(a: &str, b: &str) -> bool {
 }
 
 fn key_with(name: &str, th: &str) -> String {
-    let mut s = fold(name).replace(' ', "");
-    // A leading "y" is a consonant (Yonas/Jonas); anywhere else it is a vowel.
-    if s.starts_with('y') {
-        s.replace_range(0..1, "j");
-    }
-    for (from, to) in [
-        ("kh", "h"),
-        ("gh", "g"),
-        ("ph", "f"),
-        ("th", th),
-        ("xh", "j"),
-        ("zh", "j"),
-        ("dzh", "j"),
-        ("gj", "j"),
-        ("sch", "s"),
-        ("sh", "s"),
-        ("ch", "k"),
-        ("dj", "j"),
-        ("dh", "d"),
-        ("ck", "k"),
-        ("ce", "se"),
-        ("ci", "si"),
-        ("cy", "si"),
-        ("c", "k"),
-        ("q", "k"),
-        ("x", "ks"),
-        ("w", "v"),
-        ("y", "i"),
-        ("ou", "u"),
-        ("oo", "u"),
-        ("ee", "i"),
-        ("ei", "i"),
-        ("ai", "e"),
-        ("ae", "e"),
-    ] {
-        s = s.replace(from, to);
-    }
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        let vowel = matches!(c, 'a' | 'e' | 'i' | 'o' | 'u');
-        if i > 0 && vowel {
+    // One pass over the folded name (ASCII letters): letter groups with one sound become one
+    // consonant, vowels after the first letter are dropped, doubles collapse.
+    let folded = fold(name);
+    let b: Vec<u8> = folded.bytes().filter(u8::is_ascii_lowercase).collect();
+    let mut out = String::with_capacity(b.len());
+    let push = |out: &mut String, c: char| {
+        if !out.ends_with(c) {
+            out.push(c);
+        }
+    };
+    let is_vowel = |c: u8| matches!(c, b'a' | b'e' | b'i' | b'o' | b'u' | b'y');
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        let next = rest.get(1).copied();
+        if i == 0 && is_vowel(b[0]) {
+            // A leading vowel is written as heard: Omar/Umar, Ibrahim/Ebrahim, Yonas/Jonas.
+            let (c, used) = match (b[0], next) {
+                (b'y', _) => ('j', 1),
+                (b'o', Some(b'u' | b'o')) => ('u', 2),
+                (b'e', Some(b'e' | b'i')) | (b'a', Some(b'i' | b'e')) => ('i', 2),
+                (b'o' | b'u', _) => ('u', 1),
+                (b'e' | b'i', _) => ('i', 1),
+                _ => ('a', 1),
+            };
+            out.push(c);
+            i += used;
             continue;
         }
-        // A leading vowel is written as heard: Omar/Umar, Ibrahim/Ebrahim.
-        let c = match c {
-            'o' => 'u',
-            'e' => 'i',
-            c => c,
+        let (sound, used): (&str, usize) = if rest.starts_with(b"dzh") {
+            ("j", 3)
+        } else if rest.starts_with(b"sch") {
+            ("s", 3)
+        } else {
+            match (rest[0], next) {
+                (b'k', Some(b'h')) => ("h", 2),
+                (b'g', Some(b'h')) => ("g", 2),
+                (b'p', Some(b'h')) => ("f", 2),
+                (b't', Some(b'h')) => (th, 2),
+                (b'x' | b'z', Some(b'h')) | (b'g' | b'd', Some(b'j')) => ("j", 2),
+                (b's', Some(b'h')) => ("s", 2),
+                (b'c', Some(b'h' | b'k')) => ("k", 2),
+                (b'd', Some(b'h')) => ("d", 2),
+                (b'c', Some(b'e' | b'i' | b'y')) => ("s", 1),
+                (b'c' | b'q', _) => ("k", 1),
+                (b'x', _) => ("ks", 1),
+                (b'w', _) => ("v", 1),
+                (c, _) if is_vowel(c) => ("", 1),
+                _ => (std::str::from_utf8(&rest[..1]).unwrap_or(""), 1),
+            }
         };
-        if out.ends_with(c) {
-            continue;
+        for c in sound.chars() {
+            push(&mut out, c);
         }
-        out.push(c);
+        i += used;
     }
     out
 }

@@ -19,12 +19,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng, SeedableRng};
 
-use crate::compare::{Comparison, FIELDS, PersonRecord, compare};
+use crate::compare::{Comparison, FIELDS, PersonRecord, Prepared, compare_prepared};
 use crate::model::{Model, counted_elsewhere};
-use crate::normalise::fold;
 
-/// Random pairs drawn to estimate u (fewer when there are fewer possible pairs).
-const U_SAMPLES: usize = 200_000;
+/// Random pairs drawn to estimate u (fewer when there are fewer possible pairs). 100,000
+/// gave the same F1 as 200,000 on every benchmark set (scripts/compare-splink.sh).
+const U_SAMPLES: usize = 100_000;
+/// Chunks the sampling is split into (threads).
+const U_CHUNKS: usize = 4;
 /// Groups sharing a session key larger than this are skipped: their pairs would dominate the
 /// session and cost quadratic time, and a key that common says little.
 const MAX_GROUP: usize = 2_000;
@@ -43,16 +45,17 @@ pub fn train(start: &Model, records: &[PersonRecord], version: &str, seed: u64) 
     if records.len() < 2 {
         return model;
     }
-    estimate_u(&mut model, records, seed);
+    let prepared: Vec<Prepared> = records.iter().map(Prepared::new).collect();
+    estimate_u(&mut model, &prepared, seed);
 
     // Session 1: same precise date of birth. Session 2: same given and family name.
-    let by_dob = session_pairs(records, |r| {
+    let by_dob = session_pairs(&prepared, |r| {
         r.dob
             .filter(|d| !d.weak())
             .map(|d| format!("{}-{:?}-{:?}", d.year, d.month, d.day))
     });
-    let by_name = session_pairs(records, |r| {
-        let (g, f) = (fold(&r.given), fold(&r.family));
+    let by_name = session_pairs(&prepared, |r| {
+        let (g, f) = (&r.given.folded, &r.family.folded);
         (!g.is_empty() && !f.is_empty()).then(|| format!("{g}|{f}"))
     });
     let dob_session = em_session(&model, &by_dob, &[DOB]);
@@ -101,19 +104,53 @@ pub fn train(start: &Model, records: &[PersonRecord], version: &str, seed: u64) 
 
 /// u: how often each level occurs among random pairs, Laplace-smoothed so unseen levels stay
 /// finite.
-fn estimate_u(model: &mut Model, records: &[PersonRecord], seed: u64) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+fn estimate_u(model: &mut Model, records: &[Prepared], seed: u64) {
     let samples = U_SAMPLES.min(records.len().saturating_mul(records.len()));
+    // Fixed chunks, each with its own seed, so the result does not depend on how many
+    // cores the machine has; the chunks run on threads of their own.
+    let chunks: Vec<u64> = (0..U_CHUNKS as u64).collect();
+    let per_chunk = samples.div_ceil(U_CHUNKS);
+    let partial: Vec<Vec<BTreeMap<&'static str, f64>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|&chunk| {
+                scope.spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(
+                        seed.wrapping_mul(U_CHUNKS as u64).wrapping_add(chunk),
+                    );
+                    let mut counts: Vec<BTreeMap<&'static str, f64>> =
+                        vec![BTreeMap::new(); FIELDS.len()];
+                    for _ in 0..per_chunk {
+                        let i = rng.random_range(0..records.len());
+                        let j = rng.random_range(0..records.len());
+                        if i == j {
+                            continue;
+                        }
+                        for (f, level) in compare_prepared(&records[i], &records[j])
+                            .iter()
+                            .enumerate()
+                        {
+                            if let Some(level) =
+                                level.filter(|l| !counted_elsewhere(FIELDS[f], l))
+                            {
+                                *counts[f].entry(level).or_default() += 1.0;
+                            }
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
     let mut counts: Vec<BTreeMap<&'static str, f64>> = vec![BTreeMap::new(); FIELDS.len()];
-    for _ in 0..samples {
-        let i = rng.random_range(0..records.len());
-        let j = rng.random_range(0..records.len());
-        if i == j {
-            continue;
-        }
-        for (f, level) in compare(&records[i], &records[j]).iter().enumerate() {
-            if let Some(level) = level.filter(|l| !counted_elsewhere(FIELDS[f], l)) {
-                *counts[f].entry(level).or_default() += 1.0;
+    for chunk in partial {
+        for (f, levels) in chunk.into_iter().enumerate() {
+            for (level, n) in levels {
+                *counts[f].entry(level).or_default() += n;
             }
         }
     }
@@ -131,8 +168,8 @@ fn estimate_u(model: &mut Model, records: &[PersonRecord], seed: u64) {
 
 /// Comparison patterns of all pairs sharing a key, with how often each occurs.
 fn session_pairs(
-    records: &[PersonRecord],
-    key: impl Fn(&PersonRecord) -> Option<String>,
+    records: &[Prepared],
+    key: impl Fn(&Prepared) -> Option<String>,
 ) -> HashMap<Comparison, f64> {
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
@@ -145,7 +182,7 @@ fn session_pairs(
         for (x, &i) in members.iter().enumerate() {
             for &j in &members[x + 1..] {
                 *patterns
-                    .entry(compare(&records[i], &records[j]))
+                    .entry(compare_prepared(&records[i], &records[j]))
                     .or_default() += 1.0;
             }
         }
