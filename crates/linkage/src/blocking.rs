@@ -16,6 +16,7 @@ use crate::compare::{PersonRecord, Prepared};
 /// - `gf`: given and family Soundex, both orders (name typos, swapped names, no date).
 /// - `nt`: given and family transliteration keys with no date (Othman Osman and Osman
 ///   Othman with no date of birth, Xhesika/Jessica): every key of each name.
+/// - `pf`, `pg`: the full postcode and the family or given name's Soundex.
 /// - `d`: the whole date of birth when it is stated to the day and not a placeholder, which
 ///   brings together records whose names are both mistyped.
 pub fn keys(r: &PersonRecord) -> Vec<String> {
@@ -47,6 +48,16 @@ pub fn keys_prepared(r: &Prepared) -> Vec<String> {
         }
         if let (false, Some(month), Some(day)) = (dob.weak(), dob.month, dob.day) {
             keys.push(format!("d:{:04}{month:02}{day:02}", dob.year));
+        }
+    }
+    // The same full postcode and a name that sounds the same: a record with no date of
+    // birth and a slip in the other name still meets its match.
+    if r.postcode.len() >= 4 {
+        if !family.is_empty() {
+            keys.push(format!("pf:{}:{}", r.postcode, r.family.soundex));
+        }
+        if !given.is_empty() {
+            keys.push(format!("pg:{}:{}", r.postcode, r.given.soundex));
         }
     }
     if !given.is_empty() && !family.is_empty() {
