@@ -134,8 +134,23 @@ fn dirty_input_is_linked_with_unreadable_values_reported() -> TestResult {
          r4,Arben,Krasniqi,1955-11-12,m,B1 1BB,AL\n",
     )?;
     for command in [
-        vec!["link", "--input", "persons.csv", "--output", "links.csv", "--report-json", "report.json"],
-        vec!["model", "train", "--input", "persons.csv", "--output", "model.json"],
+        vec![
+            "link",
+            "--input",
+            "persons.csv",
+            "--output",
+            "links.csv",
+            "--report-json",
+            "report.json",
+        ],
+        vec![
+            "model",
+            "train",
+            "--input",
+            "persons.csv",
+            "--output",
+            "model.json",
+        ],
     ] {
         let out = kinlink(&command, &dir.0)?;
         assert!(out.status.success(), "{command:?}: {out:?}");
@@ -148,7 +163,10 @@ fn dirty_input_is_linked_with_unreadable_values_reported() -> TestResult {
             "{command:?}: {stderr}"
         );
         for value in ["31/02/1987", "19551192", "Elira", "Arben", "Nobody"] {
-            assert!(!stderr.contains(value), "personal data in the report: {stderr}");
+            assert!(
+                !stderr.contains(value),
+                "personal data in the report: {stderr}"
+            );
         }
     }
     // The records with unreadable dates were still linked on what could be read.
@@ -165,10 +183,20 @@ fn dirty_input_is_linked_with_unreadable_values_reported() -> TestResult {
 
     // --strict: the first problem aborts the run, naming line and field, and nothing is written.
     let out = kinlink(
-        &["link", "--strict", "--input", "persons.csv", "--output", "strict.csv"],
+        &[
+            "link",
+            "--strict",
+            "--input",
+            "persons.csv",
+            "--output",
+            "strict.csv",
+        ],
         &dir.0,
     )?;
-    assert!(!out.status.success(), "--strict refuses a bad date: {out:?}");
+    assert!(
+        !out.status.success(),
+        "--strict refuses a bad date: {out:?}"
+    );
     let stderr = String::from_utf8(out.stderr)?;
     assert!(
         stderr.contains("line 3") && stderr.contains("date_of_birth"),

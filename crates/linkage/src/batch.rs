@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use std::collections::HashMap;
 
-use crate::blocking::{Index, keys_prepared};
+use crate::blocking::{HashIndex, key_hashes};
 use crate::compare::{PersonRecord, Prepared, compare_prepared};
 use crate::model::{Frequencies, Model};
 use crate::normalise::fold;
@@ -19,57 +19,97 @@ pub struct Link {
 }
 
 /// Every candidate pair scoring at or above `threshold`. With `right`, only pairs across the
-/// two sets; without, pairs within `left`.
+/// two sets; without, pairs within `left`. Records are prepared, and pairs scored, on every
+/// core; the result is the same in any case (sorted by id pair).
 pub fn link(
     model: &Model,
     left: &[PersonRecord],
     right: Option<&[PersonRecord]>,
     threshold: f64,
 ) -> Vec<Link> {
-    let freq = Frequencies::from_records(left.iter().chain(right.unwrap_or_default()));
     let target = right.unwrap_or(left);
-    let left_prepared: Vec<Prepared> = left.iter().map(Prepared::new).collect();
-    let left_keys: Vec<Vec<String>> = left_prepared.iter().map(keys_prepared).collect();
-    let (target_prepared, target_keys) = match right {
-        Some(right) => {
-            let prepared: Vec<Prepared> = right.iter().map(Prepared::new).collect();
-            let keys: Vec<Vec<String>> = prepared.iter().map(keys_prepared).collect();
-            (prepared, keys)
-        }
-        None => (Vec::new(), Vec::new()),
+    let prepare = |_: usize, r: &PersonRecord| {
+        let prepared = Prepared::new(r);
+        let keys = key_hashes(&prepared);
+        (prepared, keys)
     };
-    let (target_prepared, target_keys) = if right.is_some() {
-        (&target_prepared, &target_keys)
+    let left_prepared: Vec<(Prepared, Vec<u64>)> = parallel_map(left, prepare);
+    let right_prepared: Vec<(Prepared, Vec<u64>)> = match right {
+        Some(right) => parallel_map(right, prepare),
+        None => Vec::new(),
+    };
+    let target_prepared = if right.is_some() {
+        &right_prepared
     } else {
-        (&left_prepared, &left_keys)
+        &left_prepared
     };
-    let index = Index::from_keys(target_keys);
-    let mut links = Vec::new();
-    for (i, a) in left.iter().enumerate() {
-        let pa = &left_prepared[i];
+    let mut freq = Frequencies::default();
+    for (p, _) in left_prepared.iter().chain(&right_prepared) {
+        freq.add_folded(&p.given.folded);
+        freq.add_folded(&p.family.folded);
+    }
+    let index = HashIndex::from_hashes(target_prepared.iter().map(|(_, keys)| keys));
+    let per_record: Vec<Vec<Link>> = parallel_map(&left_prepared, |i, (pa, keys)| {
         let shares = [
             freq.share_folded(&pa.given.folded),
             freq.share_folded(&pa.family.folded),
         ];
-        for j in index.candidates_for_keys(&left_keys[i]) {
+        let mut links = Vec::new();
+        for j in index.candidates(keys) {
             if right.is_none() && j <= i {
                 continue;
             }
-            let comparison = compare_prepared(pa, &target_prepared[j]);
-            let scored = model.score_with_shares(&comparison, shares);
-            if scored.probability >= threshold {
-                let b = &target[j];
+            let comparison = compare_prepared(pa, &target_prepared[j].0);
+            let weight = model.weight_with_shares(&comparison, shares);
+            let probability = 1.0 / (1.0 + (-weight).exp2());
+            if probability >= threshold {
                 links.push(Link {
-                    id_l: a.id.clone(),
-                    id_r: b.id.clone(),
-                    match_probability: scored.probability,
-                    match_weight: scored.weight,
+                    id_l: left[i].id.clone(),
+                    id_r: target[j].id.clone(),
+                    match_probability: probability,
+                    match_weight: weight,
                 });
             }
         }
-    }
+        links
+    });
+    let mut links: Vec<Link> = per_record.into_iter().flatten().collect();
     links.sort_by(|x, y| (&x.id_l, &x.id_r).cmp(&(&y.id_l, &y.id_r)));
     links
+}
+
+/// `f` over `items` on scoped threads (one chunk per core, at most 8), results in order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    if threads == 1 || items.len() < 1_000 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(k, t)| f(c * chunk + k, t))
+                        .collect::<Vec<R>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(part) => part,
+                // A panic in `f` is a bug; carry it to the caller rather than lose records.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// The probability that two records drawn at random from these files are one person, the
@@ -104,7 +144,10 @@ pub fn estimate_prior(
         None => {
             let n = left.len() as f64;
             (
-                counts.values().map(|[l, _]| l * (l - 1.0) / 2.0).sum::<f64>(),
+                counts
+                    .values()
+                    .map(|[l, _]| l * (l - 1.0) / 2.0)
+                    .sum::<f64>(),
                 n * (n - 1.0) / 2.0,
             )
         }

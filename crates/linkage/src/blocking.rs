@@ -26,6 +26,40 @@ pub fn keys(r: &PersonRecord) -> Vec<String> {
 /// [`keys`] of a record already prepared for comparison.
 pub fn keys_prepared(r: &Prepared) -> Vec<String> {
     let mut keys = Vec::new();
+    each_key(r, &mut |key| keys.push(key.to_owned()));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The blocking keys of a prepared record as 64-bit hashes (sorted, no repeats), for batch
+/// linking: no key string is kept. Two different keys with one hash only add a candidate.
+pub fn key_hashes(r: &Prepared) -> Vec<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let state =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let mut hashes = Vec::with_capacity(16);
+    each_key(r, &mut |key| {
+        let mut hasher = state.build_hasher();
+        hasher.write(key.as_bytes());
+        hashes.push(hasher.finish());
+    });
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
+}
+
+/// Calls `emit` with every blocking key of `r` (perhaps the same key twice), built in one
+/// reused buffer.
+fn each_key(r: &Prepared, emit: &mut dyn FnMut(&str)) {
+    use std::fmt::Write;
+    let mut buf = String::with_capacity(48);
+    let mut key = |args: std::fmt::Arguments<'_>| {
+        buf.clear();
+        // Writing to a String cannot fail.
+        let _ = buf.write_fmt(args);
+        emit(&buf);
+    };
     let (given, family) = (&r.given.folded, &r.family.folded);
     let (given_keys, family_keys) = (&r.given.keys, &r.family.keys);
     let district = (r.postcode.len() >= 5).then(|| &r.postcode[..r.postcode.len() - 3]);
@@ -37,43 +71,73 @@ pub fn keys_prepared(r: &Prepared) -> Vec<String> {
         };
         for year in years {
             if !family.is_empty() {
-                keys.push(format!("fs:{}:{year}", r.family.soundex));
+                key(format_args!("fs:{}:{year}", r.family.soundex));
             }
-            for key in given_keys {
-                keys.push(format!("gt:{key}:{year}"));
+            for k in given_keys {
+                key(format_args!("gt:{k}:{year}"));
             }
             if let Some(district) = district {
-                keys.push(format!("pd:{district}:{year}"));
+                key(format_args!("pd:{district}:{year}"));
             }
         }
         if let (false, Some(month), Some(day)) = (dob.weak(), dob.month, dob.day) {
-            keys.push(format!("d:{:04}{month:02}{day:02}", dob.year));
+            key(format_args!("d:{:04}{month:02}{day:02}", dob.year));
         }
     }
     // The same full postcode and a name that sounds the same: a record with no date of
     // birth and a slip in the other name still meets its match.
     if r.postcode.len() >= 4 {
         if !family.is_empty() {
-            keys.push(format!("pf:{}:{}", r.postcode, r.family.soundex));
+            key(format_args!("pf:{}:{}", r.postcode, r.family.soundex));
         }
         if !given.is_empty() {
-            keys.push(format!("pg:{}:{}", r.postcode, r.given.soundex));
+            key(format_args!("pg:{}:{}", r.postcode, r.given.soundex));
         }
     }
     if !given.is_empty() && !family.is_empty() {
         let (gs, fs) = (&r.given.soundex, &r.family.soundex);
-        keys.push(format!("gf:{gs}:{fs}"));
+        key(format_args!("gf:{gs}:{fs}"));
         // Given and family names swapped.
-        keys.push(format!("gf:{fs}:{gs}"));
+        key(format_args!("gf:{fs}:{gs}"));
         for g in given_keys {
             for f in family_keys {
-                keys.push(format!("nt:{g}:{f}"));
+                key(format_args!("nt:{g}:{f}"));
             }
         }
     }
-    keys.sort();
-    keys.dedup();
-    keys
+}
+
+/// Batch index over key hashes.
+#[derive(Debug, Default)]
+pub struct HashIndex {
+    by_key: HashMap<u64, Vec<u32>>,
+}
+
+impl HashIndex {
+    pub fn from_hashes<'a>(records: impl IntoIterator<Item = &'a Vec<u64>>) -> Self {
+        let mut index = Self::default();
+        for (position, hashes) in records.into_iter().enumerate() {
+            let position = u32::try_from(position).unwrap_or(u32::MAX);
+            for h in hashes {
+                index.by_key.entry(*h).or_default().push(position);
+            }
+        }
+        index
+    }
+
+    /// Positions of records sharing at least one key hash, blocks over [`MAX_BLOCK`] skipped.
+    pub fn candidates(&self, hashes: &[u64]) -> Vec<usize> {
+        let mut found: Vec<usize> = hashes
+            .iter()
+            .filter_map(|k| self.by_key.get(k))
+            .filter(|block| block.len() <= MAX_BLOCK)
+            .flatten()
+            .map(|&p| p as usize)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
 }
 
 /// Records by blocking key.
@@ -95,9 +159,9 @@ impl Index {
     }
 
     /// An index over records whose keys are already computed, in order.
-    pub fn from_keys(keys: &[Vec<String>]) -> Self {
+    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a Vec<String>>) -> Self {
         let mut index = Self::default();
-        for (position, keys) in keys.iter().enumerate() {
+        for (position, keys) in keys.into_iter().enumerate() {
             for key in keys {
                 index.by_key.entry(key.clone()).or_default().push(position);
             }

@@ -1,7 +1,6 @@
 //! Comparison levels: how two records agree on each field. Missing values give no level
 //! (neutral: no evidence either way).
 
-
 use crate::normalise::{fold, soundex, transliteration_keys};
 
 /// A date of birth as far as it is known.
@@ -142,8 +141,8 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
         j += 1;
     }
     let m = matches as f64;
-    let jaro = (m / x.len() as f64 + m / y.len() as f64 + (m - (transpositions / 2) as f64) / m)
-        / 3.0;
+    let jaro =
+        (m / x.len() as f64 + m / y.len() as f64 + (m - (transpositions / 2) as f64) / m) / 3.0;
     if jaro <= 0.7 {
         return jaro;
     }
@@ -179,6 +178,14 @@ pub struct PreparedName {
     pub folded: String,
     pub keys: Vec<String>,
     pub soundex: String,
+    /// Hashes of `folded` and of each key, so most comparisons are of two integers.
+    folded_hash: u64,
+    key_hashes: Vec<u64>,
+}
+
+fn hash_of(text: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(text)
 }
 
 impl PreparedName {
@@ -187,11 +194,19 @@ impl PreparedName {
         if folded.is_empty() {
             return Self::default();
         }
+        let keys = transliteration_keys(&folded);
         Self {
-            keys: transliteration_keys(&folded),
+            key_hashes: keys.iter().map(|k| hash_of(k)).collect(),
+            keys,
             soundex: soundex(&folded),
+            folded_hash: hash_of(&folded),
             folded,
         }
+    }
+
+    /// The same folded name.
+    fn same(&self, other: &Self) -> bool {
+        self.folded_hash == other.folded_hash && self.folded == other.folded
     }
 }
 
@@ -229,7 +244,7 @@ impl Prepared {
 }
 
 fn shares_key(a: &PreparedName, b: &PreparedName) -> bool {
-    a.keys.iter().any(|k| b.keys.contains(k))
+    a.key_hashes.iter().any(|k| b.key_hashes.contains(k))
 }
 
 fn name_level(
@@ -242,7 +257,7 @@ fn name_level(
     if fa.is_empty() || fb.is_empty() {
         return None;
     }
-    if fa == fb {
+    if a.same(b) {
         return Some("exact");
     }
     if shares_key(a, b) {
@@ -273,7 +288,7 @@ fn name_level(
 fn close(a: &PreparedName, b: &PreparedName) -> bool {
     !a.folded.is_empty()
         && !b.folded.is_empty()
-        && (a.folded == b.folded || shares_key(a, b) || jaro_winkler(&a.folded, &b.folded) >= 0.88)
+        && (a.same(b) || shares_key(a, b) || jaro_winkler(&a.folded, &b.folded) >= 0.88)
 }
 
 fn dob_level(a: Option<Dob>, b: Option<Dob>) -> Option<&'static str> {
@@ -381,7 +396,7 @@ pub fn compare_prepared(a: &Prepared, b: &Prepared) -> Comparison {
     // Given and family names recorded the other way round (with a slip in one at most).
     if !matches!(given, Some("exact" | "translit" | "jw_high"))
         && !matches!(family, Some("exact" | "translit" | "jw_high"))
-        && (a.given.folded == b.family.folded || a.family.folded == b.given.folded)
+        && (a.given.same(&b.family) || a.family.same(&b.given))
         && close(&a.given, &b.family)
         && close(&a.family, &b.given)
     {
@@ -413,9 +428,8 @@ mod tests {
 
     #[test]
     fn name_levels() {
-        let level = |a: &str, b: &str| {
-            name_level(&PreparedName::new(a), &PreparedName::new(b), &[], &[])
-        };
+        let level =
+            |a: &str, b: &str| name_level(&PreparedName::new(a), &PreparedName::new(b), &[], &[]);
         assert_eq!(level("Elira", "ELIRA"), Some("exact"));
         assert_eq!(level("Mohammed", "Muhammad"), Some("translit"));
         assert_eq!(level("Christina", "Christine"), Some("translit"));

@@ -98,9 +98,13 @@ impl Frequencies {
     }
 
     pub fn add(&mut self, name: &str) {
-        let name = fold(name);
-        if !name.is_empty() {
-            *self.counts.entry(name).or_default() += 1;
+        self.add_folded(&fold(name));
+    }
+
+    /// [`Frequencies::add`] of a name already folded.
+    pub fn add_folded(&mut self, folded: &str) {
+        if !folded.is_empty() {
+            *self.counts.entry(folded.to_owned()).or_default() += 1;
             self.total += 1;
         }
     }
@@ -162,28 +166,13 @@ impl Model {
     /// once per record.
     pub fn score_with_shares(&self, comparison: &Comparison, shares: [Option<f64>; 2]) -> Scored {
         let mut evidence = Vec::with_capacity(comparison.len());
-        let mut weight = (self.prior / (1.0 - self.prior)).log2();
+        let mut weight = self.prior_weight();
         for (i, level) in comparison.iter().enumerate() {
             let Some(level) = level else { continue };
-            let field = FIELDS[i];
-            let mut w = if counted_elsewhere(field, level) {
-                0.0
-            } else {
-                self.level_weight(field, level)
-            };
-            if *level == "exact" && i < 2 {
-                if let (Some(share), Some([m, _])) = (
-                    shares[i],
-                    self.fields.get(field).and_then(|l| l.get("exact")),
-                ) {
-                    // Rare names count for more, but at most 2 bits more than the model's
-                    // average: households share surnames, so a rare one is weak on its own.
-                    w = (m / share.max(1e-6)).log2().clamp(w - 4.0, w + 2.0);
-                }
-            }
+            let w = self.adjusted_weight(i, level, shares);
             weight += w;
             evidence.push(Evidence {
-                field,
+                field: FIELDS[i],
                 level,
                 weight: w,
             });
@@ -217,6 +206,44 @@ impl Model {
         } else {
             band
         }
+    }
+
+    /// The match weight of a comparison, as [`Model::score_with_shares`] has it, without the
+    /// evidence (batch linking scores millions of pairs and keeps only the weight).
+    pub fn weight_with_shares(&self, comparison: &Comparison, shares: [Option<f64>; 2]) -> f64 {
+        let mut weight = self.prior_weight();
+        for (i, level) in comparison.iter().enumerate() {
+            if let Some(level) = level {
+                weight += self.adjusted_weight(i, level, shares);
+            }
+        }
+        weight
+    }
+
+    fn prior_weight(&self) -> f64 {
+        (self.prior / (1.0 - self.prior)).log2()
+    }
+
+    /// The weight of field `i` at `level`, exact name agreement adjusted by term frequency.
+    fn adjusted_weight(&self, i: usize, level: &str, shares: [Option<f64>; 2]) -> f64 {
+        let field = FIELDS[i];
+        let w = if counted_elsewhere(field, level) {
+            0.0
+        } else {
+            self.level_weight(field, level)
+        };
+        if level == "exact"
+            && i < 2
+            && let (Some(share), Some([m, _])) = (
+                shares[i],
+                self.fields.get(field).and_then(|l| l.get("exact")),
+            )
+        {
+            // Rare names count for more, but at most 2 bits more than the model's average:
+            // households share surnames, so a rare one is weak on its own.
+            return (m / share.max(1e-6)).log2().clamp(w - 4.0, w + 2.0);
+        }
+        w
     }
 
     /// Adds household context to a scored pair: the candidate is already known as a child

@@ -267,8 +267,8 @@ async fn enrich(
         let is_child_of_subject = role == SubjectRole::Dependant
             && linking::household_link(relationship)
                 .is_some_and(|(kind, _)| kind == v1::LinkKind::Child);
-        let context = (is_child_of_subject && !household.subject_person_id.is_empty())
-            .then_some(&household);
+        let context =
+            (is_child_of_subject && !household.subject_person_id.is_empty()).then_some(&household);
         let mut resolved = registry::resolve(conn, model, person, place, &exclude, context).await?;
         if role == SubjectRole::ReferralSubject && !place.anonymous {
             household.subject_person_id = resolved.person_id.clone();

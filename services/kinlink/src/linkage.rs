@@ -216,14 +216,21 @@ impl Unreadable {
                 "{} value(s) of `{field}` could not be read and were treated as missing: {}{}\n",
                 places.len(),
                 lines.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ));
         }
         for (file, line, why) in self.rows.iter().take(SHOWN) {
             out.push_str(&format!("{file}:{line}: row skipped ({why})\n"));
         }
         if self.rows.len() > SHOWN {
-            out.push_str(&format!("{} more row(s) skipped\n", self.rows.len() - SHOWN));
+            out.push_str(&format!(
+                "{} more row(s) skipped\n",
+                self.rows.len() - SHOWN
+            ));
         }
         out
     }
