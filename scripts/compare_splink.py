@@ -165,6 +165,8 @@ def main() -> int:
     parser.add_argument("--households", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--min-f1", type=float, default=0.0,
+                        help="exit 1 when kinlink's F1 on any set is below this (CI smoke)")
     args = parser.parse_args()
 
     results = []
@@ -201,6 +203,11 @@ def main() -> int:
         print(f"| {name} | {kind} | {records:,} | {tool} | {p:.3f} | {r:.3f} | {f1:.3f} | {secs:.2f} |")
     unreadable = {name: report.get("unreadable", {}) for name, *_, report in results if report}
     print("\nvalues kinlink could not read (treated as missing):", json.dumps(unreadable))
+    low = [(n, t, f) for n, _, _, t, _, _, f, _, _ in results
+           if t.startswith("kinlink") and f < args.min_f1]
+    if low:
+        print(f"F1 below {args.min_f1}: {low}", file=sys.stderr)
+        return 1
     if args.json:
         Path(args.json).write_text(json.dumps([
             {"set": n, "task": k, "records": c, "tool": t, "precision": p, "recall": r,

@@ -6,6 +6,7 @@ mod handoff;
 mod helpers;
 mod intake;
 mod linkage_cli;
+mod linkage_safety;
 mod notifier;
 mod ops;
 mod person_linkage;

@@ -109,19 +109,20 @@ pub struct Candidate {
 /// What to do with a new record.
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
-    /// The person to attach the record to (its best candidate scored in the link band).
+    /// The person to attach the record to: the one person scored in the link band, when no
+    /// other person is.
     pub link: Option<Candidate>,
-    /// The one person a human should compare with the record, if any: without a link, the
-    /// best candidate in the review band (or a link-band candidate held back by conflicting
-    /// identifiers or different given names); with a link, a second person that also scored
-    /// in the link band (the two may be one person). One task per record at most, so the
-    /// queue stays workable when names are common.
+    /// Every other person scored in the review or link band, best first: each pair leaves a
+    /// review task, so no uncertain match is dropped silently.
     pub review: Vec<Candidate>,
 }
 
-/// Decides from scored candidates. Each person counts once, by their best-scoring record;
-/// ties go to the smaller person id, so the decision does not depend on the order the store
-/// returned candidates in.
+/// Decides from scored candidates. Each person counts once, by their best-scoring record.
+/// A record links automatically only when exactly one person is in the link band and holds
+/// no conflicting identifier; two persons in the link band (two same-named siblings, say, one
+/// of them an estimated date away) are a question for a person, not a coin toss, so neither
+/// is linked and both are reviewed. Ties go to the smaller person id, so the decision does
+/// not depend on the order the store returned candidates in.
 pub fn decide(candidates: Vec<Candidate>) -> Decision {
     let mut best: BTreeMap<String, Candidate> = BTreeMap::new();
     for candidate in candidates {
@@ -138,19 +139,19 @@ pub fn decide(candidates: Vec<Candidate>) -> Decision {
     let mut ranked: Vec<Candidate> = best.into_values().collect();
     // Stable sort over person-id order: equal probabilities keep the smaller id first.
     ranked.sort_by(|a, b| b.scored.probability.total_cmp(&a.scored.probability));
-    let linkable = |c: &Candidate| c.scored.band == Band::Link && !c.identifier_conflict;
+    let in_link_band = ranked
+        .iter()
+        .filter(|c| c.scored.band == Band::Link)
+        .count();
     let mut decision = Decision::default();
-    if let Some(position) = ranked.iter().position(linkable) {
-        let link = ranked.remove(position);
-        decision.review = ranked
-            .into_iter()
-            .filter(|c| c.scored.band == Band::Link)
-            .take(1)
-            .collect();
-        decision.link = Some(link);
-    } else {
-        decision.review = ranked.into_iter().take(1).collect();
+    if in_link_band == 1
+        && let Some(position) = ranked
+            .iter()
+            .position(|c| c.scored.band == Band::Link && !c.identifier_conflict)
+    {
+        decision.link = Some(ranked.remove(position));
     }
+    decision.review = ranked;
     decision
 }
 
@@ -260,28 +261,44 @@ mod tests {
     }
 
     #[test]
-    fn decision_links_the_best_person_and_reviews_the_rest() {
+    fn decision_links_the_one_link_band_person_and_reviews_the_rest() {
         let decision = decide(vec![
-            candidate("p2", "r3", 0.97, Band::Link),
             candidate("p1", "r1", 0.99, Band::Link),
             candidate("p1", "r2", 0.60, Band::Review),
             candidate("p3", "r4", 0.70, Band::Review),
+            candidate("p2", "r3", 0.55, Band::Review),
             candidate("p4", "r5", 0.10, Band::Distinct),
         ]);
         let link = decision.link.as_ref().map(|c| c.person_id.as_str());
         assert_eq!(link, Some("p1"));
-        // Each person once, by their best record; next to a link, only a second link-band
-        // person is worth a review.
+        // Each person once, by their best record; every other pair in the review band is
+        // reviewed.
         let review: Vec<&str> = decision
             .review
             .iter()
             .map(|c| c.person_id.as_str())
             .collect();
-        assert_eq!(review, ["p2"]);
+        assert_eq!(review, ["p3", "p2"]);
     }
 
     #[test]
-    fn review_band_alone_never_links_and_opens_one_task() {
+    fn two_persons_in_the_link_band_are_a_question_not_a_link() {
+        let decision = decide(vec![
+            candidate("p2", "r3", 0.97, Band::Link),
+            candidate("p1", "r1", 0.99, Band::Link),
+            candidate("p3", "r4", 0.70, Band::Review),
+        ]);
+        assert!(decision.link.is_none());
+        let review: Vec<&str> = decision
+            .review
+            .iter()
+            .map(|c| c.person_id.as_str())
+            .collect();
+        assert_eq!(review, ["p1", "p2", "p3"]);
+    }
+
+    #[test]
+    fn review_band_alone_never_links_and_reviews_every_pair() {
         let decision = decide(vec![
             candidate("p1", "r1", 0.7, Band::Review),
             candidate("p2", "r2", 0.9, Band::Review),
@@ -292,30 +309,21 @@ mod tests {
             .iter()
             .map(|c| c.person_id.as_str())
             .collect();
-        assert_eq!(review, ["p2"], "the best candidate only");
+        assert_eq!(review, ["p2", "p1"]);
         assert!(decide(Vec::new()).link.is_none());
-    }
-
-    #[test]
-    fn a_link_next_to_review_band_candidates_opens_no_task() {
-        let decision = decide(vec![
-            candidate("p1", "r1", 0.99, Band::Link),
-            candidate("p2", "r2", 0.9, Band::Review),
-        ]);
-        assert!(decision.link.is_some());
-        assert!(decision.review.is_empty());
     }
 
     #[test]
     fn identifier_conflict_turns_a_link_into_a_review() {
         let mut conflicting = candidate("p1", "r1", 0.999, Band::Link);
         conflicting.identifier_conflict = true;
-        let decision = decide(vec![conflicting, candidate("p2", "r2", 0.96, Band::Link)]);
-        assert_eq!(
-            decision.link.as_ref().map(|c| c.person_id.as_str()),
-            Some("p2")
-        );
+        let decision = decide(vec![conflicting.clone()]);
+        assert!(decision.link.is_none());
         assert_eq!(decision.review[0].person_id, "p1");
+        // Next to another link-band person it still makes the decision a person's.
+        let decision = decide(vec![conflicting, candidate("p2", "r2", 0.96, Band::Link)]);
+        assert!(decision.link.is_none());
+        assert_eq!(decision.review.len(), 2);
     }
 
     #[test]
@@ -338,7 +346,8 @@ mod tests {
             )
         };
         assert_eq!(ids(&first), ids(&second));
-        assert_eq!(ids(&first).0.as_deref(), Some("p1"));
+        assert_eq!(ids(&first).0, None);
+        assert_eq!(ids(&first).1, ["p1", "p2", "p3"]);
     }
 
     #[test]

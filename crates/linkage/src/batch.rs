@@ -112,11 +112,17 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + 
     })
 }
 
+/// Fewer records than this and the rule finds too few pairs for an estimate (a few dozen
+/// households put the prior anywhere within two orders of magnitude): the model's prior
+/// stands.
+pub const MIN_RECORDS_FOR_PRIOR: usize = 1_000;
+
 /// The probability that two records drawn at random from these files are one person, the
 /// way Splink estimates it: the pairs a near-certain rule finds (exact given and family
 /// name and a date of birth stated to the day) divided by the share of all true pairs that
 /// rule can see (the model's m of exact agreement on those three fields) and by the number
-/// of pairs. `None` when the rule finds nothing. A file's prior depends on how many repeats
+/// of pairs. `None` when the rule finds nothing or the files hold fewer than
+/// [`MIN_RECORDS_FOR_PRIOR`] records. A file's prior depends on how many repeats
 /// it holds, which no shipped model can know: a deduplication benchmark built of originals
 /// and their copies is far denser in matches than a registry.
 pub fn estimate_prior(
@@ -164,7 +170,8 @@ pub fn estimate_prior(
             .map_or(0.0, |[m, _]| *m)
     };
     let recall = m_exact("given_name") * m_exact("family_name") * m_exact("date_of_birth");
-    (found >= 1.0 && recall > 1e-3 && pairs >= 1.0)
+    let records = left.len() + right.map_or(0, <[PersonRecord]>::len);
+    (records >= MIN_RECORDS_FOR_PRIOR && found >= 1.0 && recall > 1e-3 && pairs >= 1.0)
         .then(|| (found / recall / pairs).clamp(1e-9, 0.5))
 }
 

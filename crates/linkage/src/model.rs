@@ -192,15 +192,23 @@ impl Model {
     /// hide a child, so a person looks instead.
     ///
     /// Nor is a child known only in another household (another adult's child, not this
-    /// referral's subject's): unrelated children can share a name and a date of birth, and
-    /// telling one family's council about another family's child is a disclosure. A person
-    /// decides.
+    /// referral's subject's) unless the address agrees too: unrelated children can share a
+    /// name and a date of birth, and telling one family's council about another family's
+    /// child is a disclosure. A person decides.
     fn pair_band(&self, probability: f64, evidence: &[Evidence]) -> Band {
         let band = self.band(probability);
-        let capped = evidence.iter().any(|e| {
-            (e.field == "given_name" && e.level == "else")
-                || (e.field == HOUSEHOLD_FIELD && e.level == CHILD_OF_ANOTHER_ADULT)
-        });
+        let given_names_differ = evidence
+            .iter()
+            .any(|e| e.field == "given_name" && e.level == "else");
+        // Another household's child links only with evidence beyond name and date of birth:
+        // the same address (postcode or sector).
+        let other_household_alone = evidence
+            .iter()
+            .any(|e| e.field == HOUSEHOLD_FIELD && e.level == CHILD_OF_ANOTHER_ADULT)
+            && !evidence
+                .iter()
+                .any(|e| e.field == "postcode" && matches!(e.level, "full" | "sector"));
+        let capped = given_names_differ || other_household_alone;
         if band == Band::Link && capped {
             Band::Review
         } else {
@@ -249,10 +257,20 @@ impl Model {
     /// Adds household context to a scored pair: the candidate is already known as a child
     /// of the person the referral's subject resolved to. One more term of the same sum, so the
     /// evidence shows it and the band follows.
+    ///
+    /// Not for a candidate whose given name disagrees outright: that is a sibling, and the
+    /// household is exactly what siblings share.
     pub fn with_household(&self, mut scored: Scored) -> Scored {
         let Some([m, u]) = self.household else {
             return scored;
         };
+        if scored
+            .evidence
+            .iter()
+            .any(|e| e.field == "given_name" && e.level == "else")
+        {
+            return scored;
+        }
         let w = (m.max(1e-9) / u.max(1e-9)).log2();
         scored.weight += w;
         scored.evidence.push(Evidence {
@@ -452,6 +470,15 @@ mod tests {
         assert_eq!(scored.band, Band::Link);
         let other = model.with_other_household(scored.clone());
         assert_eq!(other.band, Band::Review, "{other:?}");
+        // The same address as well is more than name and date of birth alone.
+        let at_home = |postcode: &str| PersonRecord {
+            postcode: postcode.into(),
+            ..child()
+        };
+        let same_address = model.score(&at_home("CT1 2RR"), &at_home("CT1 2RR"), None);
+        assert_eq!(model.with_other_household(same_address).band, Band::Link);
+        let elsewhere = model.score(&at_home("CT1 2RR"), &at_home("SW1A 2AA"), None);
+        assert_ne!(model.with_other_household(elsewhere).band, Band::Link);
         assert_eq!(other.probability, scored.probability);
         assert!(
             other

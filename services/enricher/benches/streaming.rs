@@ -189,11 +189,12 @@ async fn run(households: usize) -> Result<()> {
     )
     .fetch_all(&mut *conn)
     .await?;
-    let reviews: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM linkage_reviews WHERE state = 'open'")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("n")?;
+    let review_rows = sqlx::query(
+        "SELECT person_id, candidate_person_id, evidence FROM linkage_reviews WHERE state = 'open'",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let reviews = review_rows.len();
     drop(conn);
     let mut by_person: HashMap<String, Vec<&str>> = HashMap::new();
     let mut by_truth: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -226,6 +227,58 @@ async fn run(households: usize) -> Result<()> {
             counts.values().map(|n| pairs(*n)).sum::<usize>()
         })
         .sum();
+    // Review tasks: how many ask about one true person (a missed link) and how many about
+    // two (work that finds nothing), and the evidence behind the most common of the latter.
+    let mut truths_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (person, t) in &keys {
+        truths_of
+            .entry(person.as_str())
+            .or_default()
+            .push(t.as_str());
+    }
+    let (mut same, mut different) = (0usize, 0usize);
+    let mut patterns: HashMap<String, usize> = HashMap::new();
+    for row in &review_rows {
+        let a: String = row.try_get("person_id")?;
+        let b: String = row.try_get("candidate_person_id")?;
+        let (ta, tb) = (
+            truths_of.get(a.as_str()).cloned().unwrap_or_default(),
+            truths_of.get(b.as_str()).cloned().unwrap_or_default(),
+        );
+        let one = ta.iter().any(|t| tb.contains(t));
+        if one {
+            same += 1;
+        } else {
+            different += 1;
+        }
+        let evidence: String = row.try_get("evidence")?;
+        let levels: Vec<serde_json::Value> = serde_json::from_str(&evidence)?;
+        let pattern: Vec<String> = levels
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e["field"].as_str().unwrap_or("?"),
+                    e["level"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let kind = if one { "same person" } else { "two persons" };
+        *patterns
+            .entry(format!("{kind}: {}", pattern.join(",")))
+            .or_default() += 1;
+    }
+    println!(
+        "review tasks: {same} about one true person, {different} about two (1 per {:.1} records)",
+        keys.len() as f64 / reviews.max(1) as f64
+    );
+    if std::env::var_os("QUALITY_DIAGNOSE").is_some() {
+        let mut patterns: Vec<_> = patterns.into_iter().collect();
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.1));
+        for (pattern, n) in patterns.iter().take(30) {
+            println!("  {n:5} {pattern}");
+        }
+    }
     let precision = correct as f64 / predicted.max(1) as f64;
     let recall = correct as f64 / true_pairs.max(1) as f64;
     println!(
