@@ -381,6 +381,59 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
     // 4,000 households in the streaming bench).
     assert!(recall >= 0.65, "recall {recall} ({correct}/{true_pairs})");
 
+    // Streaming equals batch, store included: each record the enricher stored, read back as
+    // the enricher reads a candidate, is the record `kinlink link` reads from persons.csv.
+    let batch = kinlink::linkage::read_persons(
+        &synth.join("persons.csv"),
+        true,
+        &mut kinlink::linkage::Unreadable::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut position: std::collections::HashMap<(String, i64, i64), usize> =
+        std::collections::HashMap::new();
+    for line in std::fs::read_to_string(synth.join("referrals.jsonl"))?.lines() {
+        let referral: serde_json::Value = serde_json::from_str(line)?;
+        let reference = referral["external_reference"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let next = position.len();
+        position.insert((reference.clone(), 1, 0), next);
+        for i in 0..referral["dependants"].as_array().map_or(0, Vec::len) {
+            let next = position.len();
+            position.insert((reference.clone(), 2, i64::try_from(i)?), next);
+        }
+    }
+    assert_eq!(position.len(), batch.len());
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    let stored = sqlx::query(
+        "SELECT i.external_reference, rp.role, rp.dependant_index, lr.* FROM linkage_records lr \
+         JOIN referral_persons rp ON rp.referral_id = lr.referral_id AND rp.person_id = lr.person_id \
+         JOIN intake_referrals i ON i.referral_id = lr.referral_id",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    assert_eq!(
+        stored.len(),
+        batch.len(),
+        "one linkage record per person record"
+    );
+    for row in &stored {
+        let key: (String, i64, i64) = (
+            row.try_get("external_reference")?,
+            row.try_get("role")?,
+            row.try_get("dependant_index")?,
+        );
+        let from_store = kinlink_enricher::registry::stored_record(row)?;
+        let from_file = &batch[position[&key]];
+        assert_eq!(
+            kinlink_linkage::compare::Prepared::new(&from_store),
+            kinlink_linkage::compare::Prepared::new(from_file),
+            "{key:?}"
+        );
+    }
+
     // Linking the registry again with the same model: every record is there, and any merge
     // it proposes is of one true person.
     let diff = std::process::Command::new(crate::helpers::kinlink_bin())
