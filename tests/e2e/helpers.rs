@@ -581,3 +581,10 @@ impl KafkaStack {
         Ok(())
     }
 }
+
+/// The records of a persons CSV as `kinlink link` reads them (strict: a synthetic file has no
+/// unreadable values).
+pub fn read_persons_csv(path: &Path) -> TestResult<Vec<kinlink_linkage::PersonRecord>> {
+    kinlink::linkage::read_persons(path, true, &mut kinlink::linkage::Unreadable::default())
+        .map_err(|e| e.to_string().into())
+}

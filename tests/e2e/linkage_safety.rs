@@ -275,12 +275,7 @@ fn streaming_and_batch_score_every_pair_alike() -> TestResult {
         .arg(&dir.0)
         .output()?;
     assert!(out.status.success(), "{out:?}");
-    let batch = kinlink::linkage::read_persons(
-        &dir.0.join("persons.csv"),
-        true,
-        &mut kinlink::linkage::Unreadable::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let batch = read_persons_csv(&dir.0.join("persons.csv"))?;
     let received_at =
         chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")?.timestamp_millis();
     let mut streaming = Vec::new();

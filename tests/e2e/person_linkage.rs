@@ -383,12 +383,7 @@ async fn synthetic_referrals_imported_resolve_to_their_true_persons() -> TestRes
 
     // Streaming equals batch, store included: each record the enricher stored, read back as
     // the enricher reads a candidate, is the record `kinlink link` reads from persons.csv.
-    let batch = kinlink::linkage::read_persons(
-        &synth.join("persons.csv"),
-        true,
-        &mut kinlink::linkage::Unreadable::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    let batch = read_persons_csv(&synth.join("persons.csv"))?;
     let mut position: std::collections::HashMap<(String, i64, i64), usize> =
         std::collections::HashMap::new();
     for line in std::fs::read_to_string(synth.join("referrals.jsonl"))?.lines() {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use std::collections::HashMap;
 
-use crate::blocking::{HashIndex, key_hashes};
+use crate::blocking::{Index, key_hashes};
 use crate::compare::{PersonRecord, Prepared, compare_prepared};
 use crate::model::{Frequencies, Model};
 use crate::normalise::fold;
@@ -48,14 +48,14 @@ pub fn link(
         freq.add_folded(&p.given.folded);
         freq.add_folded(&p.family.folded);
     }
-    let index = HashIndex::from_hashes(target_prepared.iter().map(|(_, keys)| keys));
+    let index: Index<u64> = Index::from_keys(target_prepared.iter().map(|(_, keys)| keys));
     let per_record: Vec<Vec<Link>> = parallel_map(&left_prepared, |i, (pa, keys)| {
         let shares = [
             freq.share_folded(&pa.given.folded),
             freq.share_folded(&pa.family.folded),
         ];
         let mut links = Vec::new();
-        for j in index.candidates(keys) {
+        for j in index.candidates_for_keys(keys) {
             if right.is_none() && j <= i {
                 continue;
             }

@@ -107,64 +107,29 @@ fn each_key(r: &Prepared, emit: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Batch index over key hashes.
-#[derive(Debug, Default)]
-pub struct HashIndex {
-    by_key: HashMap<u64, Vec<u32>>,
+/// Records by blocking key: key strings (the store's keys), or their hashes
+/// ([`key_hashes`], batch linking).
+#[derive(Debug)]
+pub struct Index<K = String> {
+    by_key: HashMap<K, Vec<usize>>,
 }
 
-impl HashIndex {
-    pub fn from_hashes<'a>(records: impl IntoIterator<Item = &'a Vec<u64>>) -> Self {
-        let mut index = Self::default();
-        for (position, hashes) in records.into_iter().enumerate() {
-            let position = u32::try_from(position).unwrap_or(u32::MAX);
-            for h in hashes {
-                index.by_key.entry(*h).or_default().push(position);
-            }
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::new(),
         }
-        index
     }
-
-    /// Positions of records sharing at least one key hash, blocks over [`MAX_BLOCK`] skipped.
-    pub fn candidates(&self, hashes: &[u64]) -> Vec<usize> {
-        let mut found: Vec<usize> = hashes
-            .iter()
-            .filter_map(|k| self.by_key.get(k))
-            .filter(|block| block.len() <= MAX_BLOCK)
-            .flatten()
-            .map(|&p| p as usize)
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        found
-    }
-}
-
-/// Records by blocking key.
-#[derive(Debug, Default)]
-pub struct Index {
-    by_key: HashMap<String, Vec<usize>>,
 }
 
 /// Blocks that grow larger than this are too common to be useful and are skipped.
 pub const MAX_BLOCK: usize = 2_000;
 
-impl Index {
+impl Index<String> {
     pub fn build(records: &[PersonRecord]) -> Self {
         let mut index = Self::default();
         for (i, r) in records.iter().enumerate() {
             index.insert(i, r);
-        }
-        index
-    }
-
-    /// An index over records whose keys are already computed, in order.
-    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a Vec<String>>) -> Self {
-        let mut index = Self::default();
-        for (position, keys) in keys.into_iter().enumerate() {
-            for key in keys {
-                index.by_key.entry(key.clone()).or_default().push(position);
-            }
         }
         index
     }
@@ -179,9 +144,26 @@ impl Index {
     pub fn candidates(&self, record: &PersonRecord) -> Vec<usize> {
         self.candidates_for_keys(&keys(record))
     }
+}
 
-    /// Positions of records sharing at least one of `keys`.
-    pub fn candidates_for_keys(&self, keys: &[String]) -> Vec<usize> {
+impl<K: std::hash::Hash + Eq + Clone> Index<K> {
+    /// An index over records whose keys are already computed, in order.
+    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a Vec<K>>) -> Self
+    where
+        K: 'a,
+    {
+        let mut index = Self::default();
+        for (position, keys) in keys.into_iter().enumerate() {
+            for key in keys {
+                index.by_key.entry(key.clone()).or_default().push(position);
+            }
+        }
+        index
+    }
+
+    /// Positions of records sharing at least one of `keys`; blocks over [`MAX_BLOCK`] are
+    /// skipped.
+    pub fn candidates_for_keys(&self, keys: &[K]) -> Vec<usize> {
         let mut found: Vec<usize> = keys
             .iter()
             .filter_map(|k| self.by_key.get(k))
