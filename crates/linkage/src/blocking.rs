@@ -6,6 +6,10 @@ use std::collections::HashMap;
 
 use crate::compare::{PersonRecord, Prepared};
 
+/// The version of [`keys`]: change it whenever the keys a record gets change, so a store
+/// made with other keys is re-keyed before it is searched with these.
+pub const KEYS_VERSION: &str = "2026-12-transliteration-v2";
+
 /// The blocking keys of a record.
 ///
 /// - `fs`: family-name Soundex and birth year; `gt`: given-name transliteration key and

@@ -89,6 +89,8 @@ static REVIEWS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter
 pub struct Enricher {
     model: Arc<Model>,
     clock: kinlink_store::Clock,
+    /// Seen committed: the registry's blocking keys are this build's.
+    keys_current: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Enricher {
@@ -101,6 +103,7 @@ impl Enricher {
         Self {
             model: Arc::new(model),
             clock: kinlink_store::Clock::system(),
+            keys_current: Arc::default(),
         }
     }
 
@@ -148,6 +151,20 @@ impl Stage for Enricher {
     ) -> Result<Vec<Output>, StageError> {
         let referral: v1::ReferralReceived = record.envelope.decode()?;
         let now_ms = self.clock.now_ms();
+        // Before the first decision: a registry keyed by another build is re-keyed (in this
+        // transaction). Once the current version is seen committed, the check stops.
+        use std::sync::atomic::Ordering;
+        if !self.keys_current.load(Ordering::Relaxed) {
+            match registry::ensure_current_keys(conn).await? {
+                None => self.keys_current.store(true, Ordering::Relaxed),
+                Some(0) => {}
+                Some(records) => tracing::info!(
+                    records,
+                    version = kinlink_linkage::blocking::KEYS_VERSION,
+                    "Blocking keys rebuilt for the registry."
+                ),
+            }
+        }
         let (enriched, opened) = enrich(conn, &self.model, &referral, now_ms).await?;
         let mut reviews = Vec::new();
         for review in &opened {

@@ -183,6 +183,67 @@ pub async fn resolve(
     })
 }
 
+/// Makes sure every record's blocking keys were made by this build's [`blocking::keys`]
+/// ([`blocking::KEYS_VERSION`]); if not, re-keys every record that has keys (anonymous
+/// adults have none and keep none) and records the version. Returns how many records were
+/// re-keyed, or `None` when the keys were current. Several enrichers on one database: the
+/// first takes the row lock and re-keys, the others wait for it and find the version current.
+pub async fn ensure_current_keys(conn: &mut AnyConnection) -> Result<Option<usize>, sqlx::Error> {
+    async fn current(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+        let value: Option<String> =
+            sqlx::query("SELECT value FROM linkage_meta WHERE name = 'blocking_keys'")
+                .fetch_optional(conn)
+                .await?
+                .map(|r| r.try_get("value"))
+                .transpose()?;
+        Ok(value.as_deref() == Some(blocking::KEYS_VERSION))
+    }
+    if current(&mut *conn).await? {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO linkage_meta (name, value) VALUES ('blocking_keys', '') \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .execute(&mut *conn)
+    .await?;
+    // The row lock: a second enricher waits here until the first commits.
+    sqlx::query("UPDATE linkage_meta SET value = value WHERE name = 'blocking_keys'")
+        .execute(&mut *conn)
+        .await?;
+    if current(&mut *conn).await? {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT r.record_id, r.given_name, r.family_name, r.aliases, r.date_of_birth, \
+         r.dob_estimated, r.sex, r.postcode, r.nationality FROM linkage_records r \
+         WHERE EXISTS (SELECT 1 FROM linkage_keys k WHERE k.record_id = r.record_id)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &rows {
+        let record = stored_record(row)?;
+        sqlx::query("DELETE FROM linkage_keys WHERE record_id = $1")
+            .bind(&record.id)
+            .execute(&mut *conn)
+            .await?;
+        for key in blocking::keys(&record) {
+            sqlx::query(
+                "INSERT INTO linkage_keys (block_key, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key)
+            .bind(&record.id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE linkage_meta SET value = $1 WHERE name = 'blocking_keys'")
+        .bind(blocking::KEYS_VERSION)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(rows.len()))
+}
+
 /// Household context of a dependant who is a child of the referral's subject.
 #[derive(Debug, Clone, Default)]
 pub struct Household {

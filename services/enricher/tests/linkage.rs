@@ -35,7 +35,8 @@ on_both_stores!(
     conflicting_strong_identifiers_block_an_automatic_link,
     an_anonymous_duty_to_notify_adult_is_never_linked,
     a_later_version_with_dependants_reordered_keeps_each_child,
-    a_known_mother_vouches_for_her_children_on_a_repeat_referral
+    a_known_mother_vouches_for_her_children_on_a_repeat_referral,
+    a_registry_keyed_by_another_build_is_rekeyed_before_the_next_decision
 );
 
 fn person(given: &str, family: &str, dob: Option<(&str, v1::DobPrecision)>) -> v1::Person {
@@ -610,6 +611,107 @@ async fn a_known_mother_vouches_for_her_children_on_a_repeat_referral(
         third.subjects[1].match_method,
         MatchMethod::NewPerson as i32
     );
+    h.close().await;
+    Ok(())
+}
+
+/// A registry whose blocking keys were made by an earlier build (other keys, another
+/// version) is re-keyed before the next decision, so a re-spelt child registered then is
+/// still found; the version is recorded and the next referral does not re-key again.
+async fn a_registry_keyed_by_another_build_is_rekeyed_before_the_next_decision(
+    backend: Backend,
+) -> TestResult {
+    use sqlx::Row;
+    let h = Harness::new("linkage-rekey", backend).await?;
+    let (first, _) = h
+        .enrich(&referral_record(
+            "r1",
+            person(
+                "Mirela",
+                "Hoxha",
+                Some(("1988-09-30", v1::DobPrecision::Exact)),
+            ),
+            vec![person(
+                "Xhesika",
+                "Hoxha",
+                Some(("2014-04-11", v1::DobPrecision::Exact)),
+            )],
+        ))
+        .await?;
+    let xhesika = first.subjects[1].person_id.clone();
+    // What an earlier build left: one made-up key per record and an older version.
+    {
+        let mut tx = h.store.begin().await?;
+        sqlx::query("DELETE FROM linkage_keys")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO linkage_keys (block_key, record_id) \
+             SELECT 'old:' || record_id, record_id FROM linkage_records",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE linkage_meta SET value = 'old' WHERE name = 'blocking_keys'")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    // Re-spelt, an estimate a year out, across the district: found only through the current
+    // keys (the made-up ones share nothing).
+    let (later, _) = h
+        .enrich(&referral_record(
+            "r2",
+            at(
+                person(
+                    "Jessica",
+                    "Hoxha",
+                    Some(("2013", v1::DobPrecision::Estimated)),
+                ),
+                "CT1 3AB",
+            ),
+            vec![],
+        ))
+        .await?;
+    let found = &later.subjects[0];
+    assert!(
+        found.person_id == xhesika || !found.review_task_ids.is_empty(),
+        "the re-keyed registry did not find her: {found:?}"
+    );
+    let mut tx = h.store.begin().await?;
+    let old: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM linkage_keys WHERE block_key LIKE 'old:%'")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+    assert_eq!(old, 0, "keys of the earlier build left behind");
+    let version: String =
+        sqlx::query("SELECT value FROM linkage_meta WHERE name = 'blocking_keys'")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("value")?;
+    assert_eq!(version, kinlink_linkage::blocking::KEYS_VERSION);
+    // Every record's keys are this build's.
+    let mut conn = tx;
+    for row in sqlx::query(
+        "SELECT record_id, given_name, family_name, aliases, date_of_birth, dob_estimated, \
+         sex, postcode, nationality FROM linkage_records",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let record = kinlink_enricher::registry::stored_record(&row)?;
+        let mut stored: Vec<String> =
+            sqlx::query("SELECT block_key FROM linkage_keys WHERE record_id = $1")
+                .bind(&record.id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get("block_key"))
+                .collect::<Result<_, _>>()?;
+        stored.sort();
+        assert_eq!(stored, kinlink_linkage::blocking::keys(&record));
+    }
+    conn.commit().await?;
     h.close().await;
     Ok(())
 }
