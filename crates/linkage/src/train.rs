@@ -142,7 +142,12 @@ fn estimate_u(model: &mut Model, records: &[Prepared], seed: u64) {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            // A panic while sampling is a bug: carry it to the caller rather than train on
+            // fewer pairs without saying so.
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     let mut counts: Vec<BTreeMap<&'static str, f64>> = vec![BTreeMap::new(); FIELDS.len()];

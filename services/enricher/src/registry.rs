@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kinlink_linkage::compare::{Prepared, compare_prepared};
 use kinlink_linkage::model::{Evidence, Frequencies};
 use kinlink_linkage::normalise::fold;
 use kinlink_linkage::{Dob, Model, PersonRecord, blocking};
@@ -343,19 +344,29 @@ async fn score_candidates(
         return Ok(Vec::new());
     }
     let frequencies = frequencies(conn, record).await?;
+    // The new record is prepared for comparison once, not once per candidate; identifiers
+    // and parents are looked up once per candidate person, not once per record of theirs.
+    let prepared = Prepared::new(record);
     let mut identifiers: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let mut parents: HashMap<String, Vec<String>> = HashMap::new();
     let mut candidates = Vec::new();
     for (id, (person_id, earlier)) in found {
         if exclude.contains(&person_id) {
             continue;
         }
-        let mut scored = model.score(record, &earlier, Some(&frequencies));
+        let comparison = compare_prepared(&prepared, &Prepared::new(&earlier));
+        let mut scored = model.score_comparison(&comparison, record, Some(&frequencies));
         if let Some(household) = household {
             if household.known_children.contains(&person_id) {
                 scored = model.with_household(scored);
             } else {
-                let parents = known_parents(conn, &person_id).await?;
-                if !parents.is_empty() && !parents.contains(&household.subject_person_id) {
+                if !parents.contains_key(&person_id) {
+                    let known = known_parents(conn, &person_id).await?;
+                    parents.insert(person_id.clone(), known);
+                }
+                if parents.get(&person_id).is_some_and(|known| {
+                    !known.is_empty() && !known.contains(&household.subject_person_id)
+                }) {
                     scored = model.with_other_household(scored);
                 }
             }
