@@ -67,10 +67,61 @@ pub fn router(store: Store, log: EventLog, base_url: String) -> Router {
         })
 }
 
-/// The authority and token a request carries.
-struct Caller {
-    authority: String,
-    token_id: String,
+/// Who acts on an alert: the authority they act for, and who they are in the audit log (an API
+/// token id, or `user:<id>` for a person signed in to the web console).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub authority: String,
+    pub actor: String,
+}
+
+/// Why an action on an alert was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// No such alert for this authority (another authority's alert looks the same).
+    #[error("no such alert")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A field of the request is not acceptable; nothing was changed.
+    #[error("{pointer}: {reason}")]
+    Invalid {
+        pointer: &'static str,
+        reason: &'static str,
+    },
+    #[error(transparent)]
+    Notifier(#[from] crate::Error),
+}
+
+impl From<sqlx::Error> for ActionError {
+    fn from(error: sqlx::Error) -> Self {
+        ActionError::Notifier(crate::Error::Database(error))
+    }
+}
+
+impl From<kinlink_eventlog::Error> for ActionError {
+    fn from(error: kinlink_eventlog::Error) -> Self {
+        ActionError::Notifier(crate::Error::Log(error))
+    }
+}
+
+impl From<kinlink_store::Error> for ActionError {
+    fn from(error: kinlink_store::Error) -> Self {
+        ActionError::Notifier(crate::Error::Store(error))
+    }
+}
+
+impl ActionError {
+    fn into_response(self, invalid_detail: &str) -> Response {
+        match self {
+            ActionError::NotFound => problem(StatusCode::NOT_FOUND, "no such alert"),
+            ActionError::Conflict(detail) => problem(StatusCode::CONFLICT, detail),
+            ActionError::Invalid { pointer, reason } => {
+                Problem::invalid_field(invalid_detail, pointer, reason).into_response()
+            }
+            ActionError::Notifier(error) => unavailable(error),
+        }
+    }
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
@@ -87,79 +138,215 @@ fn unavailable(error: impl std::fmt::Display) -> Response {
     Problem::storage(error).into_response()
 }
 
-async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
+async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Actor, Response> {
     let principal = kinlink_runtime::http::authenticate(&state.store, AUTHORITY_TOKEN, headers)
         .await
         .map_err(IntoResponse::into_response)?;
-    Ok(Caller {
+    Ok(Actor {
         authority: principal.id,
-        token_id: principal.token_id,
+        actor: principal.token_id,
     })
 }
 
-async fn audit_now(state: &ApiState, entry: AuditEntry<'_>) -> Result<(), Response> {
-    let mut tx = state.store.begin().await.map_err(unavailable)?;
-    audit::append(&mut tx, &entry).await.map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)
+/// Appends one audit entry in a transaction of its own.
+pub async fn audit_now(store: &Store, entry: AuditEntry<'_>) -> Result<(), ActionError> {
+    let mut tx = store.begin().await?;
+    audit::append(&mut tx, &entry).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
-struct StoredAlert {
-    alert: v1::AlertRaised,
-    state: AlertState,
+/// An alert as filed, with its life-cycle state.
+#[derive(Debug, Clone)]
+pub struct StoredAlert {
+    pub alert: v1::AlertRaised,
+    pub state: AlertState,
+    pub created_at_ms: i64,
+    pub acknowledged_at_ms: Option<i64>,
+    pub resolved_at_ms: Option<i64>,
+    pub outcome_code: Option<String>,
 }
 
-/// The alert if it belongs to the caller; otherwise 404, with the denial audited.
-async fn own_alert(state: &ApiState, caller: &Caller, id: &str) -> Result<StoredAlert, Response> {
-    let row = sqlx::query("SELECT authority_code, state, alert FROM alerts WHERE alert_id = $1")
-        .bind(id)
-        .fetch_optional(state.store.pool())
-        .await
-        .map_err(unavailable)?;
-    let not_found = || problem(StatusCode::NOT_FOUND, "no such alert");
+/// The alert if it belongs to the actor's authority; otherwise [`ActionError::NotFound`], with
+/// the denial audited.
+pub async fn own_alert(store: &Store, actor: &Actor, id: &str) -> Result<StoredAlert, ActionError> {
+    let row = sqlx::query(
+        "SELECT authority_code, state, alert, created_at_ms, acknowledged_at_ms, resolved_at_ms, outcome_code \
+         FROM alerts WHERE alert_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?;
     let Some(row) = row else {
-        return Err(not_found());
+        return Err(ActionError::NotFound);
     };
-    let authority: String = row.try_get("authority_code").map_err(unavailable)?;
-    if authority != caller.authority {
+    let authority: String = row.try_get("authority_code")?;
+    if authority != actor.authority {
         audit_now(
-            state,
+            store,
             AuditEntry {
                 action: "access_denied",
-                actor: &caller.token_id,
-                authority_code: &caller.authority,
+                actor: &actor.actor,
+                authority_code: &actor.authority,
                 alert_id: id,
                 detail: "alert of another authority",
             },
         )
         .await?;
-        tracing::warn!(alert_id = id, caller_authority = %caller.authority, "Denied access to another authority's alert.");
-        return Err(not_found());
+        tracing::warn!(alert_id = id, caller_authority = %actor.authority, "Denied access to another authority's alert.");
+        return Err(ActionError::NotFound);
     }
-    let bytes: Vec<u8> = row.try_get("alert").map_err(unavailable)?;
-    let alert = crate::stored_alert(id, &bytes).map_err(unavailable)?;
-    let state: String = row.try_get("state").map_err(unavailable)?;
-    let state = AlertState::parse(&state).ok_or_else(|| {
-        unavailable(crate::Error::CorruptAlert {
-            alert_id: id.to_owned(),
-        })
+    let bytes: Vec<u8> = row.try_get("alert")?;
+    let alert = crate::stored_alert(id, &bytes)?;
+    let state: String = row.try_get("state")?;
+    let state = AlertState::parse(&state).ok_or_else(|| crate::Error::CorruptAlert {
+        alert_id: id.to_owned(),
     })?;
-    Ok(StoredAlert { alert, state })
+    Ok(StoredAlert {
+        alert,
+        state,
+        created_at_ms: row.try_get("created_at_ms")?,
+        acknowledged_at_ms: row.try_get("acknowledged_at_ms")?,
+        resolved_at_ms: row.try_get("resolved_at_ms")?,
+        outcome_code: row.try_get("outcome_code")?,
+    })
 }
 
-/// The caller and the alert, when the alert is the caller's authority's.
-async fn authorised(
-    state: &ApiState,
-    headers: &HeaderMap,
+/// The alert's full content for its authority, the read audited as a disclosure.
+pub async fn read_alert_audited(
+    store: &Store,
+    actor: &Actor,
     id: &str,
-) -> Result<(Caller, StoredAlert), Response> {
-    let caller = caller(state, headers).await?;
-    let stored = own_alert(state, &caller, id).await?;
-    Ok((caller, stored))
+) -> Result<StoredAlert, ActionError> {
+    let stored = own_alert(store, actor, id).await?;
+    audit_now(
+        store,
+        AuditEntry {
+            action: "alert_read",
+            actor: &actor.actor,
+            authority_code: &actor.authority,
+            alert_id: id,
+            detail: "",
+        },
+    )
+    .await?;
+    Ok(stored)
+}
+
+/// Which alerts of an inbox to list.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    /// One state, or every state when `None` and `needs_action` is false.
+    pub state: Option<AlertState>,
+    /// Open and acknowledged alerts only (what still needs someone).
+    pub needs_action: bool,
+    pub rule: Option<String>,
+    pub basis: Option<String>,
+    pub priority: Option<String>,
+    pub rag: Option<String>,
+}
+
+/// One row of an inbox: what the list shows without decoding the alert.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub alert_id: String,
+    pub referral_id: String,
+    pub state: String,
+    pub deadline_ms: i64,
+    pub rag: String,
+    pub rule: String,
+    pub basis: String,
+    pub priority: String,
+    pub child_count: i64,
+    pub created_at_ms: i64,
+}
+
+/// The inbox filter: $1 authority, $2 state, $3 needs action, $4 rule, $5 basis (an alert on
+/// both bases matches either), $6 priority, $7 RAG; an empty value matches everything.
+macro_rules! inbox_where {
+    () => {
+        "authority_code = $1 AND ($2 = '' OR state = $2) \
+         AND ($3 = 0 OR state IN ('open', 'acknowledged')) AND ($4 = '' OR rule = $4) \
+         AND ($5 = '' OR basis = $5 OR (basis = 'both' AND $5 IN ('lives', 'found'))) \
+         AND ($6 = '' OR priority = $6) AND ($7 = '' OR rag = $7)"
+    };
+}
+const COUNT_SQL: &str = concat!("SELECT COUNT(*) AS n FROM alerts WHERE ", inbox_where!());
+const PAGE_SQL: &str = concat!(
+    "SELECT alert_id, referral_id, state, deadline_ms, rag, rule, basis, priority, child_count, created_at_ms \
+     FROM alerts WHERE ",
+    inbox_where!(),
+    " ORDER BY CASE state WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END, \
+     CASE rag WHEN 'red' THEN 0 WHEN 'amber' THEN 1 WHEN 'green' THEN 2 ELSE 3 END, deadline_ms, alert_id \
+     LIMIT $8 OFFSET $9"
+);
+
+/// A page of an authority's inbox, most pressing first (red before amber before green, then
+/// by deadline), and how many alerts match the filter in all.
+pub async fn inbox_page(
+    store: &Store,
+    authority: &str,
+    filter: &InboxFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<InboxRow>, i64), ActionError> {
+    let state = filter.state.map(|s| s.as_str()).unwrap_or_default();
+    let needs_action: i64 = i64::from(filter.needs_action);
+    let bind = |sql: &'static str| -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+        sqlx::query(sql)
+            .bind(authority.to_owned())
+            .bind(state.to_owned())
+            .bind(needs_action)
+            .bind(filter.rule.clone().unwrap_or_default())
+            .bind(filter.basis.clone().unwrap_or_default())
+            .bind(filter.priority.clone().unwrap_or_default())
+            .bind(filter.rag.clone().unwrap_or_default())
+    };
+    let total: i64 = bind(COUNT_SQL)
+        .fetch_one(store.pool())
+        .await?
+        .try_get("n")?;
+    let rows = bind(PAGE_SQL)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(store.pool())
+        .await?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(InboxRow {
+                alert_id: r.try_get("alert_id")?,
+                referral_id: r.try_get("referral_id")?,
+                state: r.try_get("state")?,
+                deadline_ms: r.try_get("deadline_ms")?,
+                rag: r.try_get("rag")?,
+                rule: r.try_get("rule")?,
+                basis: r.try_get("basis")?,
+                priority: r.try_get("priority")?,
+                child_count: r.try_get("child_count")?,
+                created_at_ms: r.try_get("created_at_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok((rows, total))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct InboxQuery {
+    /// `open`, `acknowledged`, `resolved` or `closed`; every state when absent.
     state: Option<String>,
+    /// A rule name, e.g. `child_referral`.
+    rule: Option<String>,
+    /// `lives`, `found`, `both`, `triage`, `placing_authority` or `previous_authority`.
+    basis: Option<String>,
+    /// `standard` or `urgent`.
+    priority: Option<String>,
+    /// `red`, `amber` or `green`.
+    rag: Option<String>,
+    /// At most this many alerts (1 to 1,000; 500 when absent).
+    limit: Option<i64>,
+    /// Skip this many alerts first (paging).
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -169,6 +356,15 @@ struct InboxItem {
     state: String,
     /// RFC 3339, like every other time in the API.
     deadline: String,
+    /// `red`, `amber` or `green`.
+    rag: String,
+    rule: String,
+    /// `lives`, `found`, `both` (children on both bases), `triage`, `placing_authority` or
+    /// `previous_authority`.
+    basis: String,
+    /// `standard` or `urgent`.
+    priority: String,
+    child_count: i64,
     /// Lives/found hand-offs of the referral this authority is part of, as home or found.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     handoffs: Vec<InboxHandoff>,
@@ -182,7 +378,77 @@ struct InboxHandoff {
     state: String,
 }
 
-/// The authority's alerts, by deadline.
+/// RFC 3339 at whole seconds.
+pub fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// The inbox filter a query asks for, or the field that is wrong.
+fn inbox_filter(query: &InboxQuery) -> Result<InboxFilter, (&'static str, &'static str)> {
+    fn one_of(
+        value: &Option<String>,
+        allowed: &[&str],
+        pointer: &'static str,
+        rule: &'static str,
+    ) -> Result<Option<String>, (&'static str, &'static str)> {
+        match value.as_deref() {
+            None | Some("") => Ok(None),
+            Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
+            Some(_) => Err((pointer, rule)),
+        }
+    }
+    let state = match query.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(AlertState::parse(s).ok_or((
+            "state",
+            "state must be open, acknowledged, resolved or closed",
+        ))?),
+    };
+    let rule = match query.rule.as_deref() {
+        None | Some("") => None,
+        Some(r) if r.len() <= 64 && r.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+            Some(r.to_owned())
+        }
+        Some(_) => return Err(("rule", "rule must be a rule name such as child_referral")),
+    };
+    Ok(InboxFilter {
+        state,
+        needs_action: false,
+        rule,
+        basis: one_of(
+            &query.basis,
+            &BASES,
+            "basis",
+            "basis must be lives, found, both, triage, placing_authority or previous_authority",
+        )?,
+        priority: one_of(
+            &query.priority,
+            &["standard", "urgent"],
+            "priority",
+            "priority must be standard or urgent",
+        )?,
+        rag: one_of(
+            &query.rag,
+            &["red", "amber", "green"],
+            "rag",
+            "rag must be red, amber or green",
+        )?,
+    })
+}
+
+/// The bases an inbox can be filtered on.
+pub const BASES: [&str; 6] = [
+    "lives",
+    "found",
+    "both",
+    "triage",
+    "placing_authority",
+    "previous_authority",
+];
+
+/// The authority's alerts, most pressing first: red, amber, green, then by deadline.
 #[utoipa::path(get, path = "/v1/authorities/{code}/alerts", tag = "authorities",
     params(("code" = String, Path, description = "The authority's code; must be the token's"), InboxQuery),
     responses((status = 200, body = Vec<InboxItem>), (status = 400), (status = 401), (status = 404, description = "Not this token's authority")),
@@ -198,11 +464,11 @@ async fn inbox(
         Err(response) => return response,
     };
     if code != caller.authority {
-        if let Err(response) = audit_now(
-            &state,
+        if let Err(error) = audit_now(
+            &state.store,
             AuditEntry {
                 action: "access_denied",
-                actor: &caller.token_id,
+                actor: &caller.actor,
                 authority_code: &caller.authority,
                 alert_id: "",
                 detail: "inbox of another authority",
@@ -210,36 +476,44 @@ async fn inbox(
         )
         .await
         {
-            return response;
+            return error.into_response("");
         }
         return problem(StatusCode::NOT_FOUND, "no such authority");
     }
-    if let Some(s) = &query.state
-        && AlertState::parse(s).is_none()
-    {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "state must be open, acknowledged, resolved or closed",
-        );
+    let filter = match inbox_filter(&query) {
+        Ok(filter) => filter,
+        Err((pointer, reason)) => {
+            return Problem::invalid_field("Fix the listed parameter.", pointer, reason)
+                .into_response();
+        }
+    };
+    let limit = query.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Problem::invalid_field(
+            "Fix the listed parameter.",
+            "limit",
+            "limit must be 1 to 1000",
+        )
+        .into_response();
     }
-    let rows = sqlx::query(
-        "SELECT alert_id, referral_id, state, deadline_ms FROM alerts WHERE authority_code = $1 \
-         AND ($2 = '' OR state = $2) ORDER BY deadline_ms",
-    )
-    .bind(&code)
-    .bind(query.state.unwrap_or_default())
-    .fetch_all(state.store.pool())
-    .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(error) => return unavailable(error),
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Problem::invalid_field(
+            "Fix the listed parameter.",
+            "offset",
+            "offset must be 0 or more",
+        )
+        .into_response();
+    }
+    let rows = match inbox_page(&state.store, &code, &filter, limit, offset).await {
+        Ok((rows, _total)) => rows,
+        Err(error) => return error.into_response(""),
     };
     let items: Result<Vec<InboxItem>, sqlx::Error> = async {
         let mut items = Vec::new();
         let mut conn = state.store.pool().acquire().await?;
-        for r in &rows {
-            let referral_id: String = r.try_get("referral_id")?;
-            let handoffs = kinlink_alerter::records::handoffs_of(&mut conn, &referral_id, &code)
+        for r in rows {
+            let handoffs = kinlink_alerter::records::handoffs_of(&mut conn, &r.referral_id, &code)
                 .await?
                 .into_iter()
                 .map(|(home_authority, found_authority, state)| InboxHandoff {
@@ -249,12 +523,15 @@ async fn inbox(
                 })
                 .collect();
             items.push(InboxItem {
-                alert_id: r.try_get("alert_id")?,
-                referral_id,
-                state: r.try_get("state")?,
-                deadline: chrono::DateTime::from_timestamp_millis(r.try_get("deadline_ms")?)
-                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default(),
+                alert_id: r.alert_id,
+                referral_id: r.referral_id,
+                state: r.state,
+                deadline: rfc3339(r.deadline_ms),
+                rag: r.rag,
+                rule: r.rule,
+                basis: r.basis,
+                priority: r.priority,
+                child_count: r.child_count,
                 handoffs,
             });
         }
@@ -277,24 +554,14 @@ async fn read_alert(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (caller, stored) = match authorised(&state, &headers, &id).await {
-        Ok(found) => found,
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
-    if let Err(response) = audit_now(
-        &state,
-        AuditEntry {
-            action: "alert_read",
-            actor: &caller.token_id,
-            authority_code: &caller.authority,
-            alert_id: &id,
-            detail: "",
-        },
-    )
-    .await
-    {
-        return response;
-    }
+    let stored = match read_alert_audited(&state.store, &caller, &id).await {
+        Ok(stored) => stored,
+        Err(error) => return error.into_response(""),
+    };
     // The authority API always gives the full content: the caller is authenticated as the
     // alert's authority, and the read is audited as a disclosure.
     let payload = WebhookPayload::from_alert(&stored.alert, &state.base_url, true);
@@ -303,6 +570,33 @@ async fn read_alert(
         object.insert("state".into(), stored.state.as_str().into());
     }
     Json(body).into_response()
+}
+
+/// Acknowledges an alert for its authority: stops escalation and resolves any on-call page.
+/// Acknowledging twice changes nothing. Returns the alert's state afterwards.
+pub async fn acknowledge_alert(
+    store: &Store,
+    log: &EventLog,
+    actor: &Actor,
+    id: &str,
+) -> Result<AlertState, ActionError> {
+    let stored = own_alert(store, actor, id).await?;
+    let Step::Move { from, to } = stored.state.apply(AlertCommand::Acknowledge) else {
+        return Ok(stored.state);
+    };
+    let now = kinlink_store::now_millis();
+    let acknowledged = v1::AlertAcknowledged {
+        alert_id: id.to_owned(),
+        authority_code: actor.authority.clone(),
+        acknowledged_at: Some(kinlink_proto::timestamp_from_millis(now)),
+    };
+    let step = Step::Move { from, to };
+    if let Some(filed) = persist_step(store, log, actor, id, step, now, None, &acknowledged).await?
+    {
+        ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
+    }
+    tracing::info!(alert_id = %id, authority = %actor.authority, "Alert acknowledged.");
+    Ok(to)
 }
 
 /// Acknowledge an alert: stops escalation and resolves any on-call page.
@@ -315,30 +609,13 @@ async fn acknowledge(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (caller, stored) = match authorised(&state, &headers, &id).await {
-        Ok(found) => found,
+    let caller = match caller(&state, &headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
-    let Step::Move { from, to } = stored.state.apply(AlertCommand::Acknowledge) else {
-        return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
-            .into_response();
-    };
-    let now = kinlink_store::now_millis();
-    let acknowledged = v1::AlertAcknowledged {
-        alert_id: id.clone(),
-        authority_code: caller.authority.clone(),
-        acknowledged_at: Some(kinlink_proto::timestamp_from_millis(now)),
-    };
-    let step = Step::Move { from, to };
-    match persist_step(&state, &caller, &id, step, now, None, &acknowledged).await {
-        Ok(filed_at) => {
-            if let Some(filed) = filed_at {
-                ACKNOWLEDGEMENT_SECONDS.observe((now - filed).max(0) as f64 / 1000.0);
-            }
-            tracing::info!(alert_id = %id, authority = %caller.authority, "Alert acknowledged.");
-            Json(serde_json::json!({ "alert_id": id, "state": to.as_str() })).into_response()
-        }
-        Err(error) => unavailable(error),
+    match acknowledge_alert(&state.store, &state.log, &caller, &id).await {
+        Ok(to) => Json(serde_json::json!({ "alert_id": id, "state": to.as_str() })).into_response(),
+        Err(error) => error.into_response(""),
     }
 }
 
@@ -346,9 +623,11 @@ async fn acknowledge(
 /// the state it moves from), its escalation timers stopped, the lifecycle event and the audit
 /// entry. Another request that moved the alert first wins; this one then changes nothing.
 /// Returns when the alert was filed, if this request moved it.
+#[allow(clippy::too_many_arguments)]
 async fn persist_step<M: prost::Message + prost::Name>(
-    state: &ApiState,
-    caller: &Caller,
+    store: &Store,
+    log: &EventLog,
+    actor: &Actor,
     id: &str,
     step: Step<AlertState>,
     now: i64,
@@ -358,7 +637,7 @@ async fn persist_step<M: prost::Message + prost::Name>(
     let Step::Move { from, to } = step else {
         return Ok(None);
     };
-    let mut tx = state.store.begin().await?;
+    let mut tx = store.begin().await?;
     let sql = if to == AlertState::Resolved {
         "UPDATE alerts SET state = $1, resolved_at_ms = $2, outcome_code = $3 WHERE alert_id = $4 AND state = $5"
     } else {
@@ -389,27 +668,25 @@ async fn persist_step<M: prost::Message + prost::Name>(
         &EscalationLevel::ACKNOWLEDGED
     };
     stop_timers(&mut tx, id, levels).await?;
-    state
-        .log
-        .append_in(
-            &mut tx,
-            topics::ALERTS_LIFECYCLE,
-            &lifecycle(id, to.as_str(), now, event),
-        )
-        .await?;
+    log.append_in(
+        &mut tx,
+        topics::ALERTS_LIFECYCLE,
+        &lifecycle(id, to.as_str(), now, event),
+    )
+    .await?;
     audit::append(
         &mut tx,
         &AuditEntry {
             action: to.as_str(),
-            actor: &caller.token_id,
-            authority_code: &caller.authority,
+            actor: &actor.actor,
+            authority_code: &actor.authority,
             alert_id: id,
             detail: outcome_code.unwrap_or_default(),
         },
     )
     .await?;
     tx.commit().await?;
-    state.log.notify_appended();
+    log.notify_appended();
     Ok(filed)
 }
 
@@ -424,7 +701,7 @@ async fn accept_responsibility(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    decide_handoff(&state, &headers, &id, HandoffDecision::Accept, "", None).await
+    handoff_response(&state, &headers, &id, HandoffDecision::Accept, "", None, "").await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -447,24 +724,22 @@ async fn decline_responsibility(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let reason_code = match serde_json::from_slice::<DeclineBody>(&body) {
-        Ok(DeclineBody { reason_code }) if valid_reason_code(&reason_code) => reason_code,
-        _ => {
-            return Problem::invalid_field(
-                "Nothing was declined; fix the listed field.",
-                "/reason_code",
-                REASON_CODE_RULE,
-            )
-            .into_response();
-        }
+    let Ok(DeclineBody { reason_code }) = serde_json::from_slice::<DeclineBody>(&body) else {
+        return Problem::invalid_field(
+            "Nothing was declined; fix the listed field.",
+            "/reason_code",
+            REASON_CODE_RULE,
+        )
+        .into_response();
     };
-    decide_handoff(
+    handoff_response(
         &state,
         &headers,
         &id,
         HandoffDecision::Decline,
         &reason_code,
         None,
+        "Nothing was declined; fix the listed field.",
     )
     .await
 }
@@ -492,50 +767,63 @@ async fn transfer_responsibility(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let invalid = |pointer: &str, reason: &str| {
-        Problem::invalid_field(
-            "Nothing was transferred; fix the listed field.",
-            pointer,
-            reason,
-        )
-        .into_response()
-    };
     let Ok(request) = serde_json::from_slice::<TransferBody>(&body) else {
-        return invalid(
+        return Problem::invalid_field(
+            "Nothing was transferred; fix the listed field.",
             "",
             "body must be {\"authority_code\": ..., \"reason_code\": ...}",
-        );
+        )
+        .into_response();
     };
-    if !valid_reason_code(&request.reason_code) {
-        return invalid("/reason_code", REASON_CODE_RULE);
-    }
-    let registry = match kinlink_domain::routing::authorities::AuthorityRegistry::shipped() {
-        Ok(registry) => registry,
-        Err(error) => return unavailable(error),
-    };
-    let Ok(body) =
-        kinlink_domain::routing::authorities::body_by_code(&registry, &request.authority_code)
-    else {
-        return invalid(
-            "/authority_code",
-            "not a body that runs children's services (a GSS code or HSCT-...)",
-        );
-    };
-    decide_handoff(
+    handoff_response(
         &state,
         &headers,
         &id,
         HandoffDecision::Transfer,
         &request.reason_code,
-        Some(&body),
+        Some(&request.authority_code),
+        "Nothing was transferred; fix the listed field.",
     )
     .await
 }
 
-/// What a reason code may be.
-const REASON_CODE_RULE: &str = "a reason code of 1 to 64 letters, digits, '_' or '-' is required";
+async fn handoff_response(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    decision: HandoffDecision,
+    reason_code: &str,
+    transfer_to: Option<&str>,
+    invalid_detail: &str,
+) -> Response {
+    let caller = match caller(state, headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    match decide_handoff(
+        &state.store,
+        &state.log,
+        &caller,
+        id,
+        decision,
+        reason_code,
+        transfer_to,
+    )
+    .await
+    {
+        Ok(decided) => {
+            Json(serde_json::json!({ "alert_id": id, "handoff": decided.as_str() })).into_response()
+        }
+        Err(error) => error.into_response(invalid_detail),
+    }
+}
 
-fn valid_reason_code(code: &str) -> bool {
+/// What a reason code may be.
+pub const REASON_CODE_RULE: &str =
+    "a reason code of 1 to 64 letters, digits, '_' or '-' is required";
+
+/// Whether `code` is an acceptable reason code.
+pub fn valid_reason_code(code: &str) -> bool {
     !code.trim().is_empty()
         && code.len() <= 64
         && code
@@ -577,111 +865,119 @@ fn transferred_alert(
 }
 
 /// Records the home authority's decision on its pending hand-offs for the alert's referral and
-/// tells each authority where a child was found, in one transaction.
-async fn decide_handoff(
-    state: &ApiState,
-    headers: &HeaderMap,
+/// tells each authority where a child was found, in one transaction. A transfer names the
+/// body (`transfer_to`, a GSS code, a district or `HSCT-...`) that is alerted and asked in turn.
+/// Returns the hand-off's state afterwards.
+pub async fn decide_handoff(
+    store: &Store,
+    log: &EventLog,
+    actor: &Actor,
     id: &str,
     decision: HandoffDecision,
     reason_code: &str,
-    transfer_to: Option<&kinlink_domain::routing::authorities::ChildrensServices>,
-) -> Response {
-    let (caller, stored) = match authorised(state, headers, id).await {
-        Ok(found) => found,
-        Err(response) => return response,
+    transfer_to: Option<&str>,
+) -> Result<kinlink_domain::lifecycle::HandoffState, ActionError> {
+    if decision != HandoffDecision::Accept && !valid_reason_code(reason_code) {
+        return Err(ActionError::Invalid {
+            pointer: "/reason_code",
+            reason: REASON_CODE_RULE,
+        });
+    }
+    let transfer_to = match transfer_to {
+        None => None,
+        Some(code) => {
+            let registry = kinlink_domain::routing::authorities::AuthorityRegistry::shipped()
+                .map_err(|e| crate::Error::Reference(e.to_string()))?;
+            let body = kinlink_domain::routing::authorities::body_by_code(&registry, code)
+                .map_err(|_| ActionError::Invalid {
+                    pointer: "/authority_code",
+                    reason: "not a body that runs children's services (a GSS code or HSCT-...)",
+                })?;
+            Some(body)
+        }
     };
-    if transfer_to.is_some_and(|body| body.gss_code == caller.authority) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "a hand-off cannot be transferred to the authority transferring it",
-        );
+    let stored = own_alert(store, actor, id).await?;
+    if transfer_to
+        .as_ref()
+        .is_some_and(|body| body.gss_code == actor.authority)
+    {
+        return Err(ActionError::Invalid {
+            pointer: "/authority_code",
+            reason: "a hand-off cannot be transferred to the authority transferring it",
+        });
     }
+    let transfer_to = transfer_to.as_ref();
     let referral_id = stored.alert.referral_id.clone();
-    let result = async {
-        let now = kinlink_store::now_millis();
-        let mut tx = state.store.begin().await?;
-        let decided = kinlink_alerter::records::decide_handoffs(
-            &mut tx,
-            &referral_id,
-            &caller.authority,
-            decision,
-            reason_code,
-            now,
-        )
-        .await?;
-        if !decided.is_empty() {
-            crate::escalation::stop_timer(&mut tx, id, EscalationLevel::Handoff).await?;
-        }
-        let mut told: Vec<String> = Vec::new();
-        for handoff in &decided {
-            if told.contains(&handoff.found_authority) {
-                continue;
-            }
-            told.push(handoff.found_authority.clone());
-            let found_alert = kinlink_domain::alerting::planning::referral_alert_id(
-                &referral_id,
-                &handoff.found_authority,
-            );
-            crate::inbox::amend_alert(&mut tx, &found_alert, now, None, |alert| {
-                alert.handoff = Some(v1::AlertHandoff {
-                    home_authority: caller.authority.clone(),
-                    found_authority: handoff.found_authority.clone(),
-                    state: handoff.state.as_str().to_owned(),
-                    reason_code: reason_code.to_owned(),
-                    decided_at: Some(kinlink_proto::timestamp_from_millis(now)),
-                    transferred_to: transfer_to.map(|b| b.gss_code.clone()).unwrap_or_default(),
-                });
-            })
-            .await?;
-        }
-        // A transfer alerts the named body about the same children, asking it in turn.
-        if let (Some(body), false) = (transfer_to, decided.is_empty()) {
-            let transferred = transferred_alert(&stored.alert, body, now);
-            kinlink_alerter::records::record(&mut tx, &transferred, now).await?;
-            let envelope = kinlink_eventlog::Envelope::new(
-                kinlink_proto::derive_id(&transferred.alert_id, "raised"),
-                crate::SOURCE,
-                &transferred.alert_id,
-                &transferred.referral_id,
-                now,
-                &transferred,
-            );
-            state
-                .log
-                .append_in(&mut tx, topics::ALERTS_RAISED, &envelope)
-                .await?;
-        }
-        if let Some(first) = decided.first() {
-            let action = format!("handoff_{}", first.state.as_str());
-            audit::append(
-                &mut tx,
-                &AuditEntry {
-                    action: &action,
-                    actor: &caller.token_id,
-                    authority_code: &caller.authority,
-                    alert_id: id,
-                    detail: reason_code,
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        state.log.notify_appended();
-        Ok::<_, crate::Error>(decided)
-    }
-    .await;
-    match result {
-        Ok(decided) if decided.is_empty() => problem(
-            StatusCode::CONFLICT,
+    let now = kinlink_store::now_millis();
+    let mut tx = store.begin().await?;
+    let decided = kinlink_alerter::records::decide_handoffs(
+        &mut tx,
+        &referral_id,
+        &actor.authority,
+        decision,
+        reason_code,
+        now,
+    )
+    .await?;
+    let Some(first) = decided.first() else {
+        return Err(ActionError::Conflict(
             "no pending hand-off to this authority for this alert",
-        ),
-        Ok(decided) => Json(serde_json::json!({
-            "alert_id": id,
-            "handoff": decided[0].state.as_str(),
-        }))
-        .into_response(),
-        Err(error) => unavailable(error),
+        ));
+    };
+    crate::escalation::stop_timer(&mut tx, id, EscalationLevel::Handoff).await?;
+    let mut told: Vec<String> = Vec::new();
+    for handoff in &decided {
+        if told.contains(&handoff.found_authority) {
+            continue;
+        }
+        told.push(handoff.found_authority.clone());
+        let found_alert = kinlink_domain::alerting::planning::referral_alert_id(
+            &referral_id,
+            &handoff.found_authority,
+        );
+        crate::inbox::amend_alert(&mut tx, &found_alert, now, None, |alert| {
+            alert.handoff = Some(v1::AlertHandoff {
+                home_authority: actor.authority.clone(),
+                found_authority: handoff.found_authority.clone(),
+                state: handoff.state.as_str().to_owned(),
+                reason_code: reason_code.to_owned(),
+                decided_at: Some(kinlink_proto::timestamp_from_millis(now)),
+                transferred_to: transfer_to.map(|b| b.gss_code.clone()).unwrap_or_default(),
+            });
+        })
+        .await?;
     }
+    // A transfer alerts the named body about the same children, asking it in turn.
+    if let Some(body) = transfer_to {
+        let transferred = transferred_alert(&stored.alert, body, now);
+        kinlink_alerter::records::record(&mut tx, &transferred, now).await?;
+        let envelope = kinlink_eventlog::Envelope::new(
+            kinlink_proto::derive_id(&transferred.alert_id, "raised"),
+            crate::SOURCE,
+            &transferred.alert_id,
+            &transferred.referral_id,
+            now,
+            &transferred,
+        );
+        log.append_in(&mut tx, topics::ALERTS_RAISED, &envelope)
+            .await?;
+    }
+    let action = format!("handoff_{}", first.state.as_str());
+    audit::append(
+        &mut tx,
+        &AuditEntry {
+            action: &action,
+            actor: &actor.actor,
+            authority_code: &actor.authority,
+            alert_id: id,
+            detail: reason_code,
+        },
+    )
+    .await?;
+    let state = first.state;
+    tx.commit().await?;
+    log.notify_appended();
+    Ok(state)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -700,6 +996,48 @@ pub const OUTCOME_CODES: &[&str] = &[
     "transferred",
     "duplicate",
 ];
+
+/// Resolves an alert with an outcome code. Resolving twice keeps the first outcome and
+/// changes nothing. Returns the alert's state afterwards.
+pub async fn resolve_alert(
+    store: &Store,
+    log: &EventLog,
+    actor: &Actor,
+    id: &str,
+    outcome_code: &str,
+) -> Result<AlertState, ActionError> {
+    if !OUTCOME_CODES.contains(&outcome_code) {
+        return Err(ActionError::Invalid {
+            pointer: "/outcome_code",
+            reason: "outcome_code must be one of no_further_action, early_help, child_in_need, \
+                     section_47_enquiry, looked_after, transferred, duplicate",
+        });
+    }
+    let stored = own_alert(store, actor, id).await?;
+    let Step::Move { from, to } = stored.state.apply(AlertCommand::Resolve) else {
+        return Ok(stored.state);
+    };
+    let now = kinlink_store::now_millis();
+    let resolved = v1::AlertResolved {
+        alert_id: id.to_owned(),
+        authority_code: actor.authority.clone(),
+        outcome_code: outcome_code.to_owned(),
+        resolved_at: Some(kinlink_proto::timestamp_from_millis(now)),
+    };
+    let step = Step::Move { from, to };
+    persist_step(
+        store,
+        log,
+        actor,
+        id,
+        step,
+        now,
+        Some(outcome_code),
+        &resolved,
+    )
+    .await?;
+    Ok(to)
+}
 
 /// Resolve an alert with an outcome code.
 #[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "authorities",
@@ -723,33 +1061,11 @@ async fn resolve(
             "body must be {\"outcome_code\": ...}",
         );
     };
-    if !OUTCOME_CODES.contains(&outcome_code.as_str()) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            &format!("outcome_code must be one of {}", OUTCOME_CODES.join(", ")),
-        );
-    }
-    let stored = match own_alert(&state, &caller, &id).await {
-        Ok(stored) => stored,
-        Err(response) => return response,
-    };
-    // Resolving twice keeps the first outcome and changes nothing.
-    let Step::Move { from, to } = stored.state.apply(AlertCommand::Resolve) else {
-        return Json(serde_json::json!({ "alert_id": id, "state": stored.state.as_str() }))
-            .into_response();
-    };
-    let now = kinlink_store::now_millis();
-    let resolved = v1::AlertResolved {
-        alert_id: id.clone(),
-        authority_code: caller.authority.clone(),
-        outcome_code: outcome_code.clone(),
-        resolved_at: Some(kinlink_proto::timestamp_from_millis(now)),
-    };
-    let step = Step::Move { from, to };
-    match persist_step(&state, &caller, &id, step, now, Some(&outcome_code), &resolved).await {
-        Ok(_) => Json(serde_json::json!({ "alert_id": id, "state": to.as_str(), "outcome_code": outcome_code }))
+    match resolve_alert(&state.store, &state.log, &caller, &id, &outcome_code).await {
+        Ok(to) => Json(serde_json::json!({ "alert_id": id, "state": to.as_str(), "outcome_code": outcome_code }))
             .into_response(),
-        Err(error) => unavailable(error),
+        Err(ActionError::Invalid { reason, .. }) => problem(StatusCode::BAD_REQUEST, reason),
+        Err(error) => error.into_response(""),
     }
 }
 

@@ -14,6 +14,109 @@ use kinlink_store::audit::{self, AuditEntry};
 
 use crate::directory::Directory;
 
+/// What an authority's inbox sorts and filters on, copied into `alerts` beside the stored
+/// alert so that a page of a large inbox decodes only the alerts it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxSummary {
+    /// `red`, `amber` or `green` (empty when unset).
+    pub rag: &'static str,
+    pub rule: String,
+    /// `lives`, `found`, `both` (children on both bases), `triage`, `placing_authority` or
+    /// `previous_authority`.
+    pub basis: &'static str,
+    /// `standard` or `urgent`.
+    pub priority: &'static str,
+    pub child_count: i64,
+}
+
+impl InboxSummary {
+    pub fn of(alert: &v1::AlertRaised) -> Self {
+        let rag = match v1::Rag::try_from(alert.rag).unwrap_or_default() {
+            v1::Rag::Red => "red",
+            v1::Rag::Amber => "amber",
+            v1::Rag::Green => "green",
+            v1::Rag::Unspecified => "",
+        };
+        let basis_of = |basis: i32| match v1::RoutingBasis::try_from(basis).unwrap_or_default() {
+            v1::RoutingBasis::Lives => "lives",
+            v1::RoutingBasis::Found => "found",
+            v1::RoutingBasis::Triage => "triage",
+            v1::RoutingBasis::PlacingAuthority => "placing_authority",
+            v1::RoutingBasis::PreviousAuthority => "previous_authority",
+            v1::RoutingBasis::Unspecified => "",
+        };
+        let mut bases: Vec<&'static str> = alert
+            .sections
+            .iter()
+            .map(|s| basis_of(s.basis))
+            .filter(|b| !b.is_empty())
+            .collect();
+        bases.sort_unstable();
+        bases.dedup();
+        let basis = match bases.as_slice() {
+            [] => basis_of(alert.basis),
+            [one] => one,
+            [_, _] if bases.contains(&"lives") && bases.contains(&"found") => "both",
+            _ => basis_of(alert.basis),
+        };
+        let priority = match v1::Priority::try_from(alert.priority).unwrap_or_default() {
+            v1::Priority::Urgent => "urgent",
+            v1::Priority::Standard => "standard",
+            v1::Priority::Unspecified => "",
+        };
+        Self {
+            rag,
+            rule: alert.rule.clone(),
+            basis,
+            priority,
+            child_count: i64::try_from(alert.sections.len().max(1)).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// Fills the inbox columns of alerts filed before they existed (migration 0016), in batches;
+/// returns how many were filled. Safe to run on every start and from several instances.
+pub async fn backfill_summaries(store: &kinlink_store::Store) -> Result<u64, crate::Error> {
+    let mut filled = 0u64;
+    loop {
+        let rows = sqlx::query("SELECT alert_id, alert FROM alerts WHERE rule = '' LIMIT 500")
+            .fetch_all(store.pool())
+            .await?;
+        let mut tx = store.begin().await?;
+        let mut changed = 0u64;
+        for row in &rows {
+            let alert_id: String = sqlx::Row::try_get(row, "alert_id")?;
+            let bytes: Vec<u8> = sqlx::Row::try_get(row, "alert")?;
+            let alert = crate::stored_alert(&alert_id, &bytes)?;
+            let summary = InboxSummary::of(&alert);
+            // An alert with no rule keeps '' and would be read again: mark it with '-'.
+            let rule = if summary.rule.is_empty() {
+                "-".to_owned()
+            } else {
+                summary.rule
+            };
+            sqlx::query(
+                "UPDATE alerts SET rag = $1, rule = $2, basis = $3, priority = $4, child_count = $5 \
+                 WHERE alert_id = $6 AND rule = ''",
+            )
+            .bind(summary.rag)
+            .bind(rule)
+            .bind(summary.basis)
+            .bind(summary.priority)
+            .bind(summary.child_count)
+            .bind(&alert_id)
+            .execute(&mut *tx)
+            .await?;
+            changed += 1;
+        }
+        tx.commit().await?;
+        filled += changed;
+        if rows.len() < 500 {
+            return Ok(filled);
+        }
+    }
+}
+
 /// The stage that files raised alerts.
 #[derive(Debug, Clone)]
 pub struct AlertInbox {
@@ -133,10 +236,19 @@ impl Stage for AlertInbox {
             .execute(&mut *conn)
             .await?;
             if updated.rows_affected() == 1 {
-                sqlx::query("UPDATE alerts SET alert = $1, deadline_ms = $2 WHERE alert_id = $3")
-                    .bind(bytes)
-                    .bind(deadline)
-                    .bind(&alert.alert_id)
+                let summary = InboxSummary::of(&amended);
+                sqlx::query(
+                    "UPDATE alerts SET alert = $1, deadline_ms = $2, rag = $3, rule = $4, basis = $5, \
+                     priority = $6, child_count = $7 WHERE alert_id = $8",
+                )
+                .bind(bytes)
+                .bind(deadline)
+                .bind(summary.rag)
+                .bind(summary.rule)
+                .bind(summary.basis)
+                .bind(summary.priority)
+                .bind(summary.child_count)
+                .bind(&alert.alert_id)
                     .execute(&mut *conn)
                     .await?;
                 if reopen && !triage {
@@ -146,9 +258,11 @@ impl Stage for AlertInbox {
             }
             return Ok(Vec::new());
         }
+        let summary = InboxSummary::of(&alert);
         sqlx::query(
-            "INSERT INTO alerts (alert_id, referral_id, authority_code, state, deadline_ms, alert, created_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO alerts (alert_id, referral_id, authority_code, state, deadline_ms, alert, created_at_ms, \
+             rag, rule, basis, priority, child_count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
         )
         .bind(&alert.alert_id)
         .bind(&alert.referral_id)
@@ -157,6 +271,11 @@ impl Stage for AlertInbox {
         .bind(deadline)
         .bind(bytes)
         .bind(now)
+        .bind(summary.rag)
+        .bind(summary.rule)
+        .bind(summary.basis)
+        .bind(summary.priority)
+        .bind(summary.child_count)
         .execute(&mut *conn)
         .await?;
         if triage {

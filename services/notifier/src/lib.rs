@@ -57,6 +57,9 @@ pub enum Error {
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     Directory(#[from] directory::DirectoryError),
+    /// The shipped register of bodies could not be read.
+    #[error("reference data: {0}")]
+    Reference(String),
 }
 
 /// Decodes an alert as stored in `deliveries.alert` and `alerts.alert`.
@@ -110,7 +113,15 @@ pub fn spawn(
         authority_api::ACKNOWLEDGEMENT_SECONDS.clone(),
     );
     let shutdown = process.shutdown.clone();
+    let store = process.store.clone();
     process.spawn("delivery", async move {
+        let filled = inbox::backfill_summaries(&store).await?;
+        if filled > 0 {
+            tracing::info!(
+                filled,
+                "Filled the inbox columns of alerts filed before them."
+            );
+        }
         if sole_notifier {
             let released = worker.release_claims().await?;
             if released > 0 {
