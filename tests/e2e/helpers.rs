@@ -522,7 +522,7 @@ impl Tansu {
     }
 }
 
-fn free_port() -> TestResult<u16> {
+pub fn free_port() -> TestResult<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

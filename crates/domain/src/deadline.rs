@@ -270,8 +270,56 @@ fn from_uk_local(local: chrono::NaiveDateTime) -> DateTime<Utc> {
     guess - uk_offset(guess - Duration::hours(1))
 }
 
+/// The time left until `deadline_ms`, in words a person reads at a glance: "45 minutes left",
+/// "3 hours 20 minutes left", "2 days left", or "overdue by 1 hour 5 minutes". Whole minutes,
+/// rounded down; under a minute either side reads "due now".
+pub fn time_left_in_words(now_ms: i64, deadline_ms: i64) -> String {
+    let minutes = (deadline_ms - now_ms) / 60_000;
+    if minutes == 0 {
+        return "due now".to_owned();
+    }
+    let span = span_in_words(minutes.unsigned_abs());
+    if minutes > 0 {
+        format!("{span} left")
+    } else {
+        format!("overdue by {span}")
+    }
+}
+
+fn span_in_words(minutes: u64) -> String {
+    fn unit(n: u64, one: &str) -> String {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    }
+    let (days, hours, mins) = (minutes / 1440, (minutes % 1440) / 60, minutes % 60);
+    match (days, hours, mins) {
+        (0, 0, m) => unit(m, "minute"),
+        (0, h, 0) => unit(h, "hour"),
+        (0, h, m) => format!("{} {}", unit(h, "hour"), unit(m, "minute")),
+        (d, 0, _) => unit(d, "day"),
+        (d, h, _) => format!("{} {}", unit(d, "day"), unit(h, "hour")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn time_left_reads_as_words() {
+        use super::time_left_in_words as words;
+        let min = 60_000;
+        assert_eq!(words(0, 30_000), "due now");
+        assert_eq!(words(0, 45 * min), "45 minutes left");
+        assert_eq!(words(0, min), "1 minute left");
+        assert_eq!(words(0, 200 * min), "3 hours 20 minutes left");
+        assert_eq!(words(0, 120 * min), "2 hours left");
+        assert_eq!(words(0, 2 * 1440 * min + 5 * min), "2 days left");
+        assert_eq!(words(0, 1440 * min + 61 * min), "1 day 1 hour left");
+        assert_eq!(words(65 * min, 0), "overdue by 1 hour 5 minutes");
+    }
+
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {

@@ -24,6 +24,7 @@ pub struct Settings {
     pub alerter: AlerterSettings,
     pub notifier: NotifierSettings,
     pub ops: OpsSettings,
+    pub console: ConsoleSettings,
 }
 
 impl Default for Settings {
@@ -39,6 +40,7 @@ impl Default for Settings {
             alerter: AlerterSettings::default(),
             notifier: NotifierSettings::default(),
             ops: OpsSettings::default(),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -305,6 +307,39 @@ impl Default for NotifierSettings {
             retry_delays_ms: vec![
                 0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
             ],
+        }
+    }
+}
+
+/// The web console (`/console`): sessions and sign-in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Serve the console at all.
+    pub enabled: bool,
+    /// A session unused for this long must sign in again.
+    pub idle_timeout_minutes: u64,
+    /// Session cookies carry `Secure` (browsers still send them to http://localhost). Turn off
+    /// only behind a proxy that terminates TLS and rewrites cookies.
+    pub secure_cookies: bool,
+    /// Failed sign-ins in a row before an account is locked.
+    pub lockout_after_failures: u32,
+    /// How long a locked account stays locked.
+    pub lockout_minutes: u64,
+    /// Serve GDS Transport (the GOV.UK typeface): only for services on a gov.uk domain, as its
+    /// licence says. Otherwise pages use the Design System's fallback (Arial).
+    pub gds_transport_font: bool,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout_minutes: 30,
+            secure_cookies: true,
+            lockout_after_failures: 5,
+            lockout_minutes: 15,
+            gds_transport_font: false,
         }
     }
 }

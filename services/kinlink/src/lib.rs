@@ -18,6 +18,7 @@ mod persons;
 mod support;
 mod tokens;
 mod triage;
+mod users;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +50,8 @@ pub enum Command {
     Triage(TriageArgs),
     /// API tokens for agencies and authorities (shown once, stored hashed, revocable).
     Tokens(TokensArgs),
+    /// People who sign in to the web console (`/console`): council staff, operators, reviewers.
+    Users(UsersArgs),
     /// The hash-chained audit log.
     Audit(AuditArgs),
     /// On-call operations: status, trace, dead letters, replay.
@@ -274,6 +277,54 @@ pub enum TokensCommand {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub command: UsersCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a console user. Prints a generated password once, unless --password-env names
+    /// an environment variable holding one (at least 12 characters).
+    Create {
+        /// Sign-in name: 3 to 64 lower-case letters, digits, '.', '_', '-' or '@'.
+        username: String,
+        /// viewer, practitioner or manager (council staff, need --authority); operator or
+        /// reviewer (kinlink staff, no authority).
+        #[arg(long)]
+        role: String,
+        /// GSS code (or HSCT-...) of the council the user works for.
+        #[arg(long, default_value = "")]
+        authority: String,
+        /// The person's name, shown in the console and its history.
+        #[arg(long)]
+        name: String,
+        /// Environment variable holding the password (never a command-line argument).
+        #[arg(long)]
+        password_env: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List users (never password hashes).
+    List(StoreArgs),
+    /// Disable a user: they cannot sign in and their sessions end.
+    Disable {
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a new password (generated unless --password-env), unlock and re-enable the user;
+    /// their sessions end.
+    Reset {
+        username: String,
+        #[arg(long)]
+        password_env: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
@@ -388,6 +439,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
         }) => triage::route(&alert_id, &authority, &by, &store).await,
         Command::Tokens(TokensArgs { command }) => tokens::run(command).await,
+        Command::Users(UsersArgs { command }) => users::run(command).await,
         Command::Import(args) => import::run(&args).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
@@ -440,7 +492,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Service::Intake => ("intake", |p| with_ops(p, kinlink_intake::install)),
         Service::Enricher => ("enricher", |p| with_ops(p, kinlink_enricher::install)),
         Service::Alerter => ("alerter", |p| with_ops(p, kinlink_alerter::install)),
-        Service::Notifier => ("notifier", |p| with_ops(p, kinlink_notifier::install)),
+        // The notifier owns alerts, so its processes also serve the web console.
+        Service::Notifier => ("notifier", |p| {
+            let api = with_ops(p, kinlink_notifier::install)?;
+            let console = kinlink_console::install(p)
+                .map_err(|e| kinlink_runtime::process::TaskError::from(e.to_string()))?;
+            Ok(api.merge(console))
+        }),
     };
     kinlink_runtime::process::run_service(name, args.config.as_deref(), install)
         .await
@@ -465,6 +523,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(Process, axum::Rout
     }
     // The only notifier on an embedded store: claims left by a crash are released at once.
     api = api.merge(kinlink_notifier::spawn(&mut process, embedded)?);
+    api = api.merge(kinlink_console::install(&process)?);
     ops::metrics::spawn(&mut process);
     Ok((process, api))
 }

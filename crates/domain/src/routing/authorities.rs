@@ -180,6 +180,32 @@ impl AuthorityRegistry {
         })
     }
 
+    /// Every body that runs children's services today (current unitary, metropolitan, London
+    /// borough and county councils in England, Welsh and Scottish councils, and the five
+    /// Northern Ireland trusts), by name: what an operator chooses from when routing by hand.
+    pub fn bodies(&self) -> Vec<ChildrensServices> {
+        let mut bodies: Vec<ChildrensServices> = self
+            .rows
+            .iter()
+            .filter(|row| row.end_date.is_empty())
+            .filter(|row| {
+                matches!(
+                    row.gss.get(..3).unwrap_or_default(),
+                    "E06" | "E08" | "E09" | "E10" | "W06" | "S12"
+                )
+            })
+            .map(|row| ChildrensServices {
+                gss_code: row.gss.clone(),
+                name: row.name.clone(),
+                nation: row.nation.clone(),
+                via_district: None,
+            })
+            .chain(TRUSTS.iter().filter_map(|(code, _)| trust_by_code(code)))
+            .collect();
+        bodies.sort_by(|a, b| a.name.cmp(&b.name));
+        bodies
+    }
+
     /// Version recorded on routing decisions.
     pub fn version(&self) -> &str {
         &self.version
@@ -255,6 +281,32 @@ impl AuthorityRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_are_those_that_run_childrens_services() -> TestResult {
+        let registry = registry()?;
+        let bodies = registry.bodies();
+        // Each one resolves to itself, none is a district, and the NI trusts are there.
+        for body in &bodies {
+            assert_eq!(
+                body_by_code(&registry, &body.gss_code)
+                    .map(|b| b.gss_code)
+                    .ok()
+                    .as_deref(),
+                Some(body.gss_code.as_str())
+            );
+            assert!(!body.gss_code.starts_with("E07"));
+        }
+        assert_eq!(
+            bodies
+                .iter()
+                .filter(|b| b.gss_code.starts_with("HSCT-"))
+                .count(),
+            5
+        );
+        assert!(bodies.len() > 200, "{} bodies", bodies.len());
+        Ok(())
+    }
 
     type TestResult = Result<(), crate::Error>;
 

@@ -33,3 +33,6 @@ ALTER TABLE alerts ADD COLUMN basis TEXT NOT NULL DEFAULT '';
 ALTER TABLE alerts ADD COLUMN priority TEXT NOT NULL DEFAULT '';
 ALTER TABLE alerts ADD COLUMN child_count BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX alerts_by_deadline ON alerts (authority_code, deadline_ms);
+
+-- The history of one alert on its page.
+CREATE INDEX audit_log_alert ON audit_log (alert_id);

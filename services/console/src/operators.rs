@@ -1,0 +1,252 @@
+//! kinlink operators: the triage queue (alerts no rule could route) with each item's SLA, and
+//! routing an item to a body from the register. Operators see ids, reason codes and candidate
+//! bodies, never a child's details.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use kinlink_notifier::triage::RouteError;
+use serde::Deserialize;
+
+use crate::accounts::Role;
+use crate::view::{self, Chrome};
+use crate::{Console, refused, signed_in, signed_in_form};
+
+pub struct QueueRow {
+    alert_id: String,
+    referral_id: String,
+    reasons: String,
+    candidates: String,
+    time_left: String,
+    overdue: bool,
+    sla: String,
+}
+
+#[derive(Template)]
+#[template(path = "triage.html")]
+struct QueuePage {
+    chrome: Chrome,
+    rows: Vec<QueueRow>,
+    flash: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+    error: Option<String>,
+    q: Option<String>,
+}
+
+pub async fn queue(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Query(done): Query<Done>,
+) -> Response {
+    let session = match signed_in(&console, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    let items = match kinlink_alerter::triage_api::open_items(&console.store).await {
+        Ok(items) => items,
+        Err(error) => return crate::unavailable(&error),
+    };
+    let now = kinlink_store::now_millis();
+    let rows = items
+        .into_iter()
+        .map(|i| QueueRow {
+            time_left: kinlink_domain::deadline::time_left_in_words(now, i.sla_deadline_ms),
+            overdue: i.sla_deadline_ms < now,
+            sla: view::when(i.sla_deadline_ms),
+            reasons: i
+                .reasons
+                .iter()
+                .map(|r| view::words(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            candidates: i.candidates.join(", "),
+            alert_id: i.alert_id,
+            referral_id: i.referral_id,
+        })
+        .collect();
+    let flash = match done.done.as_deref() {
+        Some(code) => format!(
+            "Routed to {}. The authority has been alerted.",
+            code.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect::<String>()
+        ),
+        None => String::new(),
+    };
+    view::render(
+        StatusCode::OK,
+        &QueuePage {
+            chrome: Chrome::new("Triage queue", Some(&session), "/console/triage"),
+            rows,
+            flash,
+        },
+    )
+}
+
+pub struct BodyChoice {
+    code: String,
+    name: String,
+    candidate: bool,
+}
+
+#[derive(Template)]
+#[template(path = "triage_item.html")]
+struct ItemPage {
+    chrome: Chrome,
+    alert_id: String,
+    referral_id: String,
+    reasons: String,
+    time_left: String,
+    sla: String,
+    candidates: Vec<BodyChoice>,
+    matches: Vec<BodyChoice>,
+    query: String,
+    searched: bool,
+    error: String,
+}
+
+pub async fn item(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    let session = match signed_in(&console, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    let items = match kinlink_alerter::triage_api::open_items(&console.store).await {
+        Ok(items) => items,
+        Err(error) => return crate::unavailable(&error),
+    };
+    let Some(item) = items.into_iter().find(|i| i.alert_id == id) else {
+        return view::not_found(Some(&session));
+    };
+    let bodies = console.registry.bodies();
+    let name_of = |code: &str| {
+        bodies
+            .iter()
+            .find(|b| b.gss_code == code)
+            .map(|b| b.name.clone())
+            .unwrap_or_else(|| code.to_owned())
+    };
+    let query = done.q.clone().unwrap_or_default();
+    let needle = query.trim().to_lowercase();
+    let matches: Vec<BodyChoice> = if needle.is_empty() {
+        Vec::new()
+    } else {
+        bodies
+            .iter()
+            .filter(|b| {
+                b.name.to_lowercase().contains(&needle) || b.gss_code.to_lowercase() == needle
+            })
+            .take(20)
+            .map(|b| BodyChoice {
+                code: b.gss_code.clone(),
+                name: b.name.clone(),
+                candidate: false,
+            })
+            .collect()
+    };
+    let now = kinlink_store::now_millis();
+    view::render(
+        StatusCode::OK,
+        &ItemPage {
+            chrome: Chrome::new("Route a triage item", Some(&session), "/console/triage"),
+            reasons: item
+                .reasons
+                .iter()
+                .map(|r| view::words(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            time_left: kinlink_domain::deadline::time_left_in_words(now, item.sla_deadline_ms),
+            sla: view::when(item.sla_deadline_ms),
+            candidates: item
+                .candidates
+                .iter()
+                .map(|c| BodyChoice {
+                    code: c.clone(),
+                    name: name_of(c),
+                    candidate: true,
+                })
+                .collect(),
+            matches,
+            searched: !needle.is_empty(),
+            query,
+            error: match done.error.as_deref() {
+                Some("choose") => "Choose the body to route this item to".to_owned(),
+                Some("unknown") => "That is not a body that runs children's services".to_owned(),
+                Some(_) => "This item is no longer waiting in triage".to_owned(),
+                None => String::new(),
+            },
+            alert_id: item.alert_id,
+            referral_id: item.referral_id,
+        },
+    )
+}
+
+/// `POST /console/triage/{id}`: route the item to the chosen body.
+pub async fn route(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match signed_in_form(&console, &headers, &form).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    let base = format!(
+        "/console/triage/{}",
+        id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>()
+    );
+    let code = form
+        .get("authority_code")
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_default();
+    if code.is_empty() {
+        return Redirect::to(&format!("{base}?error=choose")).into_response();
+    }
+    let Ok(body) = kinlink_domain::routing::authorities::body_by_code(&console.registry, &code)
+    else {
+        return Redirect::to(&format!("{base}?error=unknown")).into_response();
+    };
+    match kinlink_notifier::triage::route(
+        &console.store,
+        &console.directory,
+        &id,
+        &body.gss_code,
+        &body.name,
+        &session.user.audit_actor(),
+    )
+    .await
+    {
+        Ok(()) => {
+            console.log.notify_appended();
+            Redirect::to(&format!("/console/triage?done={}", body.gss_code)).into_response()
+        }
+        Err(RouteError::NotInTriage(_)) => {
+            Redirect::to(&format!("{base}?error=gone")).into_response()
+        }
+        Err(error) => crate::unavailable(&error),
+    }
+}
