@@ -109,6 +109,26 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks something that loads a new page, and waits until the new page has replaced the
+    /// old one (a click returns before the navigation it starts).
+    async fn submit(&self, css: &str) -> TestResult {
+        let old = self.client.find(Locator::Css("html")).await?;
+        self.client.find(Locator::Css(css)).await?.click().await?;
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                let ready = self
+                    .client
+                    .execute("return document.readyState", vec![])
+                    .await?;
+                if ready == "complete" {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("clicking {css} loaded no new page").into())
+    }
+
     async fn fill(&self, css: &str, value: &str) -> TestResult {
         let field = self.client.find(Locator::Css(css)).await?;
         field.clear().await?;
@@ -124,12 +144,12 @@ impl Browser {
         self.goto(&format!("{base}/console/sign-in")).await?;
         self.fill("#username", username).await?;
         self.fill("#password", PASSWORD).await?;
-        self.click("button[type=submit]").await?;
+        self.submit("button[type=submit]").await?;
         Ok(())
     }
 
     async fn sign_out(&self) -> TestResult {
-        self.click(".moj-identity-bar form button").await
+        self.submit(".moj-identity-bar form button").await
     }
 
     /// Runs axe-core on the page: no violation of WCAG 2.0, 2.1 or 2.2 at level A or AA.
@@ -308,7 +328,7 @@ async fn scenario(
     browser.assert_accessible("sign-in").await?;
     browser.fill("#username", "kent.manager").await?;
     browser.fill("#password", "not the password").await?;
-    browser.click("button[type=submit]").await?;
+    browser.submit("button[type=submit]").await?;
     assert!(
         browser.exists(".govuk-error-summary").await?,
         "a wrong password is refused"
@@ -355,7 +375,7 @@ async fn scenario(
     );
     browser.assert_accessible("alert").await?;
     browser.screenshot("alert").await?;
-    browser.click("#acknowledge").await?;
+    browser.submit("#acknowledge").await?;
     assert!(browser.text("#flash").await?.contains("acknowledged"));
     assert_eq!(
         browser
@@ -379,7 +399,7 @@ async fn scenario(
             vec![],
         )
         .await?;
-    browser.click("#resolve").await?;
+    browser.submit("#resolve").await?;
     assert_eq!(browser.text("h1").await?, "This form has expired");
     browser.goto(&kent_page).await?;
     assert_eq!(
@@ -404,7 +424,7 @@ async fn scenario(
 
     // Decline the hand-off with a reason, then resolve.
     browser.fill("#decline-reason", "not_resident").await?;
-    browser.click("#decline").await?;
+    browser.submit("#decline").await?;
     assert!(
         browser
             .text("#flash")
@@ -412,7 +432,7 @@ async fn scenario(
             .contains("declined responsibility")
     );
     browser.click("#outcome option[value=early_help]").await?;
-    browser.click("#resolve").await?;
+    browser.submit("#resolve").await?;
     assert_eq!(
         browser
             .client
@@ -477,8 +497,17 @@ async fn scenario(
         "operators see no child's details"
     );
     browser.click(&format!("#match-{KENT}")).await?;
-    browser.click("#route-button").await?;
+    browser.submit("#route-button").await?;
     assert!(browser.text("#flash").await?.contains(KENT));
+    // Delivery health: each authority's webhook, none given up.
+    browser.goto(&format!("{base}/console/deliveries")).await?;
+    assert!(
+        browser
+            .exists(&format!("tr[data-authority='{KENT}']"))
+            .await?
+    );
+    assert!(browser.exists("#given-up-empty").await?);
+    browser.assert_accessible("delivery health").await?;
     browser.sign_out().await?;
     browser.sign_in(base, "kent.manager").await?;
     browser
@@ -512,12 +541,12 @@ async fn scenario(
         .wait_for(&format!("{base}/console/reviews"), "tr[data-task-id]")
         .await?;
     browser.assert_accessible("review queue").await?;
-    browser.click("tr[data-task-id] a").await?;
+    browser.submit("tr[data-task-id] a").await?;
     assert!(browser.text("#comparison").await?.contains("Berisha"));
     browser.assert_accessible("review comparison").await?;
     browser.screenshot("review").await?;
     browser.click("#verdict-same").await?;
-    browser.click("#decide").await?;
+    browser.submit("#decide").await?;
     assert!(browser.text("#flash").await?.contains("Merged"));
     browser.sign_out().await?;
 
@@ -570,7 +599,11 @@ async fn http_sign_in(base: &str, username: &str) -> TestResult<String> {
     let signed_in = client
         .post(format!("{base}/console/sign-in"))
         .header("cookie", cookie)
-        .form(&[("csrf_token", token.as_str()), ("username", username), ("password", PASSWORD)])
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", username),
+            ("password", PASSWORD),
+        ])
         .send()
         .await?;
     assert_eq!(signed_in.status(), 303, "signed in");
@@ -639,7 +672,13 @@ async fn an_inbox_of_ten_thousand_alerts_pages_in_under_100_ms() -> TestResult {
     let session = http_sign_in(&kinlink.base_url, "kent.viewer").await?;
     let client = reqwest::Client::new();
     let mut timings = Vec::new();
-    for query in ["", "?page=100", "?page=200", "?rag=red&priority=urgent&basis=lives", "?state=all&page=150"] {
+    for query in [
+        "",
+        "?page=100",
+        "?page=200",
+        "?rag=red&priority=urgent&basis=lives",
+        "?state=all&page=150",
+    ] {
         // Five requests each; the median is the figure (the test shares two cores with others).
         let mut runs = Vec::new();
         for _ in 0..5 {
@@ -652,7 +691,10 @@ async fn an_inbox_of_ten_thousand_alerts_pages_in_under_100_ms() -> TestResult {
             assert_eq!(response.status(), 200, "{query}");
             let html = response.text().await?;
             let elapsed = started.elapsed();
-            assert!(html.contains("data-alert-id=\"load-"), "{query}: no alerts shown");
+            assert!(
+                html.contains("data-alert-id=\"load-"),
+                "{query}: no alerts shown"
+            );
             runs.push(elapsed);
         }
         runs.sort();

@@ -127,6 +127,8 @@ pub fn router(console: Console) -> Router {
             "/console/triage/{id}",
             get(operators::item).post(operators::route),
         )
+        .route("/console/deliveries", get(operators::health))
+        .route("/console/deliveries/{id}", post(operators::redeliver))
         .route("/console/reviews", get(reviews::queue))
         .route(
             "/console/reviews/{id}",

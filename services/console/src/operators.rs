@@ -250,3 +250,204 @@ pub async fn route(
         Err(error) => crate::unavailable(&error),
     }
 }
+
+/// One authority's delivery health.
+pub struct HealthRow {
+    authority: String,
+    name: String,
+    pending: i64,
+    retrying: i64,
+    failed: i64,
+    last_delivered: String,
+    disabled: String,
+}
+
+/// A delivery the notifier gave up on.
+pub struct GivenUp {
+    alert_id: String,
+    authority: String,
+    attempts: i64,
+    reason: String,
+    when: String,
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    chrome: Chrome,
+    rows: Vec<HealthRow>,
+    given_up: Vec<GivenUp>,
+    flash: String,
+}
+
+/// `GET /console/deliveries`: per-authority delivery health and the deliveries given up.
+pub async fn health(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Query(done): Query<Done>,
+) -> Response {
+    let session = match signed_in(&console, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    match health_rows(&console).await {
+        Ok((rows, given_up)) => view::render(
+            StatusCode::OK,
+            &HealthPage {
+                chrome: Chrome::new("Delivery health", Some(&session), "/console/deliveries"),
+                rows,
+                given_up,
+                flash: if done.done.is_some() {
+                    "Queued for delivery again; a withdrawn endpoint was enabled again.".to_owned()
+                } else {
+                    String::new()
+                },
+            },
+        ),
+        Err(error) => crate::unavailable(&error),
+    }
+}
+
+async fn health_rows(console: &Console) -> Result<(Vec<HealthRow>, Vec<GivenUp>), sqlx::Error> {
+    use sqlx::Row;
+    let pool = console.store.pool();
+    let disabled: HashMap<String, String> =
+        sqlx::query("SELECT authority_code, disabled_at_ms, reason FROM endpoint_state")
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("authority_code")?,
+                    format!(
+                        "{} since {}",
+                        r.try_get::<String, _>("reason")?,
+                        view::when(r.try_get("disabled_at_ms")?)
+                    ),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+    let bodies = console.registry.bodies();
+    let name_of = |code: &str| {
+        bodies
+            .iter()
+            .find(|b| b.gss_code == code)
+            .map(|b| b.name.clone())
+            .unwrap_or_default()
+    };
+    let rows = sqlx::query(
+        "SELECT authority_code, \
+         SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END) AS pending, \
+         SUM(CASE WHEN state = 'pending' AND attempts > base_attempts THEN 1 ELSE 0 END) AS retrying, \
+         SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed, \
+         MAX(CASE WHEN state = 'delivered' THEN updated_at_ms ELSE 0 END) AS last_delivered \
+         FROM deliveries WHERE authority_code <> '' GROUP BY authority_code ORDER BY authority_code",
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let authority: String = r.try_get("authority_code")?;
+        let last: i64 = r.try_get("last_delivered")?;
+        Ok(HealthRow {
+            name: name_of(&authority),
+            pending: r.try_get("pending")?,
+            retrying: r.try_get("retrying")?,
+            failed: r.try_get("failed")?,
+            last_delivered: if last > 0 { view::when(last) } else { "Never".to_owned() },
+            disabled: disabled.get(&authority).cloned().unwrap_or_default(),
+            authority,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let failed = sqlx::query(
+        "SELECT alert_id, authority_code, attempts, updated_at_ms FROM deliveries WHERE state = 'failed' \
+         ORDER BY updated_at_ms DESC LIMIT 100",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut given_up = Vec::new();
+    for r in &failed {
+        let alert_id: String = r.try_get("alert_id")?;
+        let last = sqlx::query(
+            "SELECT outcome, http_status FROM delivery_attempts WHERE alert_id = $1 ORDER BY attempt DESC LIMIT 1",
+        )
+        .bind(&alert_id)
+        .fetch_optional(pool)
+        .await?;
+        let reason = match last {
+            Some(row) => {
+                let outcome: String = row.try_get("outcome")?;
+                let status: Option<i64> = row.try_get("http_status")?;
+                match status {
+                    Some(code) if code > 0 => format!("{} (HTTP {code})", view::words(&outcome)),
+                    _ => view::words(&outcome),
+                }
+            }
+            None => "No attempt recorded".to_owned(),
+        };
+        given_up.push(GivenUp {
+            authority: r.try_get("authority_code")?,
+            attempts: r.try_get("attempts")?,
+            when: view::when(r.try_get("updated_at_ms")?),
+            reason,
+            alert_id,
+        });
+    }
+    Ok((rows, given_up))
+}
+
+/// `POST /console/deliveries/{id}`: deliver a given-up alert again (as `kinlink ops dlq
+/// replay` does), audited with the operator's identity.
+pub async fn redeliver(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session = match signed_in_form(&console, &headers, &form).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    let actor = session.user.audit_actor();
+    let result = async {
+        let mut tx = console.store.begin().await?;
+        let failed = sqlx::query(
+            "SELECT authority_code FROM deliveries WHERE alert_id = $1 AND state = 'failed'",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = failed else {
+            return Ok::<bool, crate::Error>(false);
+        };
+        let authority: String = sqlx::Row::try_get(&row, "authority_code")?;
+        kinlink_notifier::delivery::requeue_given_up(&mut tx, &id, kinlink_store::now_millis())
+            .await?;
+        kinlink_store::audit::append(
+            &mut tx,
+            &kinlink_store::audit::AuditEntry {
+                action: "delivery_requeued",
+                actor: &actor,
+                authority_code: &authority,
+                alert_id: &id,
+                detail: "console",
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    .await;
+    match result {
+        Ok(true) => Redirect::to("/console/deliveries?done=requeued").into_response(),
+        Ok(false) => view::not_found(Some(&session)),
+        Err(error) => crate::unavailable(&error),
+    }
+}

@@ -48,6 +48,7 @@ impl Chrome {
         }
         if role == Role::Operator {
             nav.push(("/console/triage", "Triage queue"));
+            nav.push(("/console/deliveries", "Delivery health"));
         }
         if role == Role::Reviewer {
             nav.push(("/console/reviews", "Linkage reviews"));
