@@ -40,7 +40,28 @@ pub struct Done {
 }
 
 fn percent(p: f64) -> String {
-    format!("{:.0}%", (p * 100.0).clamp(0.0, 100.0))
+    if p >= 0.995 {
+        "over 99%".to_owned()
+    } else if p > 0.0 && p < 0.005 {
+        "under 1%".to_owned()
+    } else {
+        format!("{:.0}%", (p * 100.0).clamp(0.0, 100.0))
+    }
+}
+
+/// Why a pair the model scores as likely the same was left to a person, in words.
+fn held_back(task: &ReviewTask) -> String {
+    let other_household = task
+        .evidence
+        .iter()
+        .any(|e| e.field == "household" && e.level == "child_of_another_adult");
+    if other_household {
+        "It was not linked automatically: the earlier child is known with another adult, at another address.".to_owned()
+    } else if task.match_probability >= 0.5 {
+        "It was not linked automatically: a rule holds such pairs for a person (for example, given names that differ, or more than one likely match).".to_owned()
+    } else {
+        String::new()
+    }
 }
 
 async fn open_tasks(console: &Console) -> Result<Vec<ReviewTask>, Response> {
@@ -114,6 +135,7 @@ struct ComparePage {
     task_id: String,
     probability: String,
     weight: String,
+    held_back: String,
     new_referral: String,
     earlier_referral: String,
     fields: Vec<FieldRow>,
@@ -253,6 +275,7 @@ pub async fn compare(
             chrome: Chrome::new("Compare two records", Some(&session), "/console/reviews"),
             probability: percent(task.match_probability),
             weight: format!("{:+.1}", task.match_weight),
+            held_back: held_back(&task),
             new_referral: new.referral_id,
             earlier_referral: earlier.referral_id,
             fields,
