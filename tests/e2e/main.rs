@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `kinlink` binary, real storage, a real Kafka-protocol broker
 //! (tansu) and PostgreSQL, and a local webhook receiver standing in for the authorities.
 
+mod channels;
 mod console;
 mod golden;
 mod handoff;

@@ -293,7 +293,98 @@ pub struct NotifierSettings {
     /// Per-request timeout of a webhook delivery.
     pub timeout_ms: u64,
     /// Pause before each retry of a failed delivery, in order; exhausted means failed.
+    /// Messages (email, SMS) follow the same schedule.
     pub retry_delays_ms: Vec<u64>,
+    /// GOV.UK Notify, for authorities' `email` (with `email_via = "notify"`) and `sms`.
+    pub govuk_notify: Option<GovukNotifySettings>,
+    /// An SMTP relay, for authorities' `email` with `email_via = "smtp"`.
+    pub smtp: Option<SmtpSettings>,
+}
+
+/// How an authority's email goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailVia {
+    /// GOV.UK Notify (`notifier.govuk_notify`).
+    #[default]
+    Notify,
+    /// The SMTP relay (`notifier.smtp`).
+    Smtp,
+}
+
+/// GOV.UK Notify: the service UK public bodies use to send email and text messages.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovukNotifySettings {
+    /// The API key (`name-<service id>-<secret>`), or `env:NAME` (keep it out of files).
+    pub api_key: String,
+    #[serde(default = "notify_base_url")]
+    pub base_url: String,
+    /// The email template; its fields: kind, authority, rating, priority, children,
+    /// deadline, link.
+    #[serde(default)]
+    pub email_template_id: String,
+    /// The text message template, with the same fields.
+    #[serde(default)]
+    pub sms_template_id: String,
+}
+
+fn notify_base_url() -> String {
+    "https://api.notifications.service.gov.uk".to_owned()
+}
+
+impl std::fmt::Debug for GovukNotifySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovukNotifySettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Transport security to an SMTP relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (port 587); refused if the relay cannot.
+    #[default]
+    Starttls,
+    /// TLS from the start (port 465).
+    Tls,
+    /// No TLS: only to a relay on localhost.
+    None,
+}
+
+/// A council's own SMTP relay.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default = "smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password, or `env:NAME`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The sender, e.g. `kinlink <kinlink@council.gov.uk>`.
+    pub from: String,
+}
+
+fn smtp_port() -> u16 {
+    587
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for NotifierSettings {
@@ -307,6 +398,8 @@ impl Default for NotifierSettings {
             retry_delays_ms: vec![
                 0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
             ],
+            govuk_notify: None,
+            smtp: None,
         }
     }
 }
@@ -380,6 +473,9 @@ impl std::fmt::Debug for OpsSettings {
 pub struct AuthorityEndpoint {
     /// GSS code of the body running children's services, e.g. `E10000016`.
     pub code: String,
+    /// Where alerts are posted; empty when the authority has no webhook receiver (it then
+    /// hears by `email` and `sms`).
+    #[serde(default)]
     pub webhook_url: String,
     /// Standard Webhooks secrets (`whsec_...`, or `env:NAME` to read one from the
     /// environment). Every secret signs, so a rotation lists the old and the new.
@@ -396,6 +492,15 @@ pub struct AuthorityEndpoint {
     /// Overrides `notifier.on_call_after_seconds` for this authority.
     #[serde(default)]
     pub on_call_after_seconds: Option<u64>,
+    /// Duty mailboxes told of each new, amended or routed alert (no personal data: a link).
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// Duty phone numbers texted through GOV.UK Notify, likewise.
+    #[serde(default)]
+    pub sms: Vec<String>,
+    /// `notify` (default) or `smtp`.
+    #[serde(default)]
+    pub email_via: EmailVia,
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -476,11 +581,19 @@ impl Settings {
             ));
         }
         for endpoint in &self.notifier.authorities {
-            if !endpoint.webhook_url.starts_with("http://")
+            let no_webhook = endpoint.webhook_url.is_empty();
+            if !no_webhook
+                && !endpoint.webhook_url.starts_with("http://")
                 && !endpoint.webhook_url.starts_with("https://")
             {
                 return Err(Error::Invalid(format!(
                     "notifier.authorities[{}].webhook_url must be an http(s) URL",
+                    endpoint.code
+                )));
+            }
+            if no_webhook && endpoint.email.is_empty() && endpoint.sms.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "notifier.authorities[{}]: give a webhook_url, or email or sms to tell the authority by",
                     endpoint.code
                 )));
             }

@@ -270,7 +270,11 @@ impl DeliveryWorker {
         of_revision: u32,
     ) -> Result<(), Error> {
         let endpoint = self.directory.endpoint(&alert.authority_code);
+        // An authority with no webhook hears by email or SMS (`channels.rs`, its own ledger):
+        // nothing to post, so the webhook delivery is settled at once.
+        let no_webhook = endpoint.is_some_and(|e| e.url.is_empty());
         let outcome = match endpoint {
+            Some(_) if no_webhook => AttemptOutcome::Accepted(0),
             Some(_) if self.endpoint_disabled(&alert.authority_code).await? => {
                 AttemptOutcome::NoEndpoint
             }
@@ -298,6 +302,7 @@ impl DeliveryWorker {
             rand::random_range(-1.0..=1.0),
         );
         let (label, status) = match outcome {
+            AttemptOutcome::Accepted(_) if no_webhook => ("no_webhook", 0),
             AttemptOutcome::Accepted(code) => ("delivered", code),
             AttemptOutcome::Status(code, _) => ("http_error", code),
             AttemptOutcome::NoResponse => ("no_response", 0),

@@ -13,12 +13,17 @@ use crate::signing::{SecretError, SigningSecret};
 /// One authority's delivery settings.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// Empty: no webhook; the authority hears by email or SMS only.
     pub url: String,
     pub secrets: Vec<SigningSecret>,
     pub secondary_url: Option<String>,
     pub on_call_after: Duration,
     /// Webhooks carry the children's details.
     pub full_payload: bool,
+    /// Duty mailboxes and phones told of each alert (see `channels.rs`).
+    pub email: Vec<String>,
+    pub sms: Vec<String>,
+    pub email_via: kinlink_runtime::settings::EmailVia,
 }
 
 /// kinlink on-call (PagerDuty Events API v2 compatible).
@@ -74,6 +79,9 @@ impl Directory {
                     secrets,
                     secondary_url: authority.secondary_webhook_url.clone(),
                     full_payload: authority.full_payload,
+                    email: authority.email.clone(),
+                    sms: authority.sms.clone(),
+                    email_via: authority.email_via,
                     on_call_after: Duration::from_secs(
                         authority
                             .on_call_after_seconds

@@ -254,6 +254,10 @@ impl Stage for AlertInbox {
                 if reopen && !triage {
                     self.reopen(conn, &alert, deadline).await?;
                 }
+                if !triage {
+                    crate::channels::file(conn, &self.directory, &amended, amended.revision, now)
+                        .await?;
+                }
                 tracing::info!(alert_id = %alert.alert_id, revision = amended.revision, "Alert amended; delivering again.");
             }
             return Ok(Vec::new());
@@ -291,6 +295,8 @@ impl Stage for AlertInbox {
                 .directory
                 .escalation_timers(&alert.authority_code, deadline);
             crate::escalation::file_timers(conn, &alert.alert_id, &timers).await?;
+            crate::channels::file(conn, &self.directory, &alert, alert.revision.max(1), now)
+                .await?;
             // The authority where a child lives is asked to take responsibility from the one
             // where the child was found: on-call hears if it has not decided by the deadline.
             let asks_handoff = alert.sections.iter().any(|s| {

@@ -25,6 +25,7 @@
 //! [`authority_api`].
 
 pub mod authority_api;
+pub mod channels;
 pub mod delivery;
 pub mod directory;
 pub mod escalation;
@@ -60,6 +61,12 @@ pub enum Error {
     /// The shipped register of bodies could not be read.
     #[error("reference data: {0}")]
     Reference(String),
+    /// A message channel (GOV.UK Notify, SMTP) is misconfigured; names the setting.
+    #[error("{setting}: {reason}")]
+    Channel {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 /// Decodes an alert as stored in `deliveries.alert` and `alerts.alert`.
@@ -104,6 +111,8 @@ pub fn spawn(
         directory.clone(),
         process.settings.ops.api_token.clone(),
     ));
+    let messages =
+        channels::MessageWorker::new(process.store.clone(), directory.clone(), settings)?;
     process.spawn_stage(AlertInbox::new(directory));
     process.add_openapi(authority_api::openapi());
     process.add_openapi(triage::openapi());
@@ -112,6 +121,15 @@ pub fn spawn(
         "Time from an alert being filed to its acknowledgement",
         authority_api::ACKNOWLEDGEMENT_SECONDS.clone(),
     );
+    process.registry.register(
+        "kinlink_notifier_messages",
+        "Email and text messages to authorities' duty teams, by channel and outcome",
+        channels::MESSAGES.clone(),
+    );
+    let messages_shutdown = process.shutdown.clone();
+    process.spawn("messages", async move {
+        messages.run(messages_shutdown).await.map_err(Into::into)
+    });
     let shutdown = process.shutdown.clone();
     let store = process.store.clone();
     process.spawn("delivery", async move {

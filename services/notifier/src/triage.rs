@@ -89,6 +89,7 @@ pub async fn route(
     .await?;
     let timers = directory.escalation_timers(code, deadline);
     crate::escalation::file_timers(&mut tx, alert_id, &timers).await?;
+    crate::channels::file(&mut tx, directory, &alert, alert.revision.max(1), now).await?;
     let detail = format!("routed to {code}");
     audit::append(
         &mut tx,

@@ -30,6 +30,9 @@ pub fn kent_settings(
             secondary_webhook_url: secondary.map(|path| format!("{base}/{path}")),
             full_payload: false,
             on_call_after_seconds: Some(1800),
+            email: vec![],
+            sms: vec![],
+            email_via: Default::default(),
         }],
         on_call: if on_call {
             OnCallSettings {
