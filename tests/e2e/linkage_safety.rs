@@ -251,6 +251,62 @@ async fn respelt_children_are_recognised_and_namesakes_in_other_households_are_n
         "Kent told about another family: {told_kent:?}"
     );
 
+    // A reviewer decides the two boys are not the same child: when the London family is
+    // referred again, the boy links to his own earlier record and the pair is not asked
+    // about again.
+    let task = {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::AnyConnection::connect(&url).await?;
+        let row = sqlx::query(
+            "SELECT task_id FROM linkage_reviews WHERE state = 'open' AND person_id = $1 AND candidate_person_id = $2",
+        )
+        .bind(&london_dion)
+        .bind(&kent_dion)
+        .fetch_one(&mut conn)
+        .await?;
+        conn.close().await?;
+        row.try_get::<String, _>("task_id")?
+    };
+    let decided = std::process::Command::new(kinlink_bin())
+        .args([
+            "review",
+            "decide",
+            &task,
+            "--different",
+            "--by",
+            "reviewer-1",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    assert!(decided.status.success(), "{decided:?}");
+    let again = refer(
+        &kinlink,
+        family(
+            "SAFE-7",
+            person("Ilir", "Berisha", Some(("1979-11-03", "exact")), "SW1A 2AA"),
+            &[person(
+                "Dion",
+                "Berisha",
+                Some(("2017-05-09", "exact")),
+                "SW1A 2AA",
+            )],
+        ),
+    )
+    .await?;
+    let (dion_again, _) = resolved(&url, &again, 2, 0).await?;
+    assert_eq!(dion_again, london_dion, "the boy is his own earlier record");
+    let reviews = open_reviews(&url).await?;
+    assert!(
+        !reviews
+            .iter()
+            .any(|(p, c)| (p == &london_dion && c == &kent_dion)
+                || (p == &kent_dion && c == &london_dion)),
+        "a pair decided distinct was asked about again: {reviews:?}"
+    );
+
     let status = kinlink.interrupt().await?;
     assert!(status.success(), "{status:?}");
     Ok(())
