@@ -90,7 +90,12 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
 {
     let dir = TempDir::new("e2e-person-linkage")?;
     let receiver = WebhookReceiver::start().await?;
-    let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], "")?;
+    let config = write_config(
+        &dir.0,
+        &receiver,
+        &[KENT, WESTMINSTER],
+        "\n[ops]\napi_token = \"test-operator-token\"\n",
+    )?;
     let data = dir.0.join("data");
     let kinlink = Kinlink::up(&data, &config).await?;
 
@@ -206,6 +211,25 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
     assert_eq!(tasks[0]["candidate_person_id"], drita_id.as_str());
     let task_id = tasks[0]["task_id"].as_str().ok_or("no task id")?.to_owned();
 
+    // The API lists the same task (ids and weights, no names) to operators' integrations.
+    let http = reqwest::Client::new();
+    let listed: serde_json::Value = http
+        .get(format!("{}/v1/reviews", kinlink.base_url))
+        .bearer_auth("test-operator-token")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed[0]["task_id"], task_id.as_str(), "{listed}");
+    assert!(!listed.to_string().contains("Drita"), "{listed}");
+    let decision = |task: &str| {
+        http.post(format!("{}/v1/reviews/{task}/decision", kinlink.base_url))
+            .bearer_auth("test-operator-token")
+            .json(&serde_json::json!({ "verdict": "same", "reviewer": "op-17" }))
+            .send()
+    };
+    assert_eq!(decision("no-such-task").await?.status(), 404);
+
     // The social worker confirms it is Drita: one merge, by an operator id.
     let decided = cli(
         &["review", "decide", &task_id, "--same", "--by", "op-17"],
@@ -213,6 +237,7 @@ async fn a_child_referred_in_her_own_right_under_a_transliterated_name_is_recogn
         &config,
     )?;
     assert_eq!(decided["surviving_person_id"], drita_id.as_str());
+    assert_eq!(decision(&task_id).await?.status(), 409, "decided once only");
 
     // Kent and Westminster each hear that the child is known to the other.
     for body in [KENT, WESTMINSTER] {

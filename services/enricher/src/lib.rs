@@ -12,6 +12,7 @@
 pub mod registry;
 pub mod relink;
 pub mod review;
+pub mod review_api;
 
 use std::sync::Arc;
 
@@ -78,7 +79,12 @@ pub fn install(
         .map_err(|error| Box::new(error) as kinlink_runtime::process::TaskError)?;
     tracing::info!(model = %enricher.model.version, "Linkage model loaded.");
     process.spawn_stage(enricher);
-    Ok(axum::Router::new())
+    process.add_openapi(review_api::openapi());
+    Ok(review_api::router(
+        process.store.clone(),
+        process.log.clone(),
+        process.settings.ops.api_token.clone(),
+    ))
 }
 
 static REVIEWS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =

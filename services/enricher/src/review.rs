@@ -16,7 +16,7 @@ use kinlink_domain::linking;
 use crate::{Error, SOURCE, registry};
 
 /// One field's evidence as stored with a decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldEvidence {
     pub field: String,
     pub level: String,
@@ -24,7 +24,7 @@ pub struct FieldEvidence {
 }
 
 /// A review task: a record scored between the thresholds against an existing person.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReviewTask {
     pub task_id: String,
     pub referral_id: String,
