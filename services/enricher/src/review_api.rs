@@ -32,11 +32,14 @@ pub fn router(store: Store, log: EventLog, token: Option<String>) -> Router {
         .with_state(ReviewState { store, log, token })
 }
 
-fn check(state: &ReviewState, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal, unless the request carries the operators' token.
+fn refused(state: &ReviewState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = state.token.as_deref() else {
-        return Err(Problem::not_found("resource").into_response());
+        return Some(Problem::not_found("resource").into_response());
     };
-    kinlink_runtime::http::check_configured(headers, expected).map_err(IntoResponse::into_response)
+    kinlink_runtime::http::check_configured(headers, expected)
+        .err()
+        .map(IntoResponse::into_response)
 }
 
 /// Open linkage review tasks, oldest first (operator token).
@@ -44,7 +47,7 @@ fn check(state: &ReviewState, headers: &HeaderMap) -> Result<(), Response> {
     responses((status = 200, body = Vec<ReviewTask>), (status = 401), (status = 404, description = "No operator token configured")),
     security(("operator_token" = [])))]
 async fn list(State(state): State<ReviewState>, headers: HeaderMap) -> Response {
-    if let Err(response) = check(&state, &headers) {
+    if let Some(response) = refused(&state, &headers) {
         return response;
     }
     let tasks = async {
@@ -82,7 +85,7 @@ async fn decide(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(response) = check(&state, &headers) {
+    if let Some(response) = refused(&state, &headers) {
         return response;
     }
     let invalid = |pointer: &str, reason: &str| {
