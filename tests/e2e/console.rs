@@ -548,6 +548,13 @@ async fn scenario(
     browser.click("#verdict-same").await?;
     browser.submit("#decide").await?;
     assert!(browser.text("#flash").await?.contains("Merged"));
+    let person_page = browser
+        .client
+        .find(Locator::Css("#merged-person"))
+        .await?
+        .attr("href")
+        .await?
+        .ok_or("no link to the merged person")?;
     browser.sign_out().await?;
 
     // The next referral of the boy carries the merged history: both families' referrals.
@@ -572,6 +579,44 @@ async fn scenario(
         .await?;
     let earlier = browser.text("[data-earlier-referrals]").await?;
     assert!(earlier.contains(&kent_family), "merged history: {earlier}");
+    browser.sign_out().await?;
+
+    // The merge was wrong after all: the reviewer splits the Kent boy's record off again.
+    let kent_record: String = {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::AnyConnection::connect(db).await?;
+        let row = sqlx::query(
+            "SELECT record_id FROM linkage_records WHERE referral_id = $1 AND given_name = 'Dion'",
+        )
+        .bind(&kent_family)
+        .fetch_one(&mut conn)
+        .await?;
+        conn.close().await?;
+        row.try_get("record_id")?
+    };
+    browser.sign_in(base, "reviewer").await?;
+    browser.goto(&format!("{base}{person_page}")).await?;
+    browser.assert_accessible("a person's records").await?;
+    browser.click(&format!("#record-{kent_record}")).await?;
+    browser.fill("#reason", "wrong_merge").await?;
+    browser.submit("#split-button").await?;
+    assert!(
+        browser.text("#flash").await?.contains("Split"),
+        "{}",
+        browser.text("main").await?
+    );
+    assert_eq!(
+        count(
+            db,
+            &format!(
+                "SELECT COUNT(*) FROM linkage_records WHERE record_id = '{kent_record}' AND person_id <> \
+                 (SELECT person_id FROM linkage_records WHERE referral_id = '{later}' AND given_name = 'Dion')"
+            )
+        )
+        .await?,
+        1,
+        "the Kent boy's record is a person of its own again"
+    );
     Ok(())
 }
 

@@ -134,6 +134,11 @@ pub fn router(console: Console) -> Router {
             "/console/reviews/{id}",
             get(reviews::compare).post(reviews::decide),
         )
+        .route("/console/persons", get(reviews::find_person))
+        .route(
+            "/console/persons/{id}",
+            get(reviews::person).post(reviews::split),
+        )
         .route("/console/{*rest}", get(not_found_page))
         .with_state(console.clone());
     let assets = Router::new()

@@ -32,11 +32,14 @@ struct QueuePage {
     chrome: Chrome,
     rows: Vec<QueueRow>,
     flash: String,
+    /// After a merge: the person, whose records a reviewer can split if it was wrong.
+    merged_person: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Done {
     done: Option<String>,
+    person: Option<String>,
 }
 
 fn percent(p: f64) -> String {
@@ -115,6 +118,14 @@ pub async fn queue(
             chrome: Chrome::new("Linkage reviews", Some(&session), "/console/reviews"),
             rows,
             flash: flash.to_owned(),
+            merged_person: done
+                .person
+                .map(|p| {
+                    p.chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect()
+                })
+                .unwrap_or_default(),
         },
     )
 }
@@ -336,24 +347,230 @@ pub async fn decide(
             .begin()
             .await
             .map_err(kinlink_enricher::Error::from)?;
-        review::decide(&mut tx, &console.log, &id, verdict, &by).await?;
+        let merged = review::decide(&mut tx, &console.log, &id, verdict, &by).await?;
         tx.commit().await.map_err(kinlink_enricher::Error::from)?;
-        Ok::<_, kinlink_enricher::Error>(())
+        Ok::<_, kinlink_enricher::Error>(merged)
     }
     .await;
     match result {
-        Ok(()) => {
+        Ok(merged) => {
             console.log.notify_appended();
             let done = if verdict == Verdict::Same {
                 "same"
             } else {
                 "different"
             };
-            Redirect::to(&format!("/console/reviews?done={done}")).into_response()
+            let person = merged
+                .map(|m| format!("&person={}", m.surviving_person_id))
+                .unwrap_or_default();
+            Redirect::to(&format!("/console/reviews?done={done}{person}")).into_response()
         }
         Err(kinlink_enricher::Error::NotFound { .. } | kinlink_enricher::Error::Conflict(_)) => {
             view::not_found(Some(&session))
         }
         Err(error) => crate::unavailable(&error),
+    }
+}
+
+/// One record of a person, with what kinlink decided for it.
+pub struct PersonRecord {
+    record_id: String,
+    referral_id: String,
+    method: String,
+    probability: String,
+    given_name: String,
+    family_name: String,
+    date_of_birth: String,
+    postcode: String,
+}
+
+#[derive(Template)]
+#[template(path = "person.html")]
+struct PersonPage {
+    chrome: Chrome,
+    person_id: String,
+    merged: Vec<String>,
+    records: Vec<PersonRecord>,
+    flash: String,
+    error: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PersonQuery {
+    done: Option<String>,
+    error: Option<String>,
+}
+
+/// `GET /console/persons/{id}`: a person's records, to split off ones wrongly linked or merged.
+pub async fn person(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<PersonQuery>,
+) -> Response {
+    let session = match signed_in(&console, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
+        return response;
+    }
+    let explained = async {
+        let mut conn = console.store.pool().acquire().await?;
+        review::explain(&mut conn, &id).await
+    }
+    .await;
+    let explained = match explained {
+        Ok(explained) => explained,
+        Err(kinlink_enricher::Error::NotFound { .. }) => return view::not_found(Some(&session)),
+        Err(error) => return crate::unavailable(&error),
+    };
+    let mut records = Vec::new();
+    for decision in &explained.records {
+        let details = match record(&console, &decision.record_id).await {
+            Ok(details) => details,
+            Err(error) => return crate::unavailable(&error),
+        };
+        let value = |key: &str| {
+            details
+                .as_ref()
+                .and_then(|d| d.values.get(key).cloned())
+                .unwrap_or_default()
+        };
+        records.push(PersonRecord {
+            record_id: decision.record_id.clone(),
+            referral_id: decision.referral_id.clone(),
+            method: view::words(&decision.method),
+            probability: percent(decision.match_probability),
+            given_name: value("given_name"),
+            family_name: value("family_name"),
+            date_of_birth: value("date_of_birth"),
+            postcode: value("postcode"),
+        });
+    }
+    let actor = session.user.audit_actor();
+    let detail = format!("person={}", explained.person_id);
+    if let Err(error) = crate::audit(
+        &console,
+        AuditEntry {
+            action: "person_read",
+            actor: &actor,
+            authority_code: "",
+            alert_id: "",
+            detail: &detail,
+        },
+    )
+    .await
+    {
+        return crate::unavailable(&error);
+    }
+    view::render(
+        StatusCode::OK,
+        &PersonPage {
+            chrome: Chrome::new("A person's records", Some(&session), "/console/reviews"),
+            person_id: explained.person_id,
+            merged: explained.merged_person_ids,
+            records,
+            flash: match query.done.as_deref() {
+                Some(new_person) => format!(
+                    "Split: the records chosen are person {} now.",
+                    new_person
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect::<String>()
+                ),
+                None => String::new(),
+            },
+            error: match query.error.as_deref() {
+                Some("records") => "Choose the records to split off (not all of them)".to_owned(),
+                Some("reason") => {
+                    "Enter a reason code: 1 to 64 letters, digits, '_' or '-'".to_owned()
+                }
+                Some(_) => "Those records could not be split off".to_owned(),
+                None => String::new(),
+            },
+        },
+    )
+}
+
+/// `POST /console/persons/{id}`: split the chosen records off onto a new person.
+pub async fn split(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let fields: HashMap<String, String> = form.iter().cloned().collect();
+    let session = match signed_in_form(&console, &headers, &fields).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
+        return response;
+    }
+    let base = format!(
+        "/console/persons/{}",
+        id.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect::<String>()
+    );
+    let records: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "record")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let reason = fields
+        .get("reason_code")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    if records.is_empty() {
+        return Redirect::to(&format!("{base}?error=records")).into_response();
+    }
+    if !kinlink_notifier::authority_api::valid_reason_code(&reason) {
+        return Redirect::to(&format!("{base}?error=reason")).into_response();
+    }
+    let by = session.user.audit_actor();
+    let result = async {
+        let mut tx = console
+            .store
+            .begin()
+            .await
+            .map_err(kinlink_enricher::Error::from)?;
+        let split = review::split(&mut tx, &console.log, &id, &records, &reason, &by).await?;
+        tx.commit().await.map_err(kinlink_enricher::Error::from)?;
+        Ok::<_, kinlink_enricher::Error>(split)
+    }
+    .await;
+    match result {
+        Ok(split) => {
+            console.log.notify_appended();
+            Redirect::to(&format!("{base}?done={}", split.new_person_id)).into_response()
+        }
+        Err(kinlink_enricher::Error::NotFound { .. }) => view::not_found(Some(&session)),
+        Err(kinlink_enricher::Error::Conflict(_)) => {
+            Redirect::to(&format!("{base}?error=conflict")).into_response()
+        }
+        Err(error) => crate::unavailable(&error),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FindPerson {
+    id: Option<String>,
+}
+
+/// `GET /console/persons?id=...`: the person-id form lands on the person's page.
+pub async fn find_person(Query(query): Query<FindPerson>) -> Response {
+    let id: String = query
+        .id
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if id.is_empty() {
+        Redirect::to("/console/reviews").into_response()
+    } else {
+        Redirect::to(&format!("/console/persons/{id}")).into_response()
     }
 }
