@@ -508,6 +508,16 @@ async fn scenario(
     );
     assert!(browser.exists("#given-up-empty").await?);
     browser.assert_accessible("delivery health").await?;
+    // Stage status: every stage listed, none stalled.
+    browser.goto(&format!("{base}/console/status")).await?;
+    for stage in ["intake", "enricher", "alerter", "notifier"] {
+        assert!(
+            browser.exists(&format!("tr[data-stage='{stage}']")).await?,
+            "{stage}"
+        );
+    }
+    assert!(!browser.text("#stages").await?.contains("Stalled"));
+    browser.assert_accessible("stage status").await?;
     browser.sign_out().await?;
     browser.sign_in(base, "kent.manager").await?;
     browser

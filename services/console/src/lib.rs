@@ -18,6 +18,7 @@ mod operators;
 mod reviews;
 pub mod sessions;
 mod sign_in;
+pub mod status;
 mod view;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub enum Error {
     Render(#[from] askama::Error),
     #[error(transparent)]
     Notifier(#[from] kinlink_notifier::Error),
+    #[error(transparent)]
+    Log(#[from] kinlink_eventlog::Error),
 }
 
 /// Everything a page needs.
@@ -68,6 +71,8 @@ pub struct Console {
     settings: ConsoleSettings,
     directory: Arc<Directory>,
     registry: Arc<AuthorityRegistry>,
+    /// A stage with lag and no progress for this long is stalled (`ops.stalled_after_seconds`).
+    stalled_after: std::time::Duration,
 }
 
 impl Console {
@@ -84,6 +89,7 @@ impl Console {
             settings,
             directory,
             registry: Arc::new(registry),
+            stalled_after: std::time::Duration::from_secs(300),
         })
     }
 
@@ -103,12 +109,14 @@ pub fn install(process: &kinlink_runtime::Process) -> Result<Router, Error> {
         Directory::from_settings(&process.settings.notifier)
             .map_err(|e| Error::Notifier(e.into()))?,
     );
-    let console = Console::new(
+    let mut console = Console::new(
         process.store.clone(),
         process.log.clone(),
         settings,
         directory,
     )?;
+    console.stalled_after =
+        std::time::Duration::from_secs(process.settings.ops.stalled_after_seconds);
     Ok(router(console))
 }
 
@@ -128,6 +136,7 @@ pub fn router(console: Console) -> Router {
             get(operators::item).post(operators::route),
         )
         .route("/console/deliveries", get(operators::health))
+        .route("/console/status", get(operators::stages))
         .route("/console/deliveries/{id}", post(operators::redeliver))
         .route("/console/reviews", get(reviews::queue))
         .route(

@@ -451,3 +451,73 @@ pub async fn redeliver(
         Err(error) => crate::unavailable(&error),
     }
 }
+
+/// One stage of the pipeline as the status page shows it.
+pub struct StageRow {
+    stage: String,
+    lag_events: i64,
+    lag: String,
+    last_progress: String,
+    stalled: bool,
+    dead_letters: i64,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    chrome: Chrome,
+    backend: &'static str,
+    stages: Vec<StageRow>,
+    triage_open: i64,
+    triage_overdue: i64,
+    reviews_open: i64,
+    alerts: crate::status::AlertCounts,
+}
+
+/// `GET /console/status`: lag and stalls per stage, dead letters, queues and alerts, as
+/// `kinlink ops status` reports them.
+pub async fn stages(State(console): State<Console>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&console, &headers).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if let Some(response) = refused(&session, |r| r == Role::Operator) {
+        return response;
+    }
+    let status =
+        match crate::status::status(&console.store, &console.log, console.stalled_after).await {
+            Ok(status) => status,
+            Err(error) => return crate::unavailable(&error),
+        };
+    let stages = status
+        .stages
+        .into_iter()
+        .map(|s| StageRow {
+            lag: if s.lag_events == 0 {
+                "none".to_owned()
+            } else {
+                format!("{:.0} s", s.lag_seconds)
+            },
+            last_progress: s
+                .last_progress_ms
+                .map(view::when)
+                .unwrap_or_else(|| "never".to_owned()),
+            stage: s.stage,
+            lag_events: s.lag_events,
+            stalled: s.stalled,
+            dead_letters: s.dead_letters,
+        })
+        .collect();
+    view::render(
+        StatusCode::OK,
+        &StatusPage {
+            chrome: Chrome::new("Stage status", Some(&session), "/console/status"),
+            backend: status.backend,
+            stages,
+            triage_open: status.triage_open,
+            triage_overdue: status.triage_overdue,
+            reviews_open: status.reviews_open,
+            alerts: status.alerts,
+        },
+    )
+}

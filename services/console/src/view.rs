@@ -49,6 +49,7 @@ impl Chrome {
         if role == Role::Operator {
             nav.push(("/console/triage", "Triage queue"));
             nav.push(("/console/deliveries", "Delivery health"));
+            nav.push(("/console/status", "Stage status"));
         }
         if role == Role::Reviewer {
             nav.push(("/console/reviews", "Linkage reviews"));
