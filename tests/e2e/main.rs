@@ -10,6 +10,7 @@ mod intake;
 mod linkage_cli;
 mod linkage_safety;
 mod notifier;
+mod oidc;
 mod ops;
 mod person_linkage;
 mod routing_cli;

@@ -422,6 +422,48 @@ pub struct ConsoleSettings {
     /// Serve GDS Transport (the GOV.UK typeface): only for services on a gov.uk domain, as its
     /// licence says. Otherwise pages use the Design System's fallback (Arial).
     pub gds_transport_font: bool,
+    /// The console's public address (e.g. `https://kinlink.example.org`), for the redirect
+    /// URIs registered with OpenID Connect providers. Empty: the request's host, over http.
+    pub public_url: String,
+    /// OpenID Connect providers people may sign in with, besides local passwords.
+    pub oidc: Vec<OidcProvider>,
+}
+
+/// One OpenID Connect provider (a council's Microsoft Entra ID tenant, say). Register the
+/// redirect URI `<public_url>/console/oidc/<name>/callback` with it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Short name, in URLs: letters, digits and '-'.
+    pub name: String,
+    /// On the sign-in button, e.g. "Kent County Council".
+    pub label: String,
+    /// The issuer; its `/.well-known/openid-configuration` is read at sign-in.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, or `env:NAME` (keep it out of files).
+    pub client_secret: String,
+    /// The authority whose staff sign in here; empty for kinlink's own operators and reviewers.
+    #[serde(default)]
+    pub authority: String,
+    /// The ID token claim that is the kinlink username (default `email`).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+}
+
+fn default_username_claim() -> String {
+    "email".to_owned()
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ConsoleSettings {
@@ -433,6 +475,8 @@ impl Default for ConsoleSettings {
             lockout_after_failures: 5,
             lockout_minutes: 15,
             gds_transport_font: false,
+            public_url: String::new(),
+            oidc: Vec::new(),
         }
     }
 }

@@ -140,14 +140,14 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, Error> {
 }
 
 /// Creates a user. Council roles need an authority that runs children's services; the other
-/// roles must have none.
+/// roles must have none. With no password, the user signs in only through OpenID Connect.
 pub async fn create(
     store: &Store,
     username: &str,
     display_name: &str,
     role: Role,
     authority_code: &str,
-    password: &str,
+    password: Option<&str>,
 ) -> Result<User, Error> {
     if !valid_username(username) {
         return Err(Error::Invalid {
@@ -178,7 +178,10 @@ pub async fn create(
             reason: "operators and reviewers do not belong to an authority",
         });
     }
-    let hash = hash_password(password)?;
+    let hash = match password {
+        Some(password) => hash_password(password)?,
+        None => NO_PASSWORD.to_owned(),
+    };
     let user_id = uuid::Uuid::now_v7().to_string();
     let inserted = sqlx::query(
         "INSERT INTO console_users (user_id, username, display_name, role, authority_code, password_hash, created_at_ms) \
@@ -209,6 +212,18 @@ pub async fn create(
         locked_until_ms: 0,
     })
 }
+
+/// The user with this username.
+pub async fn by_username(store: &Store, username: &str) -> Result<Option<User>, Error> {
+    let row = sqlx::query("SELECT * FROM console_users WHERE username = $1")
+        .bind(username)
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Stored for a user who signs in only through OpenID Connect: no password matches it.
+const NO_PASSWORD: &str = "!";
 
 /// Every user, by username.
 pub async fn list(store: &Store) -> Result<Vec<User>, Error> {

@@ -14,6 +14,7 @@
 pub mod accounts;
 mod assets;
 mod council;
+mod oidc;
 mod operators;
 mod reviews;
 pub mod sessions;
@@ -73,6 +74,8 @@ pub struct Console {
     registry: Arc<AuthorityRegistry>,
     /// A stage with lag and no progress for this long is stalled (`ops.stalled_after_seconds`).
     stalled_after: std::time::Duration,
+    /// For OpenID Connect providers.
+    http: reqwest::Client,
 }
 
 impl Console {
@@ -90,6 +93,10 @@ impl Console {
             directory,
             registry: Arc::new(registry),
             stalled_after: std::time::Duration::from_secs(300),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .map_err(|e| Error::Reference(e.to_string()))?,
         })
     }
 
@@ -127,6 +134,8 @@ pub fn router(console: Console) -> Router {
         .route("/console/", get(home))
         .route("/console/sign-in", get(sign_in::page).post(sign_in::submit))
         .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/sign-in/{name}", get(oidc::start))
+        .route("/console/oidc/{name}/callback", get(oidc::callback))
         .route("/console/inbox", get(council::inbox))
         .route("/console/alerts/{id}", get(council::alert))
         .route("/console/alerts/{id}/{action}", post(council::act))

@@ -21,6 +21,8 @@ const SIGN_IN_COOKIE: &str = "kinlink_sign_in";
 #[template(path = "sign_in.html")]
 struct SignInPage {
     chrome: Chrome,
+    /// (name, label) of each OpenID Connect provider.
+    providers: Vec<(String, String)>,
     csrf_token: String,
     username: String,
     error: Option<&'static str>,
@@ -37,6 +39,12 @@ fn form_page(
         status,
         &SignInPage {
             chrome: Chrome::new("Sign in", None, ""),
+            providers: console
+                .settings
+                .oidc
+                .iter()
+                .map(|p| (p.name.clone(), p.label.clone()))
+                .collect(),
             csrf_token: token.clone(),
             username: username.to_owned(),
             error,

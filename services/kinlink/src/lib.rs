@@ -300,8 +300,12 @@ pub enum UsersCommand {
         #[arg(long)]
         name: String,
         /// Environment variable holding the password (never a command-line argument).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "oidc")]
         password_env: Option<String>,
+        /// No password: the user signs in only through an OpenID Connect provider
+        /// (`console.oidc`), whose username claim must equal USERNAME.
+        #[arg(long)]
+        oidc: bool,
         #[command(flatten)]
         store: StoreArgs,
     },

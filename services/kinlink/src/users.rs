@@ -31,14 +31,27 @@ pub async fn run(command: UsersCommand) -> anyhow::Result<()> {
             authority,
             name,
             password_env,
+            oidc,
             store,
         } => {
             let role = Role::parse(&role).with_context(|| {
                 "role must be viewer, practitioner, manager, operator or reviewer".to_owned()
             })?;
-            let (password, generated) = password(password_env.as_deref())?;
+            let (password, generated) = if oidc {
+                (String::new(), false)
+            } else {
+                password(password_env.as_deref())?
+            };
             let db = open_store(&store).await?;
-            let user = accounts::create(&db, &username, &name, role, &authority, &password).await;
+            let user = accounts::create(
+                &db,
+                &username,
+                &name,
+                role,
+                &authority,
+                (!oidc).then_some(password.as_str()),
+            )
+            .await;
             db.close().await;
             let user = user?;
             if store.json {
