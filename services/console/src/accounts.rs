@@ -242,38 +242,48 @@ pub async fn by_id(store: &Store, user_id: &str) -> Result<Option<User>, Error> 
     row.as_ref().map(user_from_row).transpose()
 }
 
-/// Disables a user: they cannot sign in, and their sessions end.
-pub async fn disable(store: &Store, username: &str) -> Result<(), Error> {
+/// Changes a user's account with `update` (bound to `$1` the hash, `$2` the username) and
+/// ends all their sessions, in one transaction.
+async fn change_and_sign_out(
+    store: &Store,
+    update: &'static str,
+    hash: &str,
+    username: &str,
+) -> Result<(), Error> {
     let mut tx = store.begin().await?;
-    let row =
-        sqlx::query("UPDATE console_users SET disabled = 1 WHERE username = $1 RETURNING user_id")
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NoSuchUser)?;
+    let row = sqlx::query(update)
+        .bind(hash)
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NoSuchUser)?;
     let user_id: String = row.try_get("user_id")?;
     crate::sessions::end_all(&mut tx, &user_id).await?;
     tx.commit().await?;
     Ok(())
 }
 
+/// Disables a user: they cannot sign in, and their sessions end.
+pub async fn disable(store: &Store, username: &str) -> Result<(), Error> {
+    change_and_sign_out(
+        store,
+        "UPDATE console_users SET disabled = 1 WHERE $1 = $1 AND username = $2 RETURNING user_id",
+        "",
+        username,
+    )
+    .await
+}
+
 /// Sets a new password, unlocks and re-enables the account; the user's sessions end.
 pub async fn reset(store: &Store, username: &str, password: &str) -> Result<(), Error> {
-    let hash = hash_password(password)?;
-    let mut tx = store.begin().await?;
-    let row = sqlx::query(
+    change_and_sign_out(
+        store,
         "UPDATE console_users SET password_hash = $1, disabled = 0, failed_attempts = 0, locked_until_ms = 0 \
          WHERE username = $2 RETURNING user_id",
+        &hash_password(password)?,
+        username,
     )
-    .bind(&hash)
-    .bind(username)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NoSuchUser)?;
-    let user_id: String = row.try_get("user_id")?;
-    crate::sessions::end_all(&mut tx, &user_id).await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
 /// Why a sign-in failed. The page says the same for each, so it tells an attacker nothing.

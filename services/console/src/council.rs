@@ -15,9 +15,10 @@ use kinlink_proto::v1;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::accounts::Role;
 use crate::sessions::Session;
 use crate::view::{self, Chrome};
-use crate::{Console, refused, signed_in, signed_in_form};
+use crate::{Console, signed_in, signed_in_form};
 
 /// Alerts on one page of the inbox.
 pub const PAGE_SIZE: i64 = 50;
@@ -128,13 +129,10 @@ pub async fn inbox(
     headers: HeaderMap,
     Query(query): Query<InboxQuery>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, Role::is_council).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r.is_council()) {
-        return response;
-    }
     let authority = session.user.authority_code.clone();
     let known = |value: &Option<String>, allowed: &[&str]| {
         value

@@ -289,6 +289,34 @@ async fn signed_in_form(
     Ok(session)
 }
 
+/// The signed-in session, if its role passes `allowed`; otherwise the sign-in redirect or the
+/// 403 page.
+async fn session_as(
+    console: &Console,
+    headers: &HeaderMap,
+    allowed: impl Fn(Role) -> bool,
+) -> Result<Session, Response> {
+    let session = signed_in(console, headers).await?;
+    match refused(&session, allowed) {
+        Some(response) => Err(response),
+        None => Ok(session),
+    }
+}
+
+/// As [`session_as`], for a form that must carry the session's CSRF token.
+async fn form_session_as(
+    console: &Console,
+    headers: &HeaderMap,
+    form: &std::collections::HashMap<String, String>,
+    allowed: impl Fn(Role) -> bool,
+) -> Result<Session, Response> {
+    let session = signed_in_form(console, headers, form).await?;
+    match refused(&session, allowed) {
+        Some(response) => Err(response),
+        None => Ok(session),
+    }
+}
+
 /// The 403 page for an action the session's role does not allow.
 fn forbidden(session: &Session) -> Response {
     view::message_page(

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use kinlink_notifier::triage::RouteError;
 use serde::Deserialize;
 
+use crate::Console;
 use crate::accounts::Role;
 use crate::view::{self, Chrome};
-use crate::{Console, refused, signed_in, signed_in_form};
 
 pub struct QueueRow {
     alert_id: String,
@@ -46,13 +46,10 @@ pub async fn queue(
     headers: HeaderMap,
     Query(done): Query<Done>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Operator).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
     let items = match kinlink_alerter::triage_api::open_items(&console.store).await {
         Ok(items) => items,
         Err(error) => return crate::unavailable(&error),
@@ -78,9 +75,7 @@ pub async fn queue(
     let flash = match done.done.as_deref() {
         Some(code) => format!(
             "Routed to {}. The authority has been alerted.",
-            code.chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect::<String>()
+            view::id_only(code)
         ),
         None => String::new(),
     };
@@ -122,13 +117,10 @@ pub async fn item(
     Path(id): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Operator).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
     let items = match kinlink_alerter::triage_api::open_items(&console.store).await {
         Ok(items) => items,
         Err(error) => return crate::unavailable(&error),
@@ -206,19 +198,12 @@ pub async fn route(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match signed_in_form(&console, &headers, &form).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
-    let base = format!(
-        "/console/triage/{}",
-        id.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect::<String>()
-    );
+    let session =
+        match crate::form_session_as(&console, &headers, &form, |r| r == Role::Operator).await {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
+    let base = format!("/console/triage/{}", view::id_only(&id));
     let code = form
         .get("authority_code")
         .map(|c| c.trim().to_owned())
@@ -286,13 +271,10 @@ pub async fn health(
     headers: HeaderMap,
     Query(done): Query<Done>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Operator).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
     match health_rows(&console).await {
         Ok((rows, given_up)) => view::render(
             StatusCode::OK,
@@ -408,13 +390,11 @@ pub async fn redeliver(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match signed_in_form(&console, &headers, &form).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
+    let session =
+        match crate::form_session_as(&console, &headers, &form, |r| r == Role::Operator).await {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
     let actor = session.user.audit_actor();
     let result = async {
         let mut tx = console.store.begin().await?;
@@ -477,13 +457,10 @@ struct StatusPage {
 /// `GET /console/status`: lag and stalls per stage, dead letters, queues and alerts, as
 /// `kinlink ops status` reports them.
 pub async fn stages(State(console): State<Console>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Operator).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Operator) {
-        return response;
-    }
     let status =
         match crate::status::status(&console.store, &console.log, console.stalled_after).await {
             Ok(status) => status,

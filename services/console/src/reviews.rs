@@ -15,9 +15,9 @@ use kinlink_store::audit::AuditEntry;
 use serde::Deserialize;
 use sqlx::Row;
 
+use crate::Console;
 use crate::accounts::Role;
 use crate::view::{self, Chrome};
-use crate::{Console, refused, signed_in, signed_in_form};
 
 pub struct QueueRow {
     task_id: String,
@@ -84,13 +84,10 @@ pub async fn queue(
     headers: HeaderMap,
     Query(done): Query<Done>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Reviewer).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
-        return response;
-    }
     let tasks = match open_tasks(&console).await {
         Ok(tasks) => tasks,
         Err(response) => return response,
@@ -118,14 +115,7 @@ pub async fn queue(
             chrome: Chrome::new("Linkage reviews", Some(&session), "/console/reviews"),
             rows,
             flash: flash.to_owned(),
-            merged_person: done
-                .person
-                .map(|p| {
-                    p.chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                        .collect()
-                })
-                .unwrap_or_default(),
+            merged_person: done.person.map(|p| view::id_only(&p)).unwrap_or_default(),
         },
     )
 }
@@ -208,13 +198,10 @@ pub async fn compare(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Reviewer).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
-        return response;
-    }
     let tasks = match open_tasks(&console).await {
         Ok(tasks) => tasks,
         Err(response) => return response,
@@ -302,13 +289,11 @@ pub async fn decide(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match signed_in_form(&console, &headers, &form).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
-        return response;
-    }
+    let session =
+        match crate::form_session_as(&console, &headers, &form, |r| r == Role::Reviewer).await {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
     let by = session.user.audit_actor();
     let verdict = match form.get("verdict").map(String::as_str) {
         Some("same") => Verdict::Same,
@@ -332,13 +317,8 @@ pub async fn decide(
             };
         }
         _ => {
-            return Redirect::to(&format!(
-                "/console/reviews/{}",
-                id.chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .collect::<String>()
-            ))
-            .into_response();
+            return Redirect::to(&format!("/console/reviews/{}", view::id_only(&id)))
+                .into_response();
         }
     };
     let result = async {
@@ -408,13 +388,10 @@ pub async fn person(
     Path(id): Path<String>,
     Query(query): Query<PersonQuery>,
 ) -> Response {
-    let session = match signed_in(&console, &headers).await {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Reviewer).await {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
-        return response;
-    }
     let explained = async {
         let mut conn = console.store.pool().acquire().await?;
         review::explain(&mut conn, &id).await
@@ -474,10 +451,7 @@ pub async fn person(
             flash: match query.done.as_deref() {
                 Some(new_person) => format!(
                     "Split: the records chosen are person {} now.",
-                    new_person
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                        .collect::<String>()
+                    view::id_only(new_person)
                 ),
                 None => String::new(),
             },
@@ -501,19 +475,12 @@ pub async fn split(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let fields: HashMap<String, String> = form.iter().cloned().collect();
-    let session = match signed_in_form(&console, &headers, &fields).await {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if let Some(response) = refused(&session, |r| r == Role::Reviewer) {
-        return response;
-    }
-    let base = format!(
-        "/console/persons/{}",
-        id.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect::<String>()
-    );
+    let session =
+        match crate::form_session_as(&console, &headers, &fields, |r| r == Role::Reviewer).await {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
+    let base = format!("/console/persons/{}", view::id_only(&id));
     let records: Vec<String> = form
         .iter()
         .filter(|(k, _)| k == "record")
@@ -563,11 +530,8 @@ pub struct FindPerson {
 pub async fn find_person(Query(query): Query<FindPerson>) -> Response {
     let id: String = query
         .id
-        .unwrap_or_default()
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+        .map(|id| view::id_only(id.trim()))
+        .unwrap_or_default();
     if id.is_empty() {
         Redirect::to("/console/reviews").into_response()
     } else {

@@ -192,3 +192,11 @@ pub fn when(millis: i64) -> String {
         .map(|d| d.format("%-d %B %Y, %H:%M UTC").to_string())
         .unwrap_or_default()
 }
+
+/// An id as it may go into a URL or a page: its letters, digits and '-' only (ids are UUIDs
+/// and GSS codes; anything else in a query string is dropped, never echoed).
+pub fn id_only(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
