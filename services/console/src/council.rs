@@ -301,6 +301,8 @@ struct AlertPage {
     chrome: Chrome,
     alert_id: String,
     referral_id: String,
+    /// The alert's version: above 1 after the referral was updated or the case changed.
+    revision: u32,
     state: String,
     state_class: &'static str,
     state_label: &'static str,
@@ -592,6 +594,7 @@ pub async fn alert(
         chrome: Chrome::new("Alert", Some(&session), "/console/inbox"),
         alert_id: id.clone(),
         referral_id: alert.referral_id.clone(),
+        revision: alert.revision,
         state: state.to_owned(),
         state_class,
         state_label,
