@@ -450,6 +450,36 @@ async fn scenario(
     );
     browser.sign_out().await?;
 
+    // Another child who lives in Kent and was found in Westminster: this time Kent accepts.
+    let mut second = handoff.clone();
+    second["dependants"][0]["person"]["given_name"] = "Kemi".into();
+    second["concern"] = "Found alone at a station.".into();
+    let second_id = referral_id(kinlink, &second).await?;
+    let second_alert = receiver
+        .wait_for(Duration::from_secs(60), |r| {
+            r.iter().any(|x| {
+                x.authority == KENT && x.body["referral_id"].as_str() == Some(second_id.as_str())
+            })
+        })
+        .await?
+        .into_iter()
+        .find(|x| x.authority == KENT && x.body["referral_id"].as_str() == Some(second_id.as_str()))
+        .ok_or("no Kent alert for the second hand-off")?
+        .webhook_id;
+    browser.sign_in(base, "kent.manager").await?;
+    browser
+        .goto(&format!("{base}/console/alerts/{second_alert}"))
+        .await?;
+    browser.submit("#accept").await?;
+    assert!(
+        browser
+            .text("#flash")
+            .await?
+            .contains("accepted responsibility")
+    );
+    assert!(!browser.exists("#accept").await?, "decided once");
+    browser.sign_out().await?;
+
     // Westminster is told of the decision in its own alert.
     browser.sign_in(base, "wm.practitioner").await?;
     browser
@@ -518,6 +548,11 @@ async fn scenario(
     }
     assert!(!browser.text("#stages").await?.contains("Stalled"));
     browser.assert_accessible("stage status").await?;
+    browser
+        .goto(&format!("{base}/console/dead-letters"))
+        .await?;
+    assert!(browser.exists("#dead-letters-empty").await?);
+    browser.assert_accessible("dead letters").await?;
     browser.sign_out().await?;
     browser.sign_in(base, "kent.manager").await?;
     browser

@@ -519,8 +519,24 @@ pub async fn alert(
         .unwrap_or_default();
     let now = kinlink_store::now_millis();
     let live = matches!(stored.state, AlertState::Open | AlertState::Acknowledged);
-    let handoff = match &alert.handoff {
-        Some(h) => Some(HandoffView {
+    // The hand-off as recorded now (the alert's own copy may predate the decision).
+    let ours = &session.user.authority_code;
+    let recorded = {
+        let mut conn = match console.store.pool().acquire().await {
+            Ok(conn) => conn,
+            Err(error) => return crate::unavailable(&error),
+        };
+        match kinlink_alerter::records::handoffs_of(&mut conn, &alert.referral_id, ours).await {
+            Ok(handoffs) => handoffs,
+            Err(error) => return crate::unavailable(&error),
+        }
+    };
+    let pending_for_us = recorded
+        .iter()
+        .any(|(home, _, state)| home == ours && state == "pending");
+    let handoff = match (&alert.handoff, recorded.first()) {
+        // The found authority's alert, amended with the decision (and any transfer).
+        (Some(h), _) if h.state != "pending" => Some(HandoffView {
             summary: format!(
                 "Lives in {}, found in {}: {}{}",
                 h.home_authority,
@@ -532,38 +548,28 @@ pub async fn alert(
                     format!(" to {}", h.transferred_to)
                 }
             ),
-            pending_for_us: h.state == "pending" && h.home_authority == session.user.authority_code,
+            pending_for_us,
         }),
-        None => {
-            // The alert asks this authority, where the child lives, to take responsibility.
-            let asks = alert.sections.iter().any(|s| {
-                s.basis == v1::RoutingBasis::Lives as i32 && !s.other_authority_code.is_empty()
-            });
-            let pending = if asks {
-                let mut conn = match console.store.pool().acquire().await {
-                    Ok(conn) => conn,
-                    Err(error) => return crate::unavailable(&error),
-                };
-                match kinlink_alerter::records::handoffs_of(
-                    &mut conn,
-                    &alert.referral_id,
-                    &session.user.authority_code,
+        (_, Some((home, found, state))) => Some(HandoffView {
+            summary: if pending_for_us {
+                format!(
+                    "The child lives in your area ({home}) and was found in {found}. You are asked to take responsibility."
                 )
-                .await
-                {
-                    Ok(handoffs) => handoffs.into_iter().find(|(home, _, state)| {
-                        home == &session.user.authority_code && state == "pending"
-                    }),
-                    Err(error) => return crate::unavailable(&error),
-                }
             } else {
-                None
-            };
-            pending.map(|(home, found, _)| HandoffView {
-                summary: format!("The child lives in your area ({home}) and was found in {found}. You are asked to take responsibility."),
-                pending_for_us: true,
-            })
-        }
+                format!("Lives in {home}, found in {found}: {}", view::words(state))
+            },
+            pending_for_us,
+        }),
+        (Some(h), None) => Some(HandoffView {
+            summary: format!(
+                "Lives in {}, found in {}: {}",
+                h.home_authority,
+                h.found_authority,
+                view::words(&h.state)
+            ),
+            pending_for_us,
+        }),
+        (None, None) => None,
     };
     let role = session.user.role;
     let exploitation = alert

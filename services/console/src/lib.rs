@@ -14,6 +14,7 @@
 pub mod accounts;
 mod assets;
 mod council;
+pub mod dead_letters;
 mod oidc;
 mod operators;
 mod reviews;
@@ -146,6 +147,11 @@ pub fn router(console: Console) -> Router {
         )
         .route("/console/deliveries", get(operators::health))
         .route("/console/status", get(operators::stages))
+        .route("/console/dead-letters", get(operators::dead_letters))
+        .route(
+            "/console/dead-letters/{stage}/{event_id}",
+            post(operators::replay_letter),
+        )
         .route("/console/deliveries/{id}", post(operators::redeliver))
         .route("/console/reviews", get(reviews::queue))
         .route(

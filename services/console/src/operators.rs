@@ -498,3 +498,121 @@ pub async fn stages(State(console): State<Console>, headers: HeaderMap) -> Respo
         },
     )
 }
+
+/// One dead letter as the page shows it (ids, type, reason; never the payload).
+pub struct LetterRow {
+    stage: String,
+    event_id: String,
+    event_type: String,
+    reason: String,
+    when: String,
+    replayed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dead_letters.html")]
+struct DeadLettersPage {
+    chrome: Chrome,
+    letters: Vec<LetterRow>,
+    flash: String,
+}
+
+/// `GET /console/dead-letters`: every stage's dead letters with their reasons.
+pub async fn dead_letters(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Query(done): Query<Done>,
+) -> Response {
+    let session = match crate::session_as(&console, &headers, |r| r == Role::Operator).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let letters = match crate::dead_letters::list(&console.store, &console.log, None).await {
+        Ok(letters) => letters,
+        Err(error) => return crate::unavailable(&error),
+    };
+    let mut rows: Vec<LetterRow> = letters
+        .into_iter()
+        .map(|l| LetterRow {
+            when: view::when(l.time_ms),
+            stage: l.stage,
+            event_id: l.event_id,
+            event_type: l
+                .event_type
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            reason: l.reason,
+            replayed: l.replayed,
+        })
+        .collect();
+    // Waiting first, newest first.
+    rows.sort_by(|a, b| a.replayed.cmp(&b.replayed).then(b.when.cmp(&a.when)));
+    view::render(
+        StatusCode::OK,
+        &DeadLettersPage {
+            chrome: Chrome::new("Dead letters", Some(&session), "/console/dead-letters"),
+            letters: rows,
+            flash: if done.done.is_some() {
+                "Replayed with its original event id: the stage applies it once.".to_owned()
+            } else {
+                String::new()
+            },
+        },
+    )
+}
+
+/// `POST /console/dead-letters/{stage}/{event_id}`: replay one letter (as `kinlink ops dlq
+/// replay --event`), audited with the operator's identity.
+pub async fn replay_letter(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path((stage, event_id)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let session =
+        match crate::form_session_as(&console, &headers, &form, |r| r == Role::Operator).await {
+            Ok(session) => session,
+            Err(response) => return response,
+        };
+    let result = async {
+        let letters = crate::dead_letters::list(&console.store, &console.log, Some(&stage)).await?;
+        let selected: Vec<_> = letters
+            .into_iter()
+            .filter(|l| l.event_id == event_id)
+            .collect();
+        let done =
+            crate::dead_letters::replay(&console.store, &console.log, selected, false).await?;
+        Ok::<_, crate::Error>(done)
+    }
+    .await;
+    match result {
+        Ok(done) if done.is_empty() => view::not_found(Some(&session)),
+        Ok(_) => {
+            let actor = session.user.audit_actor();
+            let detail = format!(
+                "stage={} event={}",
+                view::id_only(&stage),
+                view::id_only(&event_id)
+            );
+            if let Err(error) = crate::audit(
+                &console,
+                kinlink_store::audit::AuditEntry {
+                    action: "dlq_replayed",
+                    actor: &actor,
+                    authority_code: "",
+                    alert_id: "",
+                    detail: &detail,
+                },
+            )
+            .await
+            {
+                return crate::unavailable(&error);
+            }
+            console.log.notify_appended();
+            Redirect::to("/console/dead-letters?done=replayed").into_response()
+        }
+        Err(error) => crate::unavailable(&error),
+    }
+}

@@ -50,6 +50,7 @@ impl Chrome {
             nav.push(("/console/triage", "Triage queue"));
             nav.push(("/console/deliveries", "Delivery health"));
             nav.push(("/console/status", "Stage status"));
+            nav.push(("/console/dead-letters", "Dead letters"));
         }
         if role == Role::Reviewer {
             nav.push(("/console/reviews", "Linkage reviews"));
