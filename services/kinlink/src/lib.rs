@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod audit;
 mod authority;
+pub mod bench;
 mod import;
 pub mod linkage;
 mod ops;
@@ -66,6 +67,10 @@ pub enum Command {
     },
     /// Synthetic person records with ground truth, for evaluating linkage.
     Synth(linkage::SynthArgs),
+    /// Load generator: starts `kinlink up`, posts `kinlink synth` households through the
+    /// HTTP API, receives the webhooks, and reports throughput and latency beside what the
+    /// storage allows (durable commits/s, batched rows/s) on the same disk.
+    Bench(bench::BenchArgs),
     /// How a person came to be: each record's linkage decision with its per-field evidence
     /// and model version, merges, splits and review tasks (ids and weights, no names).
     Explain {
@@ -454,6 +459,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ModelCommand::Diff { model, store },
         } => persons::model_diff(model.as_deref(), &store).await,
         Command::Synth(args) => linkage::synth(&args),
+        Command::Bench(args) => bench::run(&args).await,
         Command::Explain { person_id, store } => persons::explain(&person_id, &store).await,
         Command::Review {
             command: ReviewCommand::List { all, store },

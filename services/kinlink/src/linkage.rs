@@ -92,39 +92,34 @@ fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
 
 /// The synthetic records as referrals in the `POST /v1/referrals` JSON shape, one per line,
 /// with the true person of every subject and dependant beside them.
+/// `kinlink synth`'s households as referral bodies for `POST /v1/referrals`, one per referral,
+/// in order (also what `kinlink bench` sends).
+pub fn synth_referrals(records: &[synth::Synthetic]) -> Vec<serde_json::Value> {
+    records
+        .chunk_by(|a, b| a.referral == b.referral)
+        .filter_map(|group| {
+            let (subject, dependants) = group.split_first()?;
+            Some(referral_body(subject, dependants))
+        })
+        .collect()
+}
+
+fn referral_body(subject: &synth::Synthetic, dependants: &[synth::Synthetic]) -> serde_json::Value {
+    let adult = !subject.true_person.contains("-child");
+    serde_json::json!({
+        "external_reference": subject.referral,
+        "subject": synth_person(subject),
+        "dependants": dependants.iter().map(|d| serde_json::json!({
+            "person": synth_person(d),
+            "relationship": "child",
+            "with_subject": true,
+        })).collect::<Vec<_>>(),
+        "exploitation_types": ["labour"],
+        "consent": if adult { "given" } else { "not_required_child" },
+    })
+}
+
 fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<()> {
-    fn person(s: &synth::Synthetic) -> serde_json::Value {
-        let r = &s.record;
-        let mut person = serde_json::json!({
-            "given_name": r.given,
-            "family_name": r.family,
-            "nationalities": if r.nationality.is_empty() { vec![] } else { vec![r.nationality.clone()] },
-            "sex": match r.sex.as_str() { "f" => "female", "m" => "male", _ => "unknown" },
-            "locations": [if r.postcode.is_empty() {
-                serde_json::json!({ "role": "lives", "no_fixed_abode": true })
-            } else {
-                serde_json::json!({ "role": "lives", "postcode": r.postcode })
-            }],
-        });
-        if !r.aliases.is_empty() {
-            person["aliases"] = serde_json::json!(r.aliases);
-        }
-        if let Some(age) = s.claimed_age {
-            person["claimed_age"] = serde_json::json!(age);
-        }
-        if let Some(d) = r.dob {
-            let (value, precision) = match (d.month, d.day) {
-                (Some(m), Some(day)) => (format!("{:04}-{m:02}-{day:02}", d.year), "exact"),
-                (Some(m), None) => (format!("{:04}-{m:02}", d.year), "month"),
-                _ => (format!("{:04}", d.year), "year"),
-            };
-            person["date_of_birth"] = serde_json::json!({
-                "value": value,
-                "precision": if d.estimated { "estimated" } else { precision },
-            });
-        }
-        person
-    }
     let mut lines = std::io::BufWriter::new(std::fs::File::create(dir.join("referrals.jsonl"))?);
     let mut truth = csv::Writer::from_path(dir.join("referral_truth.csv"))?;
     truth.write_record([
@@ -137,19 +132,7 @@ fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<(
         let Some((subject, dependants)) = group.split_first() else {
             continue;
         };
-        let adult = !subject.true_person.contains("-child");
-        let referral = serde_json::json!({
-            "external_reference": subject.referral,
-            "subject": person(subject),
-            "dependants": dependants.iter().map(|d| serde_json::json!({
-                "person": person(d),
-                "relationship": "child",
-                "with_subject": true,
-            })).collect::<Vec<_>>(),
-            "exploitation_types": ["labour"],
-            "consent": if adult { "given" } else { "not_required_child" },
-        });
-        writeln!(lines, "{referral}")?;
+        writeln!(lines, "{}", referral_body(subject, dependants))?;
         truth.write_record([&subject.referral, "subject", "0", &subject.true_person])?;
         for (index, d) in dependants.iter().enumerate() {
             truth.write_record([&d.referral, "dependant", &index.to_string(), &d.true_person])?;
@@ -158,6 +141,39 @@ fn write_referrals(records: &[synth::Synthetic], dir: &Path) -> anyhow::Result<(
     lines.flush()?;
     truth.flush()?;
     Ok(())
+}
+
+fn synth_person(s: &synth::Synthetic) -> serde_json::Value {
+    let r = &s.record;
+    let mut person = serde_json::json!({
+        "given_name": r.given,
+        "family_name": r.family,
+        "nationalities": if r.nationality.is_empty() { vec![] } else { vec![r.nationality.clone()] },
+        "sex": match r.sex.as_str() { "f" => "female", "m" => "male", _ => "unknown" },
+        "locations": [if r.postcode.is_empty() {
+            serde_json::json!({ "role": "lives", "no_fixed_abode": true })
+        } else {
+            serde_json::json!({ "role": "lives", "postcode": r.postcode })
+        }],
+    });
+    if !r.aliases.is_empty() {
+        person["aliases"] = serde_json::json!(r.aliases);
+    }
+    if let Some(age) = s.claimed_age {
+        person["claimed_age"] = serde_json::json!(age);
+    }
+    if let Some(d) = r.dob {
+        let (value, precision) = match (d.month, d.day) {
+            (Some(m), Some(day)) => (format!("{:04}-{m:02}-{day:02}", d.year), "exact"),
+            (Some(m), None) => (format!("{:04}-{m:02}", d.year), "month"),
+            _ => (format!("{:04}", d.year), "year"),
+        };
+        person["date_of_birth"] = serde_json::json!({
+            "value": value,
+            "precision": if d.estimated { "estimated" } else { precision },
+        });
+    }
+    person
 }
 
 /// The persons CSV columns after `id`, in the order `kinlink synth` writes them.
