@@ -83,13 +83,23 @@ async fn the_home_authority_declines_and_the_found_authority_is_told() -> TestRe
 
     // Both inboxes show the pending hand-off.
     for (code, token) in [(KENT, &kent), (WESTMINSTER, &westminster)] {
-        let inbox: serde_json::Value = client
+        let response = client
             .get(format!("{}/v1/authorities/{code}/alerts", kinlink.base_url))
             .bearer_auth(token)
             .send()
-            .await?
-            .json()
             .await?;
+        assert_eq!(
+            response
+                .headers()
+                .get("x-total-count")
+                .and_then(|v| v.to_str().ok()),
+            Some("1"),
+            "{code}: the total is given"
+        );
+        let inbox: serde_json::Value = response.json().await?;
+        assert_eq!(inbox[0]["rag"], "amber", "{code} inbox: {inbox}");
+        assert_eq!(inbox[0]["priority"], "standard", "{code} inbox: {inbox}");
+        assert_eq!(inbox[0]["child_count"], 1, "{code} inbox: {inbox}");
         assert_eq!(
             inbox[0]["handoffs"],
             serde_json::json!([{ "home_authority": KENT, "found_authority": WESTMINSTER, "state": "pending" }]),

@@ -624,6 +624,19 @@ impl Settings {
                     .to_owned(),
             ));
         }
+        for provider in &self.console.oidc {
+            if provider.name.is_empty()
+                || !provider
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(Error::Invalid(format!(
+                    "console.oidc[{}].name must be letters, digits and '-'",
+                    provider.name
+                )));
+            }
+        }
         for endpoint in &self.notifier.authorities {
             let no_webhook = endpoint.webhook_url.is_empty();
             if !no_webhook

@@ -336,21 +336,29 @@ pub async fn check_password(
         .await?;
         return Ok(Ok(user));
     }
-    let failures: i64 = row.try_get("failed_attempts")?;
-    let failures = failures + 1;
-    let (failures, locked_until) = if failures >= i64::from(lockout_after.max(1)) {
-        (0, now_ms + lockout_ms)
-    } else {
-        (failures, 0)
-    };
-    sqlx::query(
-        "UPDATE console_users SET failed_attempts = $1, locked_until_ms = $2 WHERE user_id = $3",
+    // Counted in the database, so guesses sent at once each count.
+    let failures: i64 = sqlx::query(
+        "UPDATE console_users SET failed_attempts = failed_attempts + 1 WHERE user_id = $1 \
+         RETURNING failed_attempts",
     )
-    .bind(failures)
-    .bind(locked_until)
     .bind(&user.user_id)
-    .execute(store.pool())
-    .await?;
+    .fetch_one(store.pool())
+    .await?
+    .try_get("failed_attempts")?;
+    let locked_until = if failures >= i64::from(lockout_after.max(1)) {
+        now_ms + lockout_ms
+    } else {
+        0
+    };
+    if locked_until > 0 {
+        sqlx::query(
+            "UPDATE console_users SET failed_attempts = 0, locked_until_ms = $1 WHERE user_id = $2",
+        )
+        .bind(locked_until)
+        .bind(&user.user_id)
+        .execute(store.pool())
+        .await?;
+    }
     Ok(Err(if locked_until > 0 {
         SignInRefused::Locked
     } else {

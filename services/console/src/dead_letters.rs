@@ -100,33 +100,54 @@ pub async fn replay(
             )
         };
         if !dry_run {
-            if letter.original_topic.is_empty() {
-                // A delivery the notifier gave up on: queue it again (and re-enable a
-                // withdrawn endpoint, which the operator has presumably had fixed).
-                let mut tx = store.begin().await?;
-                kinlink_notifier::delivery::requeue_given_up(
-                    &mut tx,
-                    &envelope.subject,
-                    kinlink_store::now_millis(),
-                )
-                .await?;
-                tx.commit().await?;
-            } else {
-                // Forget that the stage applied this id first, or it would skip the replay.
-                let mut conn = store.pool().acquire().await?;
-                kinlink_eventlog::sql::forget_processed(&mut conn, &letter.stage, &letter.event_id)
-                    .await?;
-                envelope
-                    .extensions
-                    .retain(|k, _| !k.starts_with("kinlinkdlq"));
-                log.publish(&letter.original_topic, &envelope).await?;
-            }
-            sqlx::query("INSERT INTO dlq_replays (stage, event_id, replayed_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            // Claimed first: of two operators replaying at once, one replays.
+            let claimed = sqlx::query("INSERT INTO dlq_replays (stage, event_id, replayed_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(&letter.stage)
                 .bind(&letter.event_id)
                 .bind(kinlink_store::now_millis())
                 .execute(store.pool())
                 .await?;
+            if claimed.rows_affected() == 0 {
+                continue;
+            }
+            let replayed = async {
+                if letter.original_topic.is_empty() {
+                    // A delivery the notifier gave up on: queue it again (and re-enable a
+                    // withdrawn endpoint, which the operator has presumably had fixed).
+                    let mut tx = store.begin().await?;
+                    kinlink_notifier::delivery::requeue_given_up(
+                        &mut tx,
+                        &envelope.subject,
+                        kinlink_store::now_millis(),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                } else {
+                    // Forget that the stage applied this id first, or it would skip the replay.
+                    let mut conn = store.pool().acquire().await?;
+                    kinlink_eventlog::sql::forget_processed(
+                        &mut conn,
+                        &letter.stage,
+                        &letter.event_id,
+                    )
+                    .await?;
+                    envelope
+                        .extensions
+                        .retain(|k, _| !k.starts_with("kinlinkdlq"));
+                    log.publish(&letter.original_topic, &envelope).await?;
+                }
+                Ok::<(), crate::Error>(())
+            }
+            .await;
+            if let Err(error) = replayed {
+                // Not replayed after all: release the claim so it can be tried again.
+                sqlx::query("DELETE FROM dlq_replays WHERE stage = $1 AND event_id = $2")
+                    .bind(&letter.stage)
+                    .bind(&letter.event_id)
+                    .execute(store.pool())
+                    .await?;
+                return Err(error);
+            }
         }
         done.push(Replayed {
             stage: letter.stage,

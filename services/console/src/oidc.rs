@@ -123,7 +123,7 @@ pub async fn start(
     let mut response = Redirect::to(location.as_str()).into_response();
     // Lax, not Strict: the provider's redirect back is a cross-site navigation.
     let mut flow = format!(
-        "{FLOW_COOKIE}={state}.{nonce}.{verifier}; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age=600"
+        "{FLOW_COOKIE}={name}.{state}.{nonce}.{verifier}; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age=600"
     );
     if console.settings.secure_cookies {
         flow.push_str("; Secure");
@@ -164,8 +164,10 @@ pub async fn callback(
         );
     }
     let flow = cookie(&headers, FLOW_COOKIE).unwrap_or_default();
-    let mut parts = flow.splitn(3, '.');
-    let (Some(state), Some(nonce), Some(verifier)) = (parts.next(), parts.next(), parts.next())
+    // The flow is bound to this provider, and every part must be present.
+    let mut parts = flow.splitn(4, '.');
+    let (Some(flow_provider), Some(state), Some(nonce), Some(verifier)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return failed(
             StatusCode::BAD_REQUEST,
@@ -173,7 +175,10 @@ pub async fn callback(
         );
     };
     let presented = callback.state.unwrap_or_default();
-    if !sessions::same_secret(&presented, state) {
+    if flow_provider != name
+        || [state, nonce, verifier].iter().any(|p| p.len() < 32)
+        || !sessions::same_secret(&presented, state)
+    {
         return failed(
             StatusCode::BAD_REQUEST,
             "The sign-in took too long or was started elsewhere. Start again.",
@@ -356,6 +361,15 @@ async fn verify(
     .claims;
     if claims.get("nonce").and_then(serde_json::Value::as_str) != Some(nonce) {
         return Err("ID token nonce does not match".to_owned());
+    }
+    // A provider that says the address is unverified is not trusted with it.
+    if provider.username_claim == "email"
+        && claims
+            .get("email_verified")
+            .and_then(serde_json::Value::as_bool)
+            == Some(false)
+    {
+        return Err("the email address is not verified".to_owned());
     }
     Ok(claims)
 }

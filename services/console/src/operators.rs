@@ -501,6 +501,7 @@ pub async fn stages(State(console): State<Console>, headers: HeaderMap) -> Respo
 
 /// One dead letter as the page shows it (ids, type, reason; never the payload).
 pub struct LetterRow {
+    time_ms: i64,
     stage: String,
     event_id: String,
     event_type: String,
@@ -534,6 +535,7 @@ pub async fn dead_letters(
     let mut rows: Vec<LetterRow> = letters
         .into_iter()
         .map(|l| LetterRow {
+            time_ms: l.time_ms,
             when: view::when(l.time_ms),
             stage: l.stage,
             event_id: l.event_id,
@@ -548,7 +550,7 @@ pub async fn dead_letters(
         })
         .collect();
     // Waiting first, newest first.
-    rows.sort_by(|a, b| a.replayed.cmp(&b.replayed).then(b.when.cmp(&a.when)));
+    rows.sort_by(|a, b| a.replayed.cmp(&b.replayed).then(b.time_ms.cmp(&a.time_ms)));
     view::render(
         StatusCode::OK,
         &DeadLettersPage {
@@ -576,6 +578,27 @@ pub async fn replay_letter(
             Ok(session) => session,
             Err(response) => return response,
         };
+    // Audited first: a replay is never done without its record.
+    let actor = session.user.audit_actor();
+    let detail = format!(
+        "stage={} event={}",
+        view::id_only(&stage),
+        view::id_only(&event_id)
+    );
+    let audited = crate::audit(
+        &console,
+        kinlink_store::audit::AuditEntry {
+            action: "dlq_replay",
+            actor: &actor,
+            authority_code: "",
+            alert_id: "",
+            detail: &detail,
+        },
+    )
+    .await;
+    if let Err(error) = audited {
+        return crate::unavailable(&error);
+    }
     let result = async {
         let letters = crate::dead_letters::list(&console.store, &console.log, Some(&stage)).await?;
         let selected: Vec<_> = letters
@@ -590,26 +613,6 @@ pub async fn replay_letter(
     match result {
         Ok(done) if done.is_empty() => view::not_found(Some(&session)),
         Ok(_) => {
-            let actor = session.user.audit_actor();
-            let detail = format!(
-                "stage={} event={}",
-                view::id_only(&stage),
-                view::id_only(&event_id)
-            );
-            if let Err(error) = crate::audit(
-                &console,
-                kinlink_store::audit::AuditEntry {
-                    action: "dlq_replayed",
-                    actor: &actor,
-                    authority_code: "",
-                    alert_id: "",
-                    detail: &detail,
-                },
-            )
-            .await
-            {
-                return crate::unavailable(&error);
-            }
             console.log.notify_appended();
             Redirect::to("/console/dead-letters?done=replayed").into_response()
         }

@@ -134,7 +134,6 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let settings = kinlink_runtime::Settings::load(args.config.as_deref())
         .context("loading the pipeline's settings")?;
     let registry = kinlink_domain::routing::authorities::AuthorityRegistry::shipped()?;
-    config.push_str("\n[telemetry]\nfilter = \"warn\"\n");
     for body in registry.bodies() {
         config.push_str(&format!(
             "\n[[notifier.authorities]]\ncode = \"{0}\"\nwebhook_url = \"{receiver}/{0}\"\n",
@@ -149,6 +148,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .arg(&data_dir)
         .arg("--config")
         .arg(&config_path)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -274,17 +277,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let submitted_in = started.elapsed();
 
-    // Wait for the webhooks: until nothing new arrives for three seconds (lone adults and
-    // triage items raise none), or the timeout.
+    // Wait for the webhooks: until every accepted referral has one, or nothing new has
+    // arrived for ten seconds (lone adults and triage items raise none), or the timeout.
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     loop {
         let (reached, quiet) = match received.lock() {
             Ok(r) => (
                 r.first.len(),
-                match r.last_at {
-                    Some(t) => t.elapsed() > Duration::from_secs(3),
-                    None => started.elapsed() > submitted_in + Duration::from_secs(15),
-                },
+                r.last_at
+                    .map_or(started + submitted_in, |t| t.max(started + submitted_in))
+                    .elapsed()
+                    > Duration::from_secs(10),
             ),
             Err(_) => (0, true),
         };

@@ -448,10 +448,12 @@ pub const BASES: [&str; 6] = [
     "previous_authority",
 ];
 
-/// The authority's alerts, most pressing first: red, amber, green, then by deadline.
+/// The authority's alerts, most pressing first: open, then acknowledged, then the rest; within
+/// each, red, amber, green, then by deadline. Paged (500 by default); the `x-total-count`
+/// header says how many match in all.
 #[utoipa::path(get, path = "/v1/authorities/{code}/alerts", tag = "authorities",
     params(("code" = String, Path, description = "The authority's code; must be the token's"), InboxQuery),
-    responses((status = 200, body = Vec<InboxItem>), (status = 400), (status = 401), (status = 404, description = "Not this token's authority")),
+    responses((status = 200, body = Vec<InboxItem>, headers(("x-total-count" = i64, description = "Alerts matching the filter in all"))), (status = 400), (status = 401), (status = 404, description = "Not this token's authority")),
     security(("authority_token" = [])))]
 async fn inbox(
     State(state): State<ApiState>,
@@ -505,8 +507,8 @@ async fn inbox(
         )
         .into_response();
     }
-    let rows = match inbox_page(&state.store, &code, &filter, limit, offset).await {
-        Ok((rows, _total)) => rows,
+    let (rows, total) = match inbox_page(&state.store, &code, &filter, limit, offset).await {
+        Ok(found) => found,
         Err(error) => return error.into_response(""),
     };
     let items: Result<Vec<InboxItem>, sqlx::Error> = async {
@@ -539,7 +541,8 @@ async fn inbox(
     }
     .await;
     match items {
-        Ok(items) => Json(items).into_response(),
+        // How many match in all, so a client knows when there are more pages.
+        Ok(items) => ([("x-total-count", total.to_string())], Json(items)).into_response(),
         Err(error) => unavailable(error),
     }
 }

@@ -421,8 +421,9 @@ pub struct MessageWorker {
     delays: Vec<u64>,
 }
 
-/// How long a claimed message is held before another instance may take it.
-const LEASE_MS: i64 = 60_000;
+/// How long a claimed message is held before another instance may take it: well beyond a
+/// send's worst case (each SMTP step has its own timeout), so a slow send is not repeated.
+const LEASE_MS: i64 = 300_000;
 
 impl MessageWorker {
     pub fn new(
@@ -473,10 +474,21 @@ impl MessageWorker {
         })
     }
 
-    /// Runs until shutdown.
+    /// Runs until shutdown. A failure (the database away, say) is logged and retried after a
+    /// pause: the worker never takes the notifier down with it.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
         loop {
-            let sent = self.send_due().await?;
+            let sent = match self.send_due().await {
+                Ok(sent) => sent,
+                Err(error) => {
+                    tracing::error!(%error, "Sending messages failed; trying again shortly.");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    continue;
+                }
+            };
             if sent == 0 {
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
@@ -525,7 +537,7 @@ impl MessageWorker {
         }
         let row = sqlx::query(
             "SELECT n.alert_id, n.revision, n.channel, n.recipient, n.attempts, a.alert FROM notifications n \
-             JOIN alerts a ON a.alert_id = n.alert_id WHERE n.notification_id = $1",
+             LEFT JOIN alerts a ON a.alert_id = n.alert_id WHERE n.notification_id = $1",
         )
         .bind(id)
         .fetch_one(self.store.pool())
@@ -535,20 +547,34 @@ impl MessageWorker {
         let channel: String = row.try_get("channel")?;
         let recipient: String = row.try_get("recipient")?;
         let attempts: i64 = row.try_get("attempts")?;
-        let bytes: Vec<u8> = row.try_get("alert")?;
-        let alert = crate::stored_alert(&alert_id, &bytes)?;
-        let message = message(&alert, &self.directory.public_base_url, revision > 1);
-        let sent = match Channel::parse(&channel) {
-            Some(Channel::SmtpEmail) => match &self.smtp {
-                Some(smtp) => smtp.send(&recipient, &message, id).await?,
-                None => Sent::Refused("SMTP is not configured".to_owned()),
-            },
-            Some(channel) => match &self.notify {
-                Some(notify) => notify.send(channel, &recipient, &message, id, now).await?,
-                None => Sent::Refused("GOV.UK Notify is not configured".to_owned()),
-            },
-            None => Sent::Refused(format!("unknown channel {channel}")),
+        let bytes: Option<Vec<u8>> = row.try_get("alert")?;
+        // A message whose alert is gone or unreadable can never be sent: it fails, it does not
+        // stop the worker.
+        let alert = bytes
+            .ok_or_else(|| "the alert is missing".to_owned())
+            .and_then(|b| crate::stored_alert(&alert_id, &b).map_err(|e| e.to_string()));
+        let sent = match alert {
+            Err(ref reason) => Sent::Refused(reason.clone()),
+            Ok(ref alert) => {
+                let message = message(alert, &self.directory.public_base_url, revision > 1);
+                let outcome = match Channel::parse(&channel) {
+                    Some(Channel::SmtpEmail) => match &self.smtp {
+                        Some(smtp) => smtp.send(&recipient, &message, id).await,
+                        None => Ok(Sent::Refused("SMTP is not configured".to_owned())),
+                    },
+                    Some(channel) => match &self.notify {
+                        Some(notify) => notify.send(channel, &recipient, &message, id, now).await,
+                        None => Ok(Sent::Refused("GOV.UK Notify is not configured".to_owned())),
+                    },
+                    None => Ok(Sent::Refused(format!("unknown channel {channel}"))),
+                };
+                outcome.unwrap_or_else(|error| Sent::Retry(error.to_string()))
+            }
         };
+        let authority = alert
+            .as_ref()
+            .map(|a| a.authority_code.clone())
+            .unwrap_or_default();
         let now = kinlink_store::now_millis();
         // After attempt n comes the n-th pause, as for webhooks.
         let retry_index = usize::try_from(attempts - 1).unwrap_or(usize::MAX);
@@ -570,9 +596,11 @@ impl MessageWorker {
         } else {
             (detail, String::new())
         };
-        sqlx::query(
+        // Fenced on the claim: if this send outlived its lease and another instance claimed
+        // the message again, the later claim's outcome stands.
+        let recorded = sqlx::query(
             "UPDATE notifications SET state = $1, next_attempt_at_ms = $2, last_error = $3, provider_id = $4, \
-             updated_at_ms = $5 WHERE notification_id = $6",
+             updated_at_ms = $5 WHERE notification_id = $6 AND state = 'pending' AND attempts = $7",
         )
         .bind(state)
         .bind(next)
@@ -580,15 +608,25 @@ impl MessageWorker {
         .bind(&provider_id)
         .bind(now)
         .bind(id)
+        .bind(attempts)
         .execute(&mut *tx)
         .await?;
-        if state == "failed" {
-            // With no webhook, this message was the authority's only way to hear.
+        if state == "failed" && recorded.rows_affected() == 1 {
+            // With no webhook, the messages were the authority's only way to hear: if none of
+            // this revision's reached anyone, escalate now.
             let webhook = self
                 .directory
-                .endpoint(&alert.authority_code)
+                .endpoint(&authority)
                 .is_some_and(|e| !e.url.is_empty());
-            if !webhook {
+            let any_sent = sqlx::query(
+                "SELECT 1 FROM notifications WHERE alert_id = $1 AND revision = $2 AND state = 'sent' LIMIT 1",
+            )
+            .bind(&alert_id)
+            .bind(revision)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if !webhook && !any_sent {
                 crate::escalation::bring_forward(&mut tx, &alert_id, now).await?;
             }
         }
