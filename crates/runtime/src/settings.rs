@@ -404,6 +404,15 @@ impl Default for NotifierSettings {
     }
 }
 
+/// A secret as settings give it: inline, or `env:NAME` to read it from the environment (so
+/// secrets stay out of files). `Err` carries the name of the unset variable, never a value.
+pub fn secret_value(value: &str) -> std::result::Result<String, String> {
+    match value.strip_prefix("env:") {
+        Some(name) => std::env::var(name).map_err(|_| name.to_owned()),
+        None => Ok(value.to_owned()),
+    }
+}
+
 /// The web console (`/console`): sessions and sign-in.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

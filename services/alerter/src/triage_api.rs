@@ -57,7 +57,6 @@ async fn list(State(state): State<TriageState>, headers: HeaderMap) -> Response 
 
 /// Open triage items, oldest first.
 pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
-    let now = kinlink_store::now_millis();
     let rows = sqlx::query(
         "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
          WHERE state = $1 ORDER BY created_at_ms, alert_id",
@@ -65,26 +64,41 @@ pub async fn open_items(store: &Store) -> Result<Vec<TriageItem>, sqlx::Error> {
     .bind(kinlink_domain::lifecycle::TriageState::Open.as_str())
     .fetch_all(store.pool())
     .await?;
+    let now = kinlink_store::now_millis();
+    rows.iter().map(|row| item_from_row(row, now)).collect()
+}
+
+/// One open triage item, if `alert_id` is waiting in triage.
+pub async fn open_item(store: &Store, alert_id: &str) -> Result<Option<TriageItem>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT alert_id, referral_id, reasons, candidates, created_at_ms, sla_deadline_ms FROM triage_queue \
+         WHERE state = $1 AND alert_id = $2",
+    )
+    .bind(kinlink_domain::lifecycle::TriageState::Open.as_str())
+    .bind(alert_id)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|row| item_from_row(&row, kinlink_store::now_millis()))
+        .transpose()
+}
+
+fn item_from_row(row: &sqlx::any::AnyRow, now: i64) -> Result<TriageItem, sqlx::Error> {
     let split = |text: String| {
         text.split(',')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    rows.into_iter()
-        .map(|row| {
-            let sla_deadline_ms: i64 = row.try_get("sla_deadline_ms")?;
-            Ok(TriageItem {
-                alert_id: row.try_get("alert_id")?,
-                referral_id: row.try_get("referral_id")?,
-                reasons: split(row.try_get("reasons")?),
-                candidates: split(row.try_get("candidates")?),
-                created_at_ms: row.try_get("created_at_ms")?,
-                sla_deadline_ms,
-                overdue: sla_deadline_ms < now,
-            })
-        })
-        .collect()
+    let sla_deadline_ms: i64 = row.try_get("sla_deadline_ms")?;
+    Ok(TriageItem {
+        alert_id: row.try_get("alert_id")?,
+        referral_id: row.try_get("referral_id")?,
+        reasons: split(row.try_get("reasons")?),
+        candidates: split(row.try_get("candidates")?),
+        created_at_ms: row.try_get("created_at_ms")?,
+        sla_deadline_ms,
+        overdue: sla_deadline_ms < now,
+    })
 }
 
 #[derive(utoipa::OpenApi)]

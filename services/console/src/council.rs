@@ -94,34 +94,27 @@ struct InboxPage {
 }
 
 fn page_link(query: &InboxQuery, page: i64) -> String {
-    let mut parts = Vec::new();
-    for (key, value) in [
+    let filters = [
         ("state", &query.state),
         ("rag", &query.rag),
         ("priority", &query.priority),
         ("basis", &query.basis),
         ("rule", &query.rule),
-    ] {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            parts.push(format!("{key}={}", encode(v)));
-        }
-    }
-    parts.push(format!("page={page}"));
-    format!("/console/inbox?{}", parts.join("&"))
-}
-
-/// Query-string encoding for the few characters filter values may hold.
-fn encode(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c.to_string()
-            } else {
-                format!("%{:02X}", u32::from(c))
-            }
+    ];
+    let mut pairs: Vec<(&str, String)> = filters
+        .iter()
+        .filter_map(|(key, value)| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| (*key, v.to_owned()))
         })
-        .collect()
+        .collect();
+    pairs.push(("page", page.to_string()));
+    format!(
+        "/console/inbox?{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    )
 }
 
 pub async fn inbox(
@@ -367,15 +360,7 @@ fn sex_words(sex: i32) -> &'static str {
 }
 
 fn child_view(index: usize, section: &v1::AlertSection) -> ChildView {
-    let basis = v1::RoutingBasis::try_from(section.basis).unwrap_or_default();
-    let basis = match basis {
-        v1::RoutingBasis::Lives => "lives",
-        v1::RoutingBasis::Found => "found",
-        v1::RoutingBasis::Triage => "triage",
-        v1::RoutingBasis::PlacingAuthority => "placing_authority",
-        v1::RoutingBasis::PreviousAuthority => "previous_authority",
-        v1::RoutingBasis::Unspecified => "",
-    };
+    let basis = kinlink_notifier::inbox::basis_code(section.basis);
     let person = section.child.as_ref();
     let name = person
         .map(|p| {
@@ -722,7 +707,7 @@ pub async fn act(
             .map(|_| ())
         }
     };
-    let base = format!("/console/alerts/{}", encode(&id));
+    let base = format!("/console/alerts/{}", view::id_only(&id));
     match result {
         Ok(()) => Redirect::to(&format!("{base}?done={action}#main-content")).into_response(),
         Err(ActionError::NotFound) => view::not_found(Some(&session)),

@@ -30,7 +30,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use kinlink_domain::routing::authorities::AuthorityRegistry;
+use kinlink_domain::routing::authorities::{AuthorityRegistry, ChildrensServices};
 use kinlink_eventlog::EventLog;
 use kinlink_notifier::directory::Directory;
 use kinlink_runtime::settings::ConsoleSettings;
@@ -63,6 +63,8 @@ pub enum Error {
     Notifier(#[from] kinlink_notifier::Error),
     #[error(transparent)]
     Log(#[from] kinlink_eventlog::Error),
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
 }
 
 /// Everything a page needs.
@@ -73,6 +75,9 @@ pub struct Console {
     settings: ConsoleSettings,
     directory: Arc<Directory>,
     registry: Arc<AuthorityRegistry>,
+    /// Every body that runs children's services, by name (the register does not change while
+    /// the process runs).
+    bodies: Arc<Vec<ChildrensServices>>,
     /// A stage with lag and no progress for this long is stalled (`ops.stalled_after_seconds`).
     stalled_after: std::time::Duration,
     /// For OpenID Connect providers.
@@ -80,24 +85,27 @@ pub struct Console {
 }
 
 impl Console {
+    /// The console of a process with these settings, on its store and log.
     pub fn new(
         store: Store,
         log: EventLog,
-        settings: ConsoleSettings,
-        directory: Arc<Directory>,
+        settings: &kinlink_runtime::Settings,
     ) -> Result<Self, Error> {
         let registry = AuthorityRegistry::shipped().map_err(|e| Error::Reference(e.to_string()))?;
         Ok(Self {
             store,
             log,
-            settings,
-            directory,
+            settings: settings.console.clone(),
+            directory: Arc::new(
+                Directory::from_settings(&settings.notifier)
+                    .map_err(|e| Error::Notifier(e.into()))?,
+            ),
+            bodies: Arc::new(registry.bodies()),
             registry: Arc::new(registry),
-            stalled_after: std::time::Duration::from_secs(300),
+            stalled_after: std::time::Duration::from_secs(settings.ops.stalled_after_seconds),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .map_err(|e| Error::Reference(e.to_string()))?,
+                .build()?,
         })
     }
 
@@ -109,22 +117,14 @@ impl Console {
 /// The console's routes for a process (the notifier's, or `kinlink up`'s). Empty when the
 /// console is disabled in settings.
 pub fn install(process: &kinlink_runtime::Process) -> Result<Router, Error> {
-    let settings = process.settings.console.clone();
-    if !settings.enabled {
+    if !process.settings.console.enabled {
         return Ok(Router::new());
     }
-    let directory = Arc::new(
-        Directory::from_settings(&process.settings.notifier)
-            .map_err(|e| Error::Notifier(e.into()))?,
-    );
-    let mut console = Console::new(
+    let console = Console::new(
         process.store.clone(),
         process.log.clone(),
-        settings,
-        directory,
+        &process.settings,
     )?;
-    console.stalled_after =
-        std::time::Duration::from_secs(process.settings.ops.stalled_after_seconds);
     Ok(router(console))
 }
 

@@ -293,12 +293,8 @@ async fn verify(
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     use jsonwebtoken::Algorithm;
     let discovery = discover(console, provider).await?;
-    let secret = match provider.client_secret.strip_prefix("env:") {
-        Some(var) => {
-            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
-        }
-        None => provider.client_secret.clone(),
-    };
+    let secret = kinlink_runtime::settings::secret_value(&provider.client_secret)
+        .map_err(|name| format!("environment variable {name} is not set"))?;
     let token: TokenResponse = console
         .http
         .post(&discovery.token_endpoint)

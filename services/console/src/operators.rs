@@ -121,14 +121,12 @@ pub async fn item(
         Ok(session) => session,
         Err(response) => return response,
     };
-    let items = match kinlink_alerter::triage_api::open_items(&console.store).await {
-        Ok(items) => items,
+    let item = match kinlink_alerter::triage_api::open_item(&console.store, &id).await {
+        Ok(Some(item)) => item,
+        Ok(None) => return view::not_found(Some(&session)),
         Err(error) => return crate::unavailable(&error),
     };
-    let Some(item) = items.into_iter().find(|i| i.alert_id == id) else {
-        return view::not_found(Some(&session));
-    };
-    let bodies = console.registry.bodies();
+    let bodies = &console.bodies;
     let name_of = |code: &str| {
         bodies
             .iter()
@@ -312,7 +310,7 @@ async fn health_rows(console: &Console) -> Result<(Vec<HealthRow>, Vec<GivenUp>)
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?;
-    let bodies = console.registry.bodies();
+    let bodies = &console.bodies;
     let name_of = |code: &str| {
         bodies
             .iter()

@@ -202,12 +202,15 @@ pub async fn compare(
         Ok(session) => session,
         Err(response) => return response,
     };
-    let tasks = match open_tasks(&console).await {
-        Ok(tasks) => tasks,
-        Err(response) => return response,
-    };
-    let Some(task) = tasks.into_iter().find(|t| t.task_id == id) else {
-        return view::not_found(Some(&session));
+    let task = async {
+        let mut conn = console.store.pool().acquire().await?;
+        review::task(&mut conn, &id).await
+    }
+    .await;
+    let task = match task {
+        Ok(Some(task)) if task.state == "open" => task,
+        Ok(_) => return view::not_found(Some(&session)),
+        Err(error) => return crate::unavailable(&error),
     };
     let (new, earlier) = match (
         record(&console, &task.record_id).await,

@@ -84,6 +84,15 @@ pub async fn list(conn: &mut AnyConnection, all: bool) -> Result<Vec<ReviewTask>
     Ok(rows.iter().map(task_from_row).collect::<Result<_, _>>()?)
 }
 
+/// The review task `task_id`, in whatever state.
+pub async fn task(conn: &mut AnyConnection, task_id: &str) -> Result<Option<ReviewTask>, Error> {
+    let row = sqlx::query("SELECT * FROM linkage_reviews WHERE task_id = $1")
+        .bind(task_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.as_ref().map(task_from_row).transpose()?)
+}
+
 /// Decides an open review task. `Same` merges the task's new person into the existing
 /// candidate and returns the merge; `Different` closes the task.
 pub async fn decide(
@@ -93,15 +102,10 @@ pub async fn decide(
     verdict: Verdict,
     by: &str,
 ) -> Result<Option<v1::PersonsMerged>, Error> {
-    let row = sqlx::query("SELECT * FROM linkage_reviews WHERE task_id = $1")
-        .bind(task_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: "review task",
-            id: task_id.to_owned(),
-        })?;
-    let task = task_from_row(&row)?;
+    let task = task(conn, task_id).await?.ok_or_else(|| Error::NotFound {
+        what: "review task",
+        id: task_id.to_owned(),
+    })?;
     if task.state != "open" {
         return Err(Error::Conflict(format!(
             "review task {task_id} was already decided ({})",

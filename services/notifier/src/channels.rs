@@ -198,13 +198,10 @@ struct NotifyClaims<'a> {
 
 /// Reads a secret given inline or as `env:NAME`; the error names the setting, never the value.
 fn secret(value: &str, setting: &'static str) -> Result<String, Error> {
-    match value.strip_prefix("env:") {
-        Some(name) => std::env::var(name).map_err(|_| Error::Channel {
-            setting,
-            reason: format!("environment variable {name} is not set"),
-        }),
-        None => Ok(value.to_owned()),
-    }
+    kinlink_runtime::settings::secret_value(value).map_err(|name| Error::Channel {
+        setting,
+        reason: format!("environment variable {name} is not set"),
+    })
 }
 
 impl NotifyClient {

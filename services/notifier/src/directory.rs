@@ -92,13 +92,12 @@ impl Directory {
         }
         let on_call = match (&settings.on_call.events_url, &settings.on_call.routing_key) {
             (Some(url), Some(key)) => {
-                let routing_key = match key.strip_prefix("env:") {
-                    Some(name) => std::env::var(name).map_err(|_| DirectoryError {
+                let routing_key = kinlink_runtime::settings::secret_value(key).map_err(|name| {
+                    DirectoryError {
                         code: "on_call".into(),
-                        source: SecretError::MissingEnv(name.to_owned()),
-                    })?,
-                    None => key.clone(),
-                };
+                        source: SecretError::MissingEnv(name),
+                    }
+                })?;
                 Some(OnCall {
                     events_url: url.clone(),
                     routing_key,

@@ -14,6 +14,18 @@ use kinlink_store::audit::{self, AuditEntry};
 
 use crate::directory::Directory;
 
+/// A routing basis as the inbox, the API and the console name it (empty when unset).
+pub fn basis_code(basis: i32) -> &'static str {
+    match v1::RoutingBasis::try_from(basis).unwrap_or_default() {
+        v1::RoutingBasis::Lives => "lives",
+        v1::RoutingBasis::Found => "found",
+        v1::RoutingBasis::Triage => "triage",
+        v1::RoutingBasis::PlacingAuthority => "placing_authority",
+        v1::RoutingBasis::PreviousAuthority => "previous_authority",
+        v1::RoutingBasis::Unspecified => "",
+    }
+}
+
 /// What an authority's inbox sorts and filters on, copied into `alerts` beside the stored
 /// alert so that a page of a large inbox decodes only the alerts it shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,27 +49,19 @@ impl InboxSummary {
             v1::Rag::Green => "green",
             v1::Rag::Unspecified => "",
         };
-        let basis_of = |basis: i32| match v1::RoutingBasis::try_from(basis).unwrap_or_default() {
-            v1::RoutingBasis::Lives => "lives",
-            v1::RoutingBasis::Found => "found",
-            v1::RoutingBasis::Triage => "triage",
-            v1::RoutingBasis::PlacingAuthority => "placing_authority",
-            v1::RoutingBasis::PreviousAuthority => "previous_authority",
-            v1::RoutingBasis::Unspecified => "",
-        };
         let mut bases: Vec<&'static str> = alert
             .sections
             .iter()
-            .map(|s| basis_of(s.basis))
+            .map(|s| basis_code(s.basis))
             .filter(|b| !b.is_empty())
             .collect();
         bases.sort_unstable();
         bases.dedup();
         let basis = match bases.as_slice() {
-            [] => basis_of(alert.basis),
+            [] => basis_code(alert.basis),
             [one] => one,
             [_, _] if bases.contains(&"lives") && bases.contains(&"found") => "both",
-            _ => basis_of(alert.basis),
+            _ => basis_code(alert.basis),
         };
         let priority = match v1::Priority::try_from(alert.priority).unwrap_or_default() {
             v1::Priority::Urgent => "urgent",

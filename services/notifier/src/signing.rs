@@ -35,11 +35,8 @@ impl SigningSecret {
     /// Parses `whsec_<base64>`, or `env:NAME` to read that form from the environment, so
     /// secrets stay out of configuration files.
     pub fn parse(value: &str) -> Result<Self, SecretError> {
-        if let Some(name) = value.strip_prefix("env:") {
-            let from_env =
-                std::env::var(name).map_err(|_| SecretError::MissingEnv(name.to_owned()))?;
-            return Self::parse(&from_env);
-        }
+        let value =
+            kinlink_runtime::settings::secret_value(value).map_err(SecretError::MissingEnv)?;
         let encoded = value.strip_prefix("whsec_").ok_or(SecretError::Prefix)?;
         let bytes = STANDARD.decode(encoded).map_err(|_| SecretError::Base64)?;
         if !(24..=64).contains(&bytes.len()) {
