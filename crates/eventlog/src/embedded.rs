@@ -16,8 +16,12 @@ use crate::runner::{Outcome, apply_record, retry_delay};
 use crate::{Envelope, EventLog, LogMetrics, Record, Result, Stage, StageError, sql, topics};
 use kinlink_store::Store;
 
-/// How many records a consumer applies per transaction.
+/// Most records a consumer applies per transaction.
 const BATCH: i64 = 64;
+/// Longest a consumer keeps a batch's transaction open: the store has one writer, so a long
+/// batch would hold up intake's commits and the delivery worker. What is left of the batch
+/// is read again in the next one.
+const BATCH_TIME: Duration = Duration::from_millis(25);
 /// Fallback poll for events appended by another process (the ops CLI).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -206,28 +210,62 @@ impl EmbeddedLog {
             .begin()
             .await
             .map_err(|e| StageError::Retry(e.to_string()))?;
+        // Each partition is read from its committed offset through the (topic, partition,
+        // offset) index, so a poll costs the same however long the topic has grown; the
+        // partitions of a topic are then merged in append order.
+        let committed: HashMap<(String, i64), i64> = sqlx::query(
+            "SELECT topic, partition_no, next_offset FROM consumer_offsets WHERE group_id = $1",
+        )
+        .bind(stage.name())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("topic")?, row.try_get("partition_no")?),
+                row.try_get("next_offset")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
         let mut records = Vec::new();
         for topic in stage.input_topics() {
-            let rows = sqlx::query(
-                "SELECT e.topic, e.partition_no, e.offset_no, e.event_id, e.event_type, e.source, \
-                 e.subject, e.partition_key, e.time_ms, e.attributes, e.payload \
-                 FROM log_events e LEFT JOIN consumer_offsets c \
-                   ON c.group_id = $1 AND c.topic = e.topic AND c.partition_no = e.partition_no \
-                 WHERE e.topic = $2 AND e.offset_no >= COALESCE(c.next_offset, 0) \
-                 ORDER BY e.seq LIMIT $3",
-            )
-            .bind(stage.name())
-            .bind(&topic)
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                records.push(sql::record_from_row(row)?);
+            let mut of_topic: Vec<(i64, Record)> = Vec::new();
+            for partition in 0..i64::from(self.partitions_of(&topic)) {
+                let from = committed
+                    .get(&(topic.clone(), partition))
+                    .copied()
+                    .unwrap_or(0);
+                let rows = sqlx::query(
+                    "SELECT seq, topic, partition_no, offset_no, event_id, event_type, source, \
+                     subject, partition_key, time_ms, attributes, payload FROM log_events \
+                     WHERE topic = $1 AND partition_no = $2 AND offset_no >= $3 \
+                     ORDER BY offset_no LIMIT $4",
+                )
+                .bind(&topic)
+                .bind(partition)
+                .bind(from)
+                .bind(BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in &rows {
+                    of_topic.push((row.try_get("seq")?, sql::record_from_row(row)?));
+                }
             }
+            of_topic.sort_by_key(|(seq, _)| *seq);
+            records.extend(
+                of_topic
+                    .into_iter()
+                    .take(usize::try_from(BATCH).unwrap_or(64))
+                    .map(|(_, record)| record),
+            );
         }
         let mut consumed = 0;
         let mut outcome = Ok(());
+        let batch_started = Instant::now();
         for record in &records {
+            if consumed > 0 && batch_started.elapsed() > BATCH_TIME {
+                break;
+            }
             let started = Instant::now();
             match apply_record(stage, log, &mut tx, record).await {
                 Ok(applied) => {

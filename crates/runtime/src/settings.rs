@@ -295,6 +295,11 @@ pub struct NotifierSettings {
     /// Pause before each retry of a failed delivery, in order; exhausted means failed.
     /// Messages (email, SMS) follow the same schedule.
     pub retry_delays_ms: Vec<u64>,
+    /// Webhook requests the delivery worker has in flight at once, in all.
+    pub delivery_concurrency: usize,
+    /// Webhook requests in flight at once to one authority's endpoint, so a burst does not
+    /// overwhelm a council's receiver.
+    pub per_endpoint_concurrency: usize,
     /// GOV.UK Notify, for authorities' `email` (with `email_via = "notify"`) and `sms`.
     pub govuk_notify: Option<GovukNotifySettings>,
     /// An SMTP relay, for authorities' `email` with `email_via = "smtp"`.
@@ -398,6 +403,8 @@ impl Default for NotifierSettings {
             retry_delays_ms: vec![
                 0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
             ],
+            delivery_concurrency: 32,
+            per_endpoint_concurrency: 4,
             govuk_notify: None,
             smtp: None,
         }

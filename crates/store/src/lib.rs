@@ -75,7 +75,15 @@ impl Store {
         } else {
             return Err(Error::UnsupportedUrl);
         };
-        let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        let mut options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+        // Diagnostics: `KINLINK_SLOW_SQL_MS=5` logs (at warn, target `sqlx::query`) every
+        // statement slower than that, to find the query a slow stage waits on.
+        if let Some(ms) = std::env::var("KINLINK_SLOW_SQL_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            options = options.log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(ms));
+        }
         let pool = match backend {
             // One connection: SQLite has a single writer anyway, and serialising in the pool
             // avoids "database is locked" upgrades between concurrent deferred transactions.

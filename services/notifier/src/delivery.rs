@@ -42,6 +42,9 @@ pub struct DeliveryWorker {
     attempts: Family<OutcomeLabels, Counter>,
     pub(crate) escalations: Family<OutcomeLabels, Counter>,
     clock: Clock,
+    /// Requests in flight at once, in all and to one authority's endpoint.
+    concurrency: usize,
+    per_endpoint: usize,
 }
 
 pub use kinlink_store::Clock;
@@ -51,6 +54,40 @@ impl std::fmt::Debug for DeliveryWorker {
         f.debug_struct("DeliveryWorker")
             .field("directory", &self.directory)
             .finish_non_exhaustive()
+    }
+}
+
+/// Most deliveries one pass claims (and one transaction records).
+const PASS: i64 = 64;
+const PASS_USIZE: usize = 64;
+
+/// A delivery attempt the worker has claimed: the alert as stored, the ledger's attempt
+/// number, and which attempt of the current revision it is (that drives the retry schedule).
+#[derive(Debug)]
+struct Claim {
+    alert: v1::AlertRaised,
+    attempt: u32,
+    of_revision: u32,
+}
+
+/// What sending one attempt came to.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    outcome: AttemptOutcome,
+    /// The authority has no webhook (it hears by email or SMS): settled without a request.
+    no_webhook: bool,
+}
+
+impl Sent {
+    /// The ledger's and the metrics' name for the outcome.
+    fn label(self) -> &'static str {
+        match self.outcome {
+            AttemptOutcome::Accepted(_) if self.no_webhook => "no_webhook",
+            AttemptOutcome::Accepted(_) => "delivered",
+            AttemptOutcome::Status(..) => "http_error",
+            AttemptOutcome::NoResponse => "no_response",
+            AttemptOutcome::NoEndpoint => "no_endpoint",
+        }
     }
 }
 
@@ -126,6 +163,8 @@ impl DeliveryWorker {
             attempts,
             escalations,
             clock: kinlink_store::Clock::system(),
+            concurrency: settings.delivery_concurrency.max(1),
+            per_endpoint: settings.per_endpoint_concurrency.max(1),
         })
     }
 
@@ -188,106 +227,161 @@ impl DeliveryWorker {
     }
 
     /// One pass over due deliveries; returns how many were attempted.
+    ///
+    /// The pass claims up to [`PASS`] due deliveries in one transaction, sends them
+    /// concurrently (at most `delivery_concurrency` requests in all and
+    /// `per_endpoint_concurrency` to one authority's endpoint), and records the outcomes in
+    /// transactions of whatever has finished, so a fast endpoint's results are durable while a
+    /// slow one is still answering. Two commits per batch rather than two per delivery.
     pub async fn deliver_due(&self, shutdown: &CancellationToken) -> Result<usize, Error> {
+        use futures::StreamExt;
         let due = sqlx::query(
             "SELECT alert_id, attempts, base_attempts FROM deliveries WHERE state = $1 AND next_attempt_at_ms <= $2 \
-             ORDER BY next_attempt_at_ms LIMIT 16",
+             ORDER BY next_attempt_at_ms LIMIT $3",
         )
         .bind(DeliveryState::Pending.as_str())
         .bind(self.now())
+        .bind(PASS)
         .fetch_all(self.store.pool())
         .await?;
-        let mut attempted = 0;
+        if due.is_empty() || shutdown.is_cancelled() {
+            return Ok(0);
+        }
+        let mut wanted = Vec::with_capacity(due.len());
         for row in due {
-            if shutdown.is_cancelled() {
-                break;
+            wanted.push((
+                row.try_get::<String, _>("alert_id")?,
+                row.try_get::<i64, _>("attempts")?,
+                row.try_get::<i64, _>("base_attempts")?,
+            ));
+        }
+        let claimed = self.claim(&wanted).await?;
+        let attempted = claimed.len();
+        let disabled: std::collections::HashSet<String> =
+            sqlx::query("SELECT authority_code FROM endpoint_state")
+                .fetch_all(self.store.pool())
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>("authority_code"))
+                .collect::<Result<_, _>>()?;
+        let mut per_endpoint: std::collections::HashMap<String, Arc<tokio::sync::Semaphore>> =
+            std::collections::HashMap::new();
+        let sends = claimed.into_iter().map(|claim| {
+            let gate = per_endpoint
+                .entry(claim.alert.authority_code.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_endpoint)))
+                .clone();
+            let disabled = &disabled;
+            async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = gate.acquire_owned().await.ok();
+                let sent = self.send(&claim.alert, disabled).await;
+                (claim, sent)
             }
-            let alert_id: String = row.try_get("alert_id")?;
-            let attempts: i64 = row.try_get("attempts")?;
-            let base: i64 = row.try_get("base_attempts")?;
-            if let Some(alert) = self.claim(&alert_id, attempts).await? {
-                let attempt = u32::try_from(attempts + 1).unwrap_or(u32::MAX);
-                let of_revision = u32::try_from(attempts + 1 - base).unwrap_or(1);
-                self.attempt(alert, attempt, of_revision).await?;
-                attempted += 1;
+        });
+        let mut finished = futures::stream::iter(sends)
+            .buffer_unordered(self.concurrency)
+            .ready_chunks(PASS_USIZE);
+        while let Some(chunk) = finished.next().await {
+            let mut tx = self.store.begin().await?;
+            let mut recorded = Vec::with_capacity(chunk.len());
+            for (claim, sent) in &chunk {
+                recorded.push(self.record(&mut tx, claim, *sent).await?);
+            }
+            tx.commit().await?;
+            self.log.notify_appended();
+            for ((claim, sent), state) in chunk.iter().zip(recorded) {
+                let label = sent.label();
+                self.attempts
+                    .get_or_create(&OutcomeLabels {
+                        authority: claim.alert.authority_code.clone(),
+                        outcome: label.to_owned(),
+                    })
+                    .inc();
+                match state {
+                    Some(state) => tracing::info!(alert_id = %claim.alert.alert_id, authority = %claim.alert.authority_code, attempt = claim.attempt, outcome = label, state, "Delivery attempt recorded."),
+                    None => tracing::info!(
+                        alert_id = %claim.alert.alert_id,
+                        attempt = claim.attempt,
+                        outcome = label,
+                        revision = claim.alert.revision.max(1),
+                        "Attempt for a superseded revision recorded; the amendment is delivered next."
+                    ),
+                }
             }
         }
         Ok(attempted)
     }
 
-    /// Claims the delivery if nobody else has since it was read (compare-and-set on the
-    /// attempt count) and records the attempt as in flight, durably, before any request.
-    async fn claim(&self, alert_id: &str, attempts: i64) -> Result<Option<v1::AlertRaised>, Error> {
+    /// Claims each delivery if nobody else has since it was read (compare-and-set on the
+    /// attempt count) and records its attempt as in flight, durably, before any request: one
+    /// transaction for the whole batch.
+    async fn claim(&self, due: &[(String, i64, i64)]) -> Result<Vec<Claim>, Error> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at_ms = $1, updated_at_ms = $2 \
-             WHERE alert_id = $3 AND attempts = $4 AND state = $5",
-        )
-        .bind(now + self.lease())
-        .bind(now)
-        .bind(alert_id)
-        .bind(attempts)
-        .bind(DeliveryState::Pending.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(None);
-        }
-        sqlx::query(
-            "INSERT INTO delivery_attempts (alert_id, attempt, started_at_ms, outcome) VALUES ($1, $2, $3, 'in_flight') \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(alert_id)
-        .bind(attempts + 1)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query("SELECT alert FROM deliveries WHERE alert_id = $1")
+        let mut claimed = Vec::with_capacity(due.len());
+        for (alert_id, attempts, base) in due {
+            let won = sqlx::query(
+                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at_ms = $1, updated_at_ms = $2 \
+                 WHERE alert_id = $3 AND attempts = $4 AND state = $5",
+            )
+            .bind(now + self.lease())
+            .bind(now)
             .bind(alert_id)
-            .fetch_one(&mut *tx)
+            .bind(attempts)
+            .bind(DeliveryState::Pending.as_str())
+            .execute(&mut *tx)
             .await?;
-        let bytes: Vec<u8> = row.try_get("alert")?;
-        let alert = crate::stored_alert(alert_id, &bytes)?;
+            if won.rows_affected() != 1 {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO delivery_attempts (alert_id, attempt, started_at_ms, outcome) VALUES ($1, $2, $3, 'in_flight') \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(alert_id)
+            .bind(attempts + 1)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query("SELECT alert FROM deliveries WHERE alert_id = $1")
+                .bind(alert_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let bytes: Vec<u8> = row.try_get("alert")?;
+            claimed.push(Claim {
+                alert: crate::stored_alert(alert_id, &bytes)?,
+                attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+                of_revision: u32::try_from(attempts + 1 - base).unwrap_or(1),
+            });
+        }
         tx.commit().await?;
-        Ok(Some(alert))
+        Ok(claimed)
     }
 
-    async fn endpoint_disabled(&self, code: &str) -> Result<bool, Error> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM endpoint_state WHERE authority_code = $1")
-            .bind(code)
-            .fetch_one(self.store.pool())
-            .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
-    }
-
-    /// Sends attempt number `attempt` (the ledger's count), the `of_revision`-th for the
-    /// alert's current revision (which drives the retry schedule).
-    async fn attempt(
+    /// Sends one claimed attempt; no store access (`disabled` is read once per pass).
+    async fn send(
         &self,
-        alert: v1::AlertRaised,
-        attempt: u32,
-        of_revision: u32,
-    ) -> Result<(), Error> {
+        alert: &v1::AlertRaised,
+        disabled: &std::collections::HashSet<String>,
+    ) -> Sent {
         let endpoint = self.directory.endpoint(&alert.authority_code);
         // An authority with no webhook hears by email or SMS (`channels.rs`, its own ledger):
         // nothing to post, so the webhook delivery is settled at once.
         let no_webhook = endpoint.is_some_and(|e| e.url.is_empty());
         let outcome = match endpoint {
             Some(_) if no_webhook => AttemptOutcome::Accepted(0),
-            Some(_) if self.endpoint_disabled(&alert.authority_code).await? => {
-                AttemptOutcome::NoEndpoint
-            }
+            Some(_) if disabled.contains(&alert.authority_code) => AttemptOutcome::NoEndpoint,
             Some(endpoint) => {
                 let payload = WebhookPayload::from_alert(
-                    &alert,
+                    alert,
                     &self.directory.public_base_url,
                     endpoint.full_payload,
                 );
                 self.client
                     .send(
                         &endpoint.url,
-                        &message_id(&alert),
+                        &message_id(alert),
                         &payload,
                         &endpoint.secrets,
                     )
@@ -295,27 +389,40 @@ impl DeliveryWorker {
             }
             None => AttemptOutcome::NoEndpoint,
         };
+        Sent {
+            outcome,
+            no_webhook,
+        }
+    }
+
+    /// Records a sent attempt's outcome in `tx`: the ledger row, the delivery's next state and
+    /// the lifecycle event. Returns the delivery's new state, or None when the attempt was for
+    /// a revision an amendment has since replaced.
+    async fn record(
+        &self,
+        tx: &mut kinlink_store::Tx,
+        claim: &Claim,
+        sent: Sent,
+    ) -> Result<Option<&'static str>, Error> {
+        let Claim {
+            alert,
+            attempt,
+            of_revision,
+        } = claim;
+        let (attempt, of_revision) = (*attempt, *of_revision);
+        let outcome = sent.outcome;
         let next = policy::next_step(
             outcome,
             of_revision,
             &self.delays,
             rand::random_range(-1.0..=1.0),
         );
-        let (label, status) = match outcome {
-            AttemptOutcome::Accepted(_) if no_webhook => ("no_webhook", 0),
-            AttemptOutcome::Accepted(code) => ("delivered", code),
-            AttemptOutcome::Status(code, _) => ("http_error", code),
-            AttemptOutcome::NoResponse => ("no_response", 0),
-            AttemptOutcome::NoEndpoint => ("no_endpoint", 0),
+        let label = sent.label();
+        let status = match outcome {
+            AttemptOutcome::Accepted(code) | AttemptOutcome::Status(code, _) => code,
+            AttemptOutcome::NoResponse | AttemptOutcome::NoEndpoint => 0,
         };
-        self.attempts
-            .get_or_create(&OutcomeLabels {
-                authority: alert.authority_code.clone(),
-                outcome: label.to_owned(),
-            })
-            .inc();
         let now = self.now();
-        let mut tx = self.store.begin().await?;
         sqlx::query(
             "UPDATE delivery_attempts SET finished_at_ms = $1, http_status = $2, outcome = $3 WHERE alert_id = $4 AND attempt = $5",
         )
@@ -324,7 +431,7 @@ impl DeliveryWorker {
         .bind(label)
         .bind(&alert.alert_id)
         .bind(i64::from(attempt))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         // An amendment filed while this attempt was in flight replaced the alert: this
         // attempt's outcome belongs to the old revision and must not settle the new one, which
@@ -332,21 +439,13 @@ impl DeliveryWorker {
         let current: Option<i64> =
             sqlx::query("SELECT revision FROM deliveries WHERE alert_id = $1")
                 .bind(&alert.alert_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 .map(|r| r.try_get("revision"))
                 .transpose()?;
         let sent_revision = i64::from(alert.revision.max(1));
         if current.is_some_and(|current| current != sent_revision) {
-            tx.commit().await?;
-            tracing::info!(
-                alert_id = %alert.alert_id,
-                attempt,
-                outcome = label,
-                revision = sent_revision,
-                "Attempt for a superseded revision recorded; the amendment is delivered next."
-            );
-            return Ok(());
+            return Ok(None);
         }
         let (new_state, next_at) = match next {
             NextStep::Delivered => {
@@ -359,11 +458,11 @@ impl DeliveryWorker {
                 };
                 let event = lifecycle(&alert.alert_id, "delivered", now, &delivered);
                 self.log
-                    .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+                    .append_in(tx, topics::ALERTS_LIFECYCLE, &event)
                     .await?;
                 let detail = format!("attempt {attempt}, HTTP {status}");
                 audit::append(
-                    &mut tx,
+                    tx,
                     &AuditEntry {
                         action: "webhook_sent",
                         actor: "notifier",
@@ -377,15 +476,15 @@ impl DeliveryWorker {
             }
             NextStep::RetryAfter(delay) => {
                 let at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                let failed = failure(&alert, attempt, status, label, Some(at), now);
+                let failed = failure(alert, attempt, status, label, Some(at), now);
                 let event = lifecycle(&alert.alert_id, &format!("failed/{attempt}"), now, &failed);
                 self.log
-                    .append_in(&mut tx, topics::ALERTS_LIFECYCLE, &event)
+                    .append_in(tx, topics::ALERTS_LIFECYCLE, &event)
                     .await?;
                 (DeliveryState::Pending.as_str(), at)
             }
             NextStep::GiveUp(why) => {
-                self.give_up(&mut tx, &alert, attempt, status, label, why, now)
+                self.give_up(tx, alert, attempt, status, label, why, now)
                     .await?;
                 (DeliveryState::Failed.as_str(), now)
             }
@@ -399,12 +498,9 @@ impl DeliveryWorker {
         .bind(now)
         .bind(&alert.alert_id)
         .bind(sent_revision)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        self.log.notify_appended();
-        tracing::info!(alert_id = %alert.alert_id, authority = %alert.authority_code, attempt, outcome = label, state = new_state, "Delivery attempt recorded.");
-        Ok(())
+        Ok(Some(new_state))
     }
 
     /// Delivery failed for good: disable a withdrawn endpoint, put the alert on the
