@@ -25,14 +25,41 @@ const BATCH_TIME: Duration = Duration::from_millis(25);
 /// Fallback poll for events appended by another process (the ops CLI).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The embedded event log. Cheap to clone; clones share the wake-up signal.
-#[derive(Debug, Clone)]
+/// Work a caller hands to the group committer: writes into the shared transaction (inside a
+/// savepoint of its own). `Ok(false)` declines: its savepoint is rolled back and nothing of it
+/// is committed.
+pub type GroupJob = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection) -> futures::future::BoxFuture<'c, Result<bool>>
+        + Send,
+>;
+
+struct Pending {
+    job: GroupJob,
+    done: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// Most callers sharing one commit.
+const GROUP_MAX: usize = 256;
+
+/// The embedded event log. Cheap to clone; clones share the wake-up signal and the group
+/// committer.
+#[derive(Clone)]
 pub struct EmbeddedLog {
     store: Store,
     partitions: Arc<HashMap<String, i32>>,
     default_partitions: i32,
     appended: Arc<Notify>,
     metrics: LogMetrics,
+    group: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>>,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("store", &self.store)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmbeddedLog {
@@ -66,7 +93,29 @@ impl EmbeddedLog {
             default_partitions: partitions,
             appended: Arc::new(Notify::new()),
             metrics,
+            group: Arc::default(),
         })
+    }
+
+    /// Group commit: runs `job` in a transaction shared with whoever else is committing at
+    /// the same moment, and returns once that transaction is durable. Concurrent requests
+    /// (intake's 202s) then cost one durable commit between them instead of one each, and
+    /// take the single writer connection once. Each job runs in a savepoint: one that fails
+    /// or declines is rolled back alone. If the shared commit fails, every job in it gets the
+    /// error and none of them happened.
+    pub async fn commit_grouped(&self, job: GroupJob) -> Result<bool> {
+        let sender = self.group.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_group_committer(self.clone(), receiver));
+            sender
+        });
+        let (done, result) = tokio::sync::oneshot::channel();
+        sender
+            .send(Pending { job, done })
+            .map_err(|_| crate::Error::GroupCommit("the committer has stopped".to_owned()))?;
+        result
+            .await
+            .map_err(|_| crate::Error::GroupCommit("the committer has stopped".to_owned()))?
     }
 
     pub fn store(&self) -> &Store {
@@ -126,13 +175,18 @@ impl EmbeddedLog {
         Ok((partition, row.try_get("offset_no")?))
     }
 
-    /// Appends in a transaction of its own; durable when this returns.
+    /// Appends in a group commit (see [`EmbeddedLog::commit_grouped`]); durable when this
+    /// returns.
     pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<()> {
-        let mut tx = self.store.begin().await?;
-        self.append_in(&mut tx, topic, envelope).await?;
-        tx.commit().await?;
-        self.notify_appended();
-        Ok(())
+        let (log, topic, envelope) = (self.clone(), topic.to_owned(), envelope.clone());
+        self.commit_grouped(Box::new(move |conn| {
+            Box::pin(async move {
+                log.append_in(conn, &topic, &envelope).await?;
+                Ok(true)
+            })
+        }))
+        .await
+        .map(|_| ())
     }
 
     /// Wakes consumers waiting for new events in this process.
@@ -295,6 +349,86 @@ impl EmbeddedLog {
             self.notify_appended();
         }
         outcome.map(|()| consumed)
+    }
+}
+
+/// The group committer: takes whatever jobs are waiting (at least one), applies them in one
+/// transaction, commits, then answers each. While it waits for the writer connection more
+/// jobs queue up, so the group grows with the load.
+async fn run_group_committer(
+    log: EmbeddedLog,
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    use sqlx::Connection;
+    while let Some(first) = receiver.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match log.store.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                let reason = error.to_string();
+                for pending in group {
+                    let _ = pending
+                        .done
+                        .send(Err(crate::Error::GroupCommit(reason.clone())));
+                }
+                continue;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut senders = Vec::with_capacity(group.len());
+        let mut broken: Option<String> = None;
+        for Pending { job, done } in group {
+            senders.push(done);
+            if broken.is_some() {
+                outcomes.push(Err(crate::Error::GroupCommit(
+                    "an earlier write broke the shared transaction".to_owned(),
+                )));
+                continue;
+            }
+            let mut savepoint = match tx.begin().await {
+                Ok(savepoint) => savepoint,
+                Err(error) => {
+                    broken = Some(error.to_string());
+                    outcomes.push(Err(error.into()));
+                    continue;
+                }
+            };
+            let outcome = job(&mut savepoint).await;
+            let closed = match outcome {
+                Ok(true) => savepoint.commit().await,
+                _ => savepoint.rollback().await,
+            };
+            if let Err(error) = closed {
+                broken = Some(error.to_string());
+            }
+            outcomes.push(outcome);
+        }
+        let committed = match broken {
+            Some(reason) => {
+                let _ = tx.rollback().await;
+                Err(reason)
+            }
+            None => tx.commit().await.map_err(|e| e.to_string()),
+        };
+        match committed {
+            Ok(()) => {
+                log.notify_appended();
+                for (done, outcome) in senders.into_iter().zip(outcomes) {
+                    let _ = done.send(outcome);
+                }
+            }
+            Err(reason) => {
+                for done in senders {
+                    let _ = done.send(Err(crate::Error::GroupCommit(reason.clone())));
+                }
+            }
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub enum Error {
     MissingAttribute { attribute: String },
     #[error("CloudEvents attribute `{attribute}` is malformed")]
     BadAttribute { attribute: String },
+    #[error("the shared commit failed: {0}")]
+    GroupCommit(String),
     #[error("the embedded log needs an embedded store")]
     Misconfigured,
 }

@@ -51,6 +51,9 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Reads outside any transaction: on SQLite a read-only pool of its own, which WAL lets
+    /// run beside the one writer; on PostgreSQL the same pool.
+    reader: AnyPool,
     backend: Backend,
 }
 
@@ -82,7 +85,8 @@ impl Store {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
         {
-            options = options.log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(ms));
+            options =
+                options.log_slow_statements(log::LevelFilter::Warn, Duration::from_millis(ms));
         }
         let pool = match backend {
             // One connection: SQLite has a single writer anyway, and serialising in the pool
@@ -102,14 +106,14 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
         };
@@ -117,16 +121,46 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let reader = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 10000;")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
         tracing::debug!(?backend, "store ready");
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            reader,
+            backend,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The pool that writes (on SQLite, the one writer connection).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for reads that need no transaction and may see the state as of the last
+    /// commit (API lookups, token checks, status pages). On SQLite they no longer queue
+    /// behind the writer; on PostgreSQL this is [`Store::pool`].
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
     }
 
     /// Starts a transaction.
@@ -142,6 +176,7 @@ impl Store {
 
     /// Closes every connection, waiting for in-flight queries.
     pub async fn close(&self) {
+        self.reader.close().await;
         self.pool.close().await;
     }
 }

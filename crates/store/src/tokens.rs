@@ -58,7 +58,7 @@ pub async fn authenticate(
     )
     .bind(hash(secret))
     .bind(kind)
-    .fetch_optional(store.pool())
+    .fetch_optional(store.reader())
     .await?;
     Ok(match row {
         Some(row) => Some((row.try_get("principal")?, row.try_get("token_id")?)),

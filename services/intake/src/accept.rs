@@ -64,7 +64,7 @@ pub async fn replay(
         let row = sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE agency_id = $1 AND idem_key = $2")
             .bind(agency)
             .bind(key)
-            .fetch_optional(store.pool())
+            .fetch_optional(store.reader())
             .await
             .map_err(unavailable)?;
         let Some(row) = row else { continue };
@@ -162,8 +162,69 @@ pub fn envelope(referral: &v1::ReferralReceived) -> Envelope {
     )
 }
 
+/// Writes `referral` (a new one, or a new version) with its replay keys and response in
+/// `conn`'s transaction, in `state`. False when the version it updates has changed meanwhile.
+async fn write_referral(
+    conn: &mut sqlx::AnyConnection,
+    referral: &v1::ReferralReceived,
+    state: &str,
+    hash: &str,
+    keys: &[String],
+    response: &StoredResponse,
+) -> Result<bool, kinlink_eventlog::Error> {
+    if referral.version <= 1 {
+        sqlx::query(
+            "INSERT INTO intake_referrals (referral_id, agency_id, external_reference, request_hash, version, state, \
+             received_at_ms, referral) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&referral.referral_id)
+        .bind(&referral.agency_id)
+        .bind(&referral.external_reference)
+        .bind(hash)
+        .bind(i64::from(referral.version))
+        .bind(state)
+        .bind(referral.received_at.as_ref().map_or(0, kinlink_proto::millis_from_timestamp))
+        .bind(referral.encode_to_vec())
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        let updated = sqlx::query(
+            "UPDATE intake_referrals SET version = $1, state = $2, referral = $3 WHERE referral_id = $4 AND version = $5",
+        )
+        .bind(i64::from(referral.version))
+        .bind(state)
+        .bind(referral.encode_to_vec())
+        .bind(&referral.referral_id)
+        .bind(i64::from(referral.version - 1))
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Ok(false);
+        }
+    }
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (agency_id, idem_key, request_hash, status, response, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&referral.agency_id)
+        .bind(key)
+        .bind(hash)
+        .bind(i64::from(response.status))
+        .bind(&response.body)
+        .bind(kinlink_store::now_millis())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(true)
+}
+
 /// Records `referral` (a new one, or a new version) with its replay keys and response, and
 /// appends its event; returns once the event is durable in the log.
+///
+/// On the embedded log the record and the event go into one group commit with whatever
+/// other requests are being accepted at the same moment (see
+/// [`kinlink_eventlog::EmbeddedLog::commit_grouped`]): the 202 still waits for the commit.
 pub async fn record_and_publish(
     store: &Store,
     log: &EventLog,
@@ -172,62 +233,45 @@ pub async fn record_and_publish(
     keys: &[String],
     response: &StoredResponse,
 ) -> Result<(), Problem> {
-    let embedded = matches!(log, EventLog::Embedded(_));
     let event = envelope(referral);
-    let result = async {
-        let mut tx = store.begin().await?;
-        let state = if embedded { "accepted" } else { "pending" };
-        if referral.version <= 1 {
-            sqlx::query(
-                "INSERT INTO intake_referrals (referral_id, agency_id, external_reference, request_hash, version, state, \
-                 received_at_ms, referral) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&referral.referral_id)
-            .bind(&referral.agency_id)
-            .bind(&referral.external_reference)
-            .bind(hash)
-            .bind(i64::from(referral.version))
-            .bind(state)
-            .bind(referral.received_at.as_ref().map_or(0, kinlink_proto::millis_from_timestamp))
-            .bind(referral.encode_to_vec())
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            let updated = sqlx::query(
-                "UPDATE intake_referrals SET version = $1, state = $2, referral = $3 WHERE referral_id = $4 AND version = $5",
-            )
-            .bind(i64::from(referral.version))
-            .bind(state)
-            .bind(referral.encode_to_vec())
-            .bind(&referral.referral_id)
-            .bind(i64::from(referral.version - 1))
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                return Ok::<bool, kinlink_eventlog::Error>(false);
+    let result = match log {
+        EventLog::Embedded(embedded) => {
+            let (referral, hash, keys, response, event, writer) = (
+                referral.clone(),
+                hash.to_owned(),
+                keys.to_vec(),
+                response.clone(),
+                event.clone(),
+                log.clone(),
+            );
+            embedded
+                .commit_grouped(Box::new(move |conn| {
+                    Box::pin(async move {
+                        if !write_referral(conn, &referral, "accepted", &hash, &keys, &response)
+                            .await?
+                        {
+                            return Ok(false);
+                        }
+                        writer
+                            .append_in(conn, topics::REFERRALS_RECEIVED, &event)
+                            .await?;
+                        Ok(true)
+                    })
+                }))
+                .await
+        }
+        EventLog::Kafka(_) => {
+            async {
+                let mut tx = store.begin().await?;
+                if !write_referral(&mut tx, referral, "pending", hash, keys, response).await? {
+                    return Ok::<bool, kinlink_eventlog::Error>(false);
+                }
+                tx.commit().await?;
+                Ok(true)
             }
+            .await
         }
-        for key in keys {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (agency_id, idem_key, request_hash, status, response, created_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&referral.agency_id)
-            .bind(key)
-            .bind(hash)
-            .bind(i64::from(response.status))
-            .bind(&response.body)
-            .bind(kinlink_store::now_millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if embedded {
-            log.append_in(&mut tx, topics::REFERRALS_RECEIVED, &event).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-    .await;
+    };
     match result {
         Ok(true) => {}
         Ok(false) => {
@@ -245,8 +289,7 @@ pub async fn record_and_publish(
         }
         Err(error) => return Err(unavailable(error)),
     }
-    if embedded {
-        log.notify_appended();
+    if matches!(log, EventLog::Embedded(_)) {
         return Ok(());
     }
     log.publish(topics::REFERRALS_RECEIVED, &event)
@@ -270,7 +313,7 @@ pub async fn load(
         "SELECT agency_id, state, referral FROM intake_referrals WHERE referral_id = $1",
     )
     .bind(referral_id)
-    .fetch_optional(store.pool())
+    .fetch_optional(store.reader())
     .await
     .map_err(unavailable)?;
     let Some(row) = row else { return Ok(None) };

@@ -55,7 +55,7 @@ pub async fn handoffs(store: &Store, referral_id: &str) -> Result<Vec<Handoff>, 
          ORDER BY person_id, home_authority, found_authority",
     )
     .bind(referral_id)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter()
         .map(|r| {
@@ -74,7 +74,7 @@ pub async fn persons(store: &Store, referral_id: &str) -> Result<Vec<LinkedPerso
         "SELECT person_id, role, dependant_index FROM referral_persons WHERE referral_id = $1 ORDER BY role, dependant_index",
     )
     .bind(referral_id)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter()
         .map(|r| {
@@ -94,7 +94,7 @@ pub async fn alerts(store: &Store, referral_id: &str) -> Result<Vec<RaisedAlert>
          LEFT JOIN alerts a ON a.alert_id = d.alert_id WHERE d.referral_id = $1 ORDER BY d.created_at_ms, d.alert_id",
     )
     .bind(referral_id)
-    .fetch_all(store.pool())
+    .fetch_all(store.reader())
     .await?;
     rows.iter()
         .map(|r| {

@@ -299,7 +299,9 @@ impl DeliveryWorker {
                     })
                     .inc();
                 match state {
-                    Some(state) => tracing::info!(alert_id = %claim.alert.alert_id, authority = %claim.alert.authority_code, attempt = claim.attempt, outcome = label, state, "Delivery attempt recorded."),
+                    Some(state) => {
+                        tracing::info!(alert_id = %claim.alert.alert_id, authority = %claim.alert.authority_code, attempt = claim.attempt, outcome = label, state, "Delivery attempt recorded.")
+                    }
                     None => tracing::info!(
                         alert_id = %claim.alert.alert_id,
                         attempt = claim.attempt,
