@@ -218,7 +218,8 @@ async fn sigkill_mid_flight_loses_no_alert() -> TestResult {
             "referral {referral_id}"
         );
     }
-    // One worker sends one request at a time, so one kill can cause at most one repeat.
-    assert!(repeats <= 1, "{repeats} repeats after one crash");
+    // Only attempts in flight, or answered and not yet recorded, are repeated: at most twice
+    // the requests allowed in flight (two endpoints, `per_endpoint_concurrency` = 4 each).
+    assert!(repeats <= 2 * 2 * 4, "{repeats} repeats after one crash");
     Ok(())
 }

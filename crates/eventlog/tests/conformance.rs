@@ -197,7 +197,76 @@ async fn conformance(store: Store) -> TestResult {
         "every input offset committed, duplicate included"
     );
 
+    group_commit(&log, &store).await?;
     // Reopening the store runs migrations again harmlessly.
+    Ok(())
+}
+
+/// Concurrent callers of the group committer: every accepted job is durable and its event
+/// appended; a job that fails (a duplicate key) or declines leaves nothing behind and does
+/// not sink the others sharing its commit.
+async fn group_commit(log: &EmbeddedLog, store: &Store) -> TestResult {
+    sqlx::query("INSERT INTO test_effects (id) VALUES ('taken')")
+        .execute(store.pool())
+        .await?;
+    let before = read_all(log, topics::REFERRAL_FOLLOWUPS).await?.len();
+    let mut callers = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let (log, writer) = (log.clone(), EventLog::Embedded(log.clone()));
+        callers.spawn(async move {
+            let id = match n {
+                7 => "taken".to_owned(),
+                _ => format!("group-{n}"),
+            };
+            let envelope = ack(&format!("group-event-{n}"), &id);
+            let outcome = log
+                .commit_grouped(Box::new(move |conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO test_effects (id) VALUES ($1)")
+                            .bind(&id)
+                            .execute(&mut *conn)
+                            .await?;
+                        writer
+                            .append_in(conn, topics::REFERRAL_FOLLOWUPS, &envelope)
+                            .await?;
+                        // Caller 13 changes its mind after writing: nothing of it may stay.
+                        Ok(n != 13)
+                    })
+                }))
+                .await;
+            (n, outcome)
+        });
+    }
+    while let Some(joined) = callers.join_next().await {
+        let (n, outcome) = joined?;
+        match n {
+            7 => assert!(outcome.is_err(), "the duplicate key fails its own job"),
+            13 => assert!(matches!(outcome, Ok(false)), "declined: {outcome:?}"),
+            _ => assert!(matches!(outcome, Ok(true)), "caller {n}: {outcome:?}"),
+        }
+    }
+    let written: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM test_effects WHERE id LIKE 'group-%'")
+            .fetch_one(store.pool())
+            .await?
+            .try_get("n")?;
+    assert_eq!(written, 38, "every job but the failed and the declined one");
+    assert_eq!(
+        sqlx::query("SELECT COUNT(*) AS n FROM test_effects WHERE id = 'group-13'")
+            .fetch_one(store.pool())
+            .await?
+            .try_get::<i64, _>("n")?,
+        0
+    );
+    let appended = read_all(log, topics::REFERRAL_FOLLOWUPS).await?.len() - before;
+    assert_eq!(appended, 38, "events appended only with their job");
+    // publish goes through the same committer.
+    log.publish(topics::REFERRAL_FOLLOWUPS, &ack("group-publish", "p"))
+        .await?;
+    assert_eq!(
+        read_all(log, topics::REFERRAL_FOLLOWUPS).await?.len() - before,
+        39
+    );
     Ok(())
 }
 

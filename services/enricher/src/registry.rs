@@ -312,32 +312,52 @@ async fn score_candidates(
     household: Option<&Household>,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
     let record = &place.record;
-    // One query per blocking key brings the records with their current person, so a
-    // decision costs a handful of indexed lookups however large the registry is.
+    // One statement brings, for every blocking key, up to one record more than a usable
+    // block holds, with each record's current person: a decision costs one indexed lookup
+    // per key in a single round trip, however large the registry is.
     let limit = i64::try_from(blocking::MAX_BLOCK + 1).unwrap_or(i64::MAX);
     let mut found: BTreeMap<String, (String, PersonRecord)> = BTreeMap::new();
+    if place.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_key: Vec<String> = (0..place.keys.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (SELECT CAST({i} AS BIGINT) AS key_no, r.record_id, r.given_name, \
+                 r.family_name, r.aliases, r.date_of_birth, r.dob_estimated, r.sex, r.postcode, \
+                 r.nationality, COALESCE(p.merged_into, r.person_id) AS current_person_id \
+                 FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
+                 JOIN persons p ON p.person_id = r.person_id WHERE k.block_key = ${} LIMIT $1) AS block_{i}",
+                i + 2
+            )
+        })
+        .collect();
+    let statement = per_key.join(" UNION ALL ");
+    let mut query = sqlx::query(&statement).bind(limit);
     for key in &place.keys {
-        let rows = sqlx::query(
-            "SELECT r.record_id, r.given_name, r.family_name, r.aliases, r.date_of_birth, \
-             r.dob_estimated, r.sex, r.postcode, r.nationality, \
-             COALESCE(p.merged_into, r.person_id) AS current_person_id \
-             FROM linkage_keys k JOIN linkage_records r ON r.record_id = k.record_id \
-             JOIN persons p ON p.person_id = r.person_id WHERE k.block_key = $1 LIMIT $2",
-        )
-        .bind(key)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
+        query = query.bind(key);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut block_sizes = vec![0usize; place.keys.len()];
+    for row in &rows {
+        let key_no = usize::try_from(row.try_get::<i64, _>("key_no")?).unwrap_or(usize::MAX);
+        if let Some(size) = block_sizes.get_mut(key_no) {
+            *size += 1;
+        }
+    }
+    for row in &rows {
+        let key_no = usize::try_from(row.try_get::<i64, _>("key_no")?).unwrap_or(usize::MAX);
         // A key shared by too many records says little; the other keys still find a match.
-        if rows.len() > blocking::MAX_BLOCK {
+        if block_sizes
+            .get(key_no)
+            .is_none_or(|size| *size > blocking::MAX_BLOCK)
+        {
             continue;
         }
-        for row in rows {
-            let earlier = stored_record(&row)?;
-            if !found.contains_key(&earlier.id) {
-                let person_id: String = row.try_get("current_person_id")?;
-                found.insert(earlier.id.clone(), (person_id, earlier));
-            }
+        let earlier = stored_record(row)?;
+        if !found.contains_key(&earlier.id) {
+            let person_id: String = row.try_get("current_person_id")?;
+            found.insert(earlier.id.clone(), (person_id, earlier));
         }
     }
     if found.is_empty() {
@@ -518,29 +538,44 @@ async fn insert_record(
     if place.anonymous {
         return Ok(());
     }
-    for key in &place.keys {
-        sqlx::query(
-            "INSERT INTO linkage_keys (block_key, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(key)
-        .bind(&record.id)
-        .execute(&mut *conn)
-        .await?;
+    // The record's keys in one statement, its name counts in another.
+    if !place.keys.is_empty() {
+        let values: Vec<String> = (0..place.keys.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let statement = format!(
+            "INSERT INTO linkage_keys (block_key, record_id) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&statement);
+        for key in &place.keys {
+            query = query.bind(key).bind(&record.id);
+        }
+        query.execute(&mut *conn).await?;
     }
     // Each known name counts once under itself and once in the total (the empty name).
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for name in [fold(&record.given), fold(&record.family)] {
         if name.is_empty() {
             continue;
         }
-        for counted in [name, String::new()] {
-            sqlx::query(
-                "INSERT INTO linkage_name_counts (name, occurrences) VALUES ($1, 1) \
-                 ON CONFLICT (name) DO UPDATE SET occurrences = linkage_name_counts.occurrences + 1",
-            )
-            .bind(counted)
-            .execute(&mut *conn)
-            .await?;
+        *counts.entry(name).or_default() += 1;
+        *counts.entry(String::new()).or_default() += 1;
+    }
+    if !counts.is_empty() {
+        let values: Vec<String> = (0..counts.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let statement = format!(
+            "INSERT INTO linkage_name_counts (name, occurrences) VALUES {} \
+             ON CONFLICT (name) DO UPDATE SET occurrences = linkage_name_counts.occurrences + excluded.occurrences",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&statement);
+        for (name, count) in counts {
+            query = query.bind(name).bind(count);
         }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
