@@ -194,6 +194,11 @@ impl EmbeddedLog {
         self.appended.notify_waiters();
     }
 
+    /// Signalled after every commit that appended events in this process.
+    pub fn commits(&self) -> &Arc<Notify> {
+        &self.appended
+    }
+
     /// Reads up to `limit` records of `topic` from `offset` on, in a partition.
     pub async fn read(
         &self,

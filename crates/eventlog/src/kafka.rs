@@ -71,6 +71,8 @@ pub struct KafkaLog {
     producer: FutureProducer,
     store: Store,
     outbox_written: Arc<Notify>,
+    /// Every waiter is woken on each local commit (see [`crate::EventLog::commits`]).
+    committed: Arc<Notify>,
     metrics: LogMetrics,
 }
 
@@ -104,6 +106,7 @@ impl KafkaLog {
             producer,
             store,
             outbox_written: Arc::new(Notify::new()),
+            committed: Arc::new(Notify::new()),
             metrics,
         };
         if log.config.create_topics {
@@ -190,6 +193,12 @@ impl KafkaLog {
     /// Wakes the outbox relay.
     pub fn notify_appended(&self) {
         self.outbox_written.notify_one();
+        self.committed.notify_waiters();
+    }
+
+    /// Signalled after every local commit that wrote events.
+    pub fn commits(&self) -> &Arc<Notify> {
+        &self.committed
     }
 
     /// Checks a broker answers.

@@ -104,6 +104,17 @@ impl EventLog {
         }
     }
 
+    /// Signalled (every waiter at once) after each commit in this process that wrote events:
+    /// lets a worker that polls a table fed by a stage (the delivery worker) start as soon as
+    /// there is something to do, instead of at its next poll. Register with
+    /// `notified()` + `enable()` before looking, so a commit in between is not missed.
+    pub fn commits(&self) -> Arc<tokio::sync::Notify> {
+        match self {
+            EventLog::Embedded(log) => log.commits().clone(),
+            EventLog::Kafka(log) => log.commits().clone(),
+        }
+    }
+
     /// Runs `stage` until `shutdown` is cancelled, then finishes the event in hand, commits
     /// and returns.
     pub async fn run_stage<S: Stage>(

@@ -200,7 +200,13 @@ impl DeliveryWorker {
 
     /// Delivers and escalates until `shutdown`; the request in hand completes first.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        // New deliveries are written by the notifier's stage in this process: its commit
+        // wakes the worker, so a delivery does not wait for the next poll.
+        let commits = self.log.commits();
         while !shutdown.is_cancelled() {
+            let committed = commits.notified();
+            let mut committed = std::pin::pin!(committed);
+            committed.as_mut().enable();
             let pass = async {
                 let delivered = self.deliver_due(&shutdown).await?;
                 let escalated = self.escalate_due(&shutdown).await?;
@@ -209,6 +215,7 @@ impl DeliveryWorker {
             match pass.await {
                 Ok(0) => {
                     tokio::select! {
+                        () = committed => {}
                         () = tokio::time::sleep(POLL) => {}
                         () = shutdown.cancelled() => {}
                     }
@@ -242,7 +249,7 @@ impl DeliveryWorker {
         .bind(DeliveryState::Pending.as_str())
         .bind(self.now())
         .bind(PASS)
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.reader())
         .await?;
         if due.is_empty() || shutdown.is_cancelled() {
             return Ok(0);

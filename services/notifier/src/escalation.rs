@@ -213,7 +213,7 @@ impl DeliveryWorker {
         .bind(EscalationState::Scheduled.as_str())
         .bind(AlertState::Open.as_str())
         .bind(EscalationState::ResolvePending.as_str())
-        .fetch_all(self.store.pool())
+        .fetch_all(self.store.reader())
         .await?;
         let mut handled = 0;
         for row in rows {
