@@ -207,18 +207,9 @@ impl EmbeddedLog {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Record>> {
-        let rows = sqlx::query(
-            "SELECT topic, partition_no, offset_no, event_id, event_type, source, subject, \
-             partition_key, time_ms, attributes, payload FROM log_events \
-             WHERE topic = $1 AND partition_no = $2 AND offset_no >= $3 ORDER BY offset_no LIMIT $4",
-        )
-        .bind(topic)
-        .bind(i64::from(partition))
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(self.store.pool())
-        .await?;
-        rows.iter().map(sql::record_from_row).collect()
+        let mut conn = self.store.pool().acquire().await?;
+        let records = read_partition(&mut conn, topic, i64::from(partition), offset, limit).await?;
+        Ok(records.into_iter().map(|(_, record)| record).collect())
     }
 
     /// Runs a stage until `shutdown`; the batch in hand is committed before returning.
@@ -294,21 +285,7 @@ impl EmbeddedLog {
                     .get(&(topic.clone(), partition))
                     .copied()
                     .unwrap_or(0);
-                let rows = sqlx::query(
-                    "SELECT seq, topic, partition_no, offset_no, event_id, event_type, source, \
-                     subject, partition_key, time_ms, attributes, payload FROM log_events \
-                     WHERE topic = $1 AND partition_no = $2 AND offset_no >= $3 \
-                     ORDER BY offset_no LIMIT $4",
-                )
-                .bind(&topic)
-                .bind(partition)
-                .bind(from)
-                .bind(BATCH)
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in &rows {
-                    of_topic.push((row.try_get("seq")?, sql::record_from_row(row)?));
-                }
+                of_topic.extend(read_partition(&mut tx, &topic, partition, from, BATCH).await?);
             }
             of_topic.sort_by_key(|(seq, _)| *seq);
             records.extend(
@@ -435,6 +412,31 @@ async fn run_group_committer(
             }
         }
     }
+}
+
+/// Up to `limit` records of one partition from `offset` on, with their append sequence, read
+/// through the (topic, partition, offset) index.
+async fn read_partition(
+    conn: &mut AnyConnection,
+    topic: &str,
+    partition: i64,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<(i64, Record)>> {
+    let rows = sqlx::query(
+        "SELECT seq, topic, partition_no, offset_no, event_id, event_type, source, subject, \
+         partition_key, time_ms, attributes, payload FROM log_events \
+         WHERE topic = $1 AND partition_no = $2 AND offset_no >= $3 ORDER BY offset_no LIMIT $4",
+    )
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("seq")?, sql::record_from_row(row)?)))
+        .collect()
 }
 
 async fn commit_offset(

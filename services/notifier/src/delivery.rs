@@ -58,8 +58,7 @@ impl std::fmt::Debug for DeliveryWorker {
 }
 
 /// Most deliveries one pass claims (and one transaction records).
-const PASS: i64 = 64;
-const PASS_USIZE: usize = 64;
+const PASS: usize = 64;
 
 /// A delivery attempt the worker has claimed: the alert as stored, the ledger's attempt
 /// number, and which attempt of the current revision it is (that drives the retry schedule).
@@ -248,7 +247,7 @@ impl DeliveryWorker {
         )
         .bind(DeliveryState::Pending.as_str())
         .bind(self.now())
-        .bind(PASS)
+        .bind(PASS as i64)
         .fetch_all(self.store.reader())
         .await?;
         if due.is_empty() || shutdown.is_cancelled() {
@@ -266,7 +265,7 @@ impl DeliveryWorker {
         let attempted = claimed.len();
         let disabled: std::collections::HashSet<String> =
             sqlx::query("SELECT authority_code FROM endpoint_state")
-                .fetch_all(self.store.pool())
+                .fetch_all(self.store.reader())
                 .await?
                 .iter()
                 .map(|row| row.try_get::<String, _>("authority_code"))
@@ -288,7 +287,7 @@ impl DeliveryWorker {
         });
         let mut finished = futures::stream::iter(sends)
             .buffer_unordered(self.concurrency)
-            .ready_chunks(PASS_USIZE);
+            .ready_chunks(PASS);
         while let Some(chunk) = finished.next().await {
             let mut tx = self.store.begin().await?;
             let mut recorded = Vec::with_capacity(chunk.len());
