@@ -45,15 +45,11 @@ pub fn link(
     };
     let mut freq = Frequencies::default();
     for (p, _) in left_prepared.iter().chain(&right_prepared) {
-        freq.add_folded(&p.given.folded);
-        freq.add_folded(&p.family.folded);
+        freq.add_record_folded(&p.given.folded, &p.family.folded);
     }
     let index: Index<u64> = Index::from_keys(target_prepared.iter().map(|(_, keys)| keys));
     let per_record: Vec<Vec<Link>> = parallel_map(&left_prepared, |i, (pa, keys)| {
-        let shares = [
-            freq.share_folded(&pa.given.folded),
-            freq.share_folded(&pa.family.folded),
-        ];
+        let shares = freq.shares_folded(&pa.given.folded, &pa.family.folded);
         let mut links = Vec::new();
         for j in index.candidates_for_keys(keys) {
             if right.is_none() && j <= i {

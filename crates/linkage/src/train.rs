@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 
 use crate::compare::{Comparison, FIELDS, PersonRecord, Prepared, compare_prepared};
-use crate::model::{Model, counted_elsewhere};
+use crate::model::{Model, learned_from};
 
 /// Random pairs drawn to estimate u (fewer when there are fewer possible pairs). 50,000 gave
 /// the same F1 as 200,000 on every set of scripts/compare-splink.sh, in a quarter of the time.
@@ -126,12 +126,9 @@ fn estimate_u(model: &mut Model, records: &[Prepared], seed: u64) {
                         if i == j {
                             continue;
                         }
-                        for (f, level) in compare_prepared(&records[i], &records[j])
-                            .iter()
-                            .enumerate()
-                        {
-                            if let Some(level) = level.filter(|l| !counted_elsewhere(FIELDS[f], l))
-                            {
+                        let comparison = compare_prepared(&records[i], &records[j]);
+                        for (f, level) in comparison.iter().enumerate() {
+                            if let Some(level) = level.filter(|_| learned_from(&comparison, f)) {
                                 *counts[f].entry(level).or_default() += 1.0;
                             }
                         }
@@ -239,7 +236,7 @@ fn em_session(
                 let mut weight = (lambda / (1.0 - lambda)).log2();
                 for &f in &free {
                     if let Some([m, u]) = comparison[f]
-                        .filter(|l| !counted_elsewhere(FIELDS[f], l))
+                        .filter(|_| learned_from(comparison, f))
                         .and_then(|l| params[f].get(l))
                     {
                         weight += (m.max(1e-12) / u.max(1e-12)).log2();
@@ -249,7 +246,7 @@ fn em_session(
             };
             matches += g * count;
             for &f in &free {
-                if let Some(level) = comparison[f].filter(|l| !counted_elsewhere(FIELDS[f], l)) {
+                if let Some(level) = comparison[f].filter(|_| learned_from(comparison, f)) {
                     *m_counts[f].entry(level).or_default() += g * count;
                 }
             }

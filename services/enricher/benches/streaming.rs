@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo bench -p kinlink-enricher --bench streaming`
 //! (`KINLINK_BENCH_HOUSEHOLDS`, default 20000, about 100,000 person records;
-//! `KINLINK_BENCH_LINK_THRESHOLD` overrides the model's automatic-link threshold).
+//! `KINLINK_BENCH_LINK_THRESHOLD` overrides the model's automatic-link threshold;
+//! `QUALITY_DIAGNOSE=1` prints the evidence of review tasks and false links;
+//! `KINLINK_BENCH_KEEP=1` keeps the store).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -279,6 +281,68 @@ async fn run(households: usize) -> Result<()> {
             println!("  {n:5} {pattern}");
         }
     }
+    if std::env::var_os("QUALITY_DIAGNOSE").is_some() {
+        // False automatic links: a record attached to an earlier record of another true
+        // person, by the evidence of that decision.
+        let truth_of_record: HashMap<String, &str> = truth
+            .iter()
+            .map(|((referral, role, index), t)| {
+                (
+                    kinlink_eventlog::envelope::derive_id(
+                        referral,
+                        &format!("record/{role}/{index}/v1"),
+                    ),
+                    t.as_str(),
+                )
+            })
+            .collect();
+        let mut conn = store.begin().await?;
+        let linked = sqlx::query(
+            "SELECT record_id, matched_record_id, evidence FROM linkage_records \
+             WHERE matched_record_id IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        drop(conn);
+        let mut false_links: HashMap<String, usize> = HashMap::new();
+        let mut wrong = 0usize;
+        for row in &linked {
+            let record: String = row.try_get("record_id")?;
+            let matched: Option<String> = row.try_get("matched_record_id")?;
+            let (Some(a), Some(b)) = (
+                truth_of_record.get(&record),
+                matched.and_then(|m| truth_of_record.get(&m)),
+            ) else {
+                continue;
+            };
+            if a == b {
+                continue;
+            }
+            wrong += 1;
+            let evidence: String = row.try_get("evidence")?;
+            let levels: Vec<serde_json::Value> = serde_json::from_str(&evidence)?;
+            let pattern: Vec<String> = levels
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}={}",
+                        e["field"].as_str().unwrap_or("?"),
+                        e["level"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            *false_links.entry(pattern.join(",")).or_default() += 1;
+        }
+        println!(
+            "false automatic links: {wrong} of {} linked records",
+            linked.len()
+        );
+        let mut false_links: Vec<_> = false_links.into_iter().collect();
+        false_links.sort_by_key(|p| std::cmp::Reverse(p.1));
+        for (pattern, n) in false_links.iter().take(15) {
+            println!("  {n:5} {pattern}");
+        }
+    }
     let precision = correct as f64 / predicted.max(1) as f64;
     let recall = correct as f64 / true_pairs.max(1) as f64;
     println!(
@@ -291,6 +355,11 @@ async fn run(households: usize) -> Result<()> {
         by_truth.len()
     );
     store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    // `KINLINK_BENCH_KEEP` keeps the store for a closer look at its decisions.
+    if std::env::var_os("KINLINK_BENCH_KEEP").is_some() {
+        println!("store kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

@@ -295,6 +295,7 @@ async fn enrich(
         let mut resolved = registry::resolve(conn, model, person, place, &exclude, context).await?;
         if role == SubjectRole::ReferralSubject && !place.anonymous {
             household.subject_person_id = resolved.person_id.clone();
+            household.possible_subjects = resolved.review_candidates.clone();
             if resolved.method != v1::MatchMethod::NewPerson {
                 household.known_children =
                     registry::known_children(conn, &resolved.person_id).await?;

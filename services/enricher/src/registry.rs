@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kinlink_linkage::compare::{Prepared, compare_prepared};
-use kinlink_linkage::model::{Evidence, Frequencies};
+use kinlink_linkage::model::{Evidence, FULL_NAME_TOTAL, Frequencies, full_name_key};
 use kinlink_linkage::normalise::fold;
 use kinlink_linkage::{Dob, Model, PersonRecord, blocking};
 use kinlink_proto::v1::{self, MatchMethod};
@@ -26,6 +26,9 @@ pub struct Resolved {
     pub probability: f64,
     /// Review tasks opened by this decision (empty when the record was decided before).
     pub opened: Vec<v1::LinkageReviewOpened>,
+    /// The persons this decision left for a person to compare (the review candidates), for
+    /// the household context of the referral's dependants.
+    pub review_candidates: Vec<String>,
 }
 
 /// A subject or dependant of a referral as linkage sees them, with the ids derived from
@@ -76,6 +79,7 @@ pub async fn resolve(
             method: linking::method_from_column(row.try_get("method")?),
             probability: row.try_get("match_probability")?,
             opened: Vec::new(),
+            review_candidates: Vec::new(),
         });
     }
 
@@ -170,17 +174,20 @@ pub async fn resolve(
             .await?;
     }
     let mut opened = Vec::new();
+    let mut review_candidates = Vec::new();
     for candidate in review {
         if candidate.person_id == person_id {
             continue;
         }
         opened.push(open_review(conn, place, &person_id, &candidate, &model.version).await?);
+        review_candidates.push(candidate.person_id);
     }
     Ok(Resolved {
         person_id,
         method,
         probability,
         opened,
+        review_candidates,
     })
 }
 
@@ -252,6 +259,12 @@ pub struct Household {
     pub subject_person_id: String,
     /// The persons already known as that person's children.
     pub known_children: Vec<String>,
+    /// Persons the subject may be but was not linked to (its review candidates). A child
+    /// known as the child of one of them is not "another household's child": the household
+    /// is undecided, not in disagreement, so the child's own evidence decides (a repeat
+    /// referral of a household whose adult's name was re-spelt would otherwise send every
+    /// child to review).
+    pub possible_subjects: Vec<String>,
 }
 
 /// Serialises linkage decisions that could see each other: on PostgreSQL (several enricher
@@ -385,7 +398,11 @@ async fn score_candidates(
                     parents.insert(person_id.clone(), known);
                 }
                 if parents.get(&person_id).is_some_and(|known| {
-                    !known.is_empty() && !known.contains(&household.subject_person_id)
+                    !known.is_empty()
+                        && !known.contains(&household.subject_person_id)
+                        && !known
+                            .iter()
+                            .any(|parent| household.possible_subjects.contains(parent))
                 }) {
                     scored = model.with_other_household(scored);
                 }
@@ -425,22 +442,34 @@ async fn person_identifiers(
         .collect()
 }
 
-/// Counts of the record's two names (and the total), for term-frequency adjustment.
+/// Counts of the record's two names and its full name (and their totals), for
+/// term-frequency adjustment.
 async fn frequencies(
     conn: &mut AnyConnection,
     record: &PersonRecord,
 ) -> Result<Frequencies, sqlx::Error> {
-    let names = [String::new(), fold(&record.given), fold(&record.family)];
-    let found: HashMap<String, i64> =
-        sqlx::query("SELECT name, occurrences FROM linkage_name_counts WHERE name IN ($1, $2, $3)")
-            .bind(&names[0])
-            .bind(&names[1])
-            .bind(&names[2])
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get("name")?, row.try_get("occurrences")?)))
-            .collect::<Result<_, sqlx::Error>>()?;
+    let (given, family) = (fold(&record.given), fold(&record.family));
+    let full = full_name_key(&given, &family).unwrap_or_default();
+    let names = [
+        String::new(),
+        given,
+        family,
+        FULL_NAME_TOTAL.to_owned(),
+        full,
+    ];
+    let found: HashMap<String, i64> = sqlx::query(
+        "SELECT name, occurrences FROM linkage_name_counts WHERE name IN ($1, $2, $3, $4, $5)",
+    )
+    .bind(&names[0])
+    .bind(&names[1])
+    .bind(&names[2])
+    .bind(&names[3])
+    .bind(&names[4])
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("name")?, row.try_get("occurrences")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
     let count =
         |name: &str| u32::try_from(found.get(name).copied().unwrap_or(0)).unwrap_or(u32::MAX);
     let total = count("");
@@ -553,14 +582,20 @@ async fn insert_record(
         }
         query.execute(&mut *conn).await?;
     }
-    // Each known name counts once under itself and once in the total (the empty name).
+    // Each known name counts once under itself and once in the total (the empty name); a
+    // record with both names also counts its full name, and once in the full names' total.
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for name in [fold(&record.given), fold(&record.family)] {
+    let (given, family) = (fold(&record.given), fold(&record.family));
+    for name in [&given, &family] {
         if name.is_empty() {
             continue;
         }
-        *counts.entry(name).or_default() += 1;
+        *counts.entry(name.clone()).or_default() += 1;
         *counts.entry(String::new()).or_default() += 1;
+    }
+    if let Some(full) = full_name_key(&given, &family) {
+        *counts.entry(full).or_default() += 1;
+        *counts.entry(FULL_NAME_TOTAL.to_owned()).or_default() += 1;
     }
     if !counts.is_empty() {
         let values: Vec<String> = (0..counts.len())

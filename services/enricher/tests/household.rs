@@ -155,3 +155,67 @@ async fn households_link_and_children_are_recognised_across_referrals() -> TestR
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// A household referred again with the adult's details written less fully (a year of birth
+/// instead of the date): the adult is only a possible match, left to a person, so the
+/// household is undecided rather than another household. The child, whose own name and date
+/// of birth agree exactly, is recognised instead of being sent to review as "another adult's
+/// child". A child of an adult the new subject does not resemble at all still goes to review.
+#[tokio::test]
+async fn a_child_of_a_possible_match_for_the_adult_is_recognised() -> TestResult {
+    let dir =
+        std::env::temp_dir().join(format!("kinlink-enricher-possible-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_embedded(&dir).await?;
+    let first = enrich(
+        &store,
+        &referral_record(
+            "p1",
+            person("Selam", Some("1988-02-11"), None),
+            vec![person("Hana", Some("2017-06-30"), None)],
+        ),
+    )
+    .await?;
+    let [adult, hana] = first.subjects.as_slice() else {
+        return Err("expected two persons".into());
+    };
+
+    let second = enrich(
+        &store,
+        &referral_record(
+            "p2",
+            person("Selam", Some("1988"), None),
+            vec![person("Hana", Some("2017-06-30"), None)],
+        ),
+    )
+    .await?;
+    let [again, child] = second.subjects.as_slice() else {
+        return Err("expected two persons".into());
+    };
+    // The adult is a review task, not a link: the year alone is not enough.
+    assert_eq!(again.match_method, MatchMethod::NewPerson as i32);
+    assert_ne!(again.person_id, adult.person_id);
+    assert_eq!(again.review_task_ids.len(), 1, "{again:?}");
+    // The child is recognised.
+    assert_eq!(child.person_id, hana.person_id, "{child:?}");
+    assert_eq!(child.match_method, MatchMethod::Probabilistic as i32);
+
+    // An adult nothing like the first brings a namesake child: another household.
+    let third = enrich(
+        &store,
+        &referral_record(
+            "p3",
+            person("Mebrat", None, None),
+            vec![person("Hana", Some("2017-06-30"), None)],
+        ),
+    )
+    .await?;
+    let namesake = &third.subjects[1];
+    assert_ne!(namesake.person_id, hana.person_id);
+    assert_eq!(namesake.match_method, MatchMethod::NewPerson as i32);
+    assert!(!namesake.review_task_ids.is_empty(), "{namesake:?}");
+
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
