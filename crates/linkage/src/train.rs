@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use rand::{Rng, SeedableRng};
 
 use crate::compare::{Comparison, FIELDS, PersonRecord, Prepared, compare_prepared};
-use crate::model::{Model, learned_from};
+use crate::model::{Model, counted_elsewhere};
 
 /// Random pairs drawn to estimate u (fewer when there are fewer possible pairs). 50,000 gave
 /// the same F1 as 200,000 on every set of scripts/compare-splink.sh, in a quarter of the time.
@@ -128,7 +128,9 @@ fn estimate_u(model: &mut Model, records: &[Prepared], seed: u64) {
                         }
                         let comparison = compare_prepared(&records[i], &records[j]);
                         for (f, level) in comparison.iter().enumerate() {
-                            if let Some(level) = level.filter(|_| learned_from(&comparison, f)) {
+                            if let Some(level) =
+                                level.filter(|_| !counted_elsewhere(&comparison, f))
+                            {
                                 *counts[f].entry(level).or_default() += 1.0;
                             }
                         }
@@ -236,7 +238,7 @@ fn em_session(
                 let mut weight = (lambda / (1.0 - lambda)).log2();
                 for &f in &free {
                     if let Some([m, u]) = comparison[f]
-                        .filter(|_| learned_from(comparison, f))
+                        .filter(|_| !counted_elsewhere(comparison, f))
                         .and_then(|l| params[f].get(l))
                     {
                         weight += (m.max(1e-12) / u.max(1e-12)).log2();
@@ -246,7 +248,7 @@ fn em_session(
             };
             matches += g * count;
             for &f in &free {
-                if let Some(level) = comparison[f].filter(|_| learned_from(comparison, f)) {
+                if let Some(level) = comparison[f].filter(|_| !counted_elsewhere(comparison, f)) {
                     *m_counts[f].entry(level).or_default() += g * count;
                 }
             }
