@@ -62,6 +62,22 @@ fn person(s: &Synthetic) -> v1::Person {
     }
 }
 
+/// A decision's stored evidence as `field=level,...`, for counting decisions alike.
+fn evidence_pattern(evidence: &str) -> Result<String> {
+    let levels: Vec<serde_json::Value> = serde_json::from_str(evidence)?;
+    Ok(levels
+        .iter()
+        .map(|e| {
+            format!(
+                "{}={}",
+                e["field"].as_str().unwrap_or("?"),
+                e["level"].as_str().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -253,22 +269,9 @@ async fn run(households: usize) -> Result<()> {
         } else {
             different += 1;
         }
-        let evidence: String = row.try_get("evidence")?;
-        let levels: Vec<serde_json::Value> = serde_json::from_str(&evidence)?;
-        let pattern: Vec<String> = levels
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}={}",
-                    e["field"].as_str().unwrap_or("?"),
-                    e["level"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
+        let pattern = evidence_pattern(&row.try_get::<String, _>("evidence")?)?;
         let kind = if one { "same person" } else { "two persons" };
-        *patterns
-            .entry(format!("{kind}: {}", pattern.join(",")))
-            .or_default() += 1;
+        *patterns.entry(format!("{kind}: {pattern}")).or_default() += 1;
     }
     println!(
         "review tasks: {same} about one true person, {different} about two (1 per {:.1} records)",
@@ -319,19 +322,8 @@ async fn run(households: usize) -> Result<()> {
                 continue;
             }
             wrong += 1;
-            let evidence: String = row.try_get("evidence")?;
-            let levels: Vec<serde_json::Value> = serde_json::from_str(&evidence)?;
-            let pattern: Vec<String> = levels
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}={}",
-                        e["field"].as_str().unwrap_or("?"),
-                        e["level"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            *false_links.entry(pattern.join(",")).or_default() += 1;
+            let pattern = evidence_pattern(&row.try_get::<String, _>("evidence")?)?;
+            *false_links.entry(pattern).or_default() += 1;
         }
         println!(
             "false automatic links: {wrong} of {} linked records",
