@@ -94,6 +94,25 @@ pub fn full_name_key(given_folded: &str, family_folded: &str) -> Option<String> 
         .then(|| format!("{given_folded}|{family_folded}"))
 }
 
+/// The counters one record's names (already folded) add one to, in the store's terms: each
+/// known name and, per name, the names' total (the empty key); with both names, the full
+/// name and the full names' total ([`FULL_NAME_TOTAL`]). Batch linking counts in memory and
+/// the streaming enricher in its database, by this one rule.
+pub fn counted_names(given: &str, family: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(6);
+    for name in [given, family] {
+        if !name.is_empty() {
+            keys.push(name.to_owned());
+            keys.push(String::new());
+        }
+    }
+    if let Some(full) = full_name_key(given, family) {
+        keys.push(full);
+        keys.push(FULL_NAME_TOTAL.to_owned());
+    }
+    keys
+}
+
 /// The key under which the number of records with both names is counted.
 pub const FULL_NAME_TOTAL: &str = "|";
 
@@ -130,27 +149,14 @@ impl Frequencies {
         }
     }
 
-    /// Counts one record's names (already folded): each name, and the full name when both
-    /// are known.
+    /// Counts one record's names (already folded), as [`counted_names`] lists them.
     pub fn add_record_folded(&mut self, given: &str, family: &str) {
-        self.add_folded(given);
-        self.add_folded(family);
-        if let Some(full) = full_name_key(given, family) {
-            *self.counts.entry(full).or_default() += 1;
-            *self.counts.entry(FULL_NAME_TOTAL.to_owned()).or_default() += 1;
-        }
-    }
-
-    /// Counts one name (not a full name).
-    pub fn add(&mut self, name: &str) {
-        self.add_folded(&fold(name));
-    }
-
-    /// [`Frequencies::add`] of a name already folded.
-    pub fn add_folded(&mut self, folded: &str) {
-        if !folded.is_empty() {
-            *self.counts.entry(folded.to_owned()).or_default() += 1;
-            self.total += 1;
+        for key in counted_names(given, family) {
+            if key.is_empty() {
+                self.total += 1;
+            } else {
+                *self.counts.entry(key).or_default() += 1;
+            }
         }
     }
 

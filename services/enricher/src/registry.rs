@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kinlink_linkage::compare::{Prepared, compare_prepared};
-use kinlink_linkage::model::{Evidence, FULL_NAME_TOTAL, Frequencies, full_name_key};
+use kinlink_linkage::model::{
+    Evidence, FULL_NAME_TOTAL, Frequencies, counted_names, full_name_key,
+};
 use kinlink_linkage::normalise::fold;
 use kinlink_linkage::{Dob, Model, PersonRecord, blocking};
 use kinlink_proto::v1::{self, MatchMethod};
@@ -582,20 +584,9 @@ async fn insert_record(
         }
         query.execute(&mut *conn).await?;
     }
-    // Each known name counts once under itself and once in the total (the empty name); a
-    // record with both names also counts its full name, and once in the full names' total.
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    let (given, family) = (fold(&record.given), fold(&record.family));
-    for name in [&given, &family] {
-        if name.is_empty() {
-            continue;
-        }
-        *counts.entry(name.clone()).or_default() += 1;
-        *counts.entry(String::new()).or_default() += 1;
-    }
-    if let Some(full) = full_name_key(&given, &family) {
-        *counts.entry(full).or_default() += 1;
-        *counts.entry(FULL_NAME_TOTAL.to_owned()).or_default() += 1;
+    for key in counted_names(&fold(&record.given), &fold(&record.family)) {
+        *counts.entry(key).or_default() += 1;
     }
     if !counts.is_empty() {
         let values: Vec<String> = (0..counts.len())
