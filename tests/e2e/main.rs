@@ -15,6 +15,7 @@ mod ops;
 mod person_linkage;
 mod routing_cli;
 mod safeguarding;
+mod transport_security;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -53,13 +53,19 @@ pub async fn open_backends(settings: &Settings, metrics: LogMetrics) -> Result<(
         ),
         settings::LogBackend::Kafka => {
             let kafka = &settings.log.kafka;
+            // TLS and SASL first (secrets read from the environment now), then the extra
+            // options, which validation keeps off the security properties.
+            let mut client_options = kafka
+                .security
+                .client_properties(|name| std::env::var(name).ok())?;
+            client_options.extend(kafka.options.clone());
             let config = KafkaConfig {
                 brokers: kafka.brokers.clone(),
                 partitions: settings.log.partitions,
                 replication_factor: kafka.replication_factor,
                 group_prefix: kafka.group_prefix.clone(),
                 produce_timeout: std::time::Duration::from_millis(kafka.produce_timeout_ms),
-                client_options: kafka.options.clone(),
+                client_options,
                 create_topics: kafka.create_topics,
             };
             EventLog::Kafka(KafkaLog::connect(config, store.clone(), metrics).await?)

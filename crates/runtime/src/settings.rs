@@ -127,11 +127,300 @@ pub struct KafkaSettings {
     /// Consumer groups are named `<group_prefix><stage>`.
     pub group_prefix: String,
     pub produce_timeout_ms: u64,
-    /// Extra librdkafka properties (e.g. `security.protocol`), applied last.
+    /// How clients authenticate and encrypt: TLS and SASL (see [`KafkaSecuritySettings`]).
+    pub security: KafkaSecuritySettings,
+    /// Extra librdkafka properties, applied last. Secrets are refused here: they come from
+    /// the environment through `security`.
     pub options: BTreeMap<String, String>,
     /// Create missing topics (with `log.partitions`) at start-up; turn off where topics are
     /// provisioned separately.
     pub create_topics: bool,
+}
+
+/// `security.protocol` of every Kafka client.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaProtocol {
+    /// No TLS, no authentication: a local broker only.
+    #[default]
+    Plaintext,
+    /// TLS; with `certificate_file` and `key_file`, the client is authenticated by its
+    /// certificate (mutual TLS).
+    Ssl,
+    /// SASL without TLS: the password crosses the network in the clear for PLAIN. Refused
+    /// unless `allow_plaintext_sasl` is set (a broker on loopback, say).
+    SaslPlaintext,
+    /// SASL over TLS: what managed Kafka services ask for.
+    SaslSsl,
+}
+
+impl KafkaProtocol {
+    fn property(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// SASL mechanisms kinlink is built for. GSSAPI (Kerberos) and OAUTHBEARER need libraries
+/// kinlink is not built with.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    fn property(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// TLS and SASL for the Kafka clients (`[log.kafka.security]`). Secrets are given as
+/// `env:NAME` and read from the environment at start-up; an inline secret is refused, so a
+/// settings file can be committed and shared.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSecuritySettings {
+    pub protocol: KafkaProtocol,
+    /// PEM file of the CA(s) that signed the brokers' certificates. Unset: the system's trust
+    /// store (right for managed services with public certificates).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for brokers that authenticate clients by certificate.
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key of `certificate_file`.
+    pub key_file: Option<PathBuf>,
+    /// `env:NAME` of the key's passphrase, when the key file is encrypted.
+    pub key_password: Option<String>,
+    /// Check that a broker's certificate names the host connected to. Turn off only for a
+    /// broker reached through an address its certificate does not name.
+    pub verify_hostname: Option<bool>,
+    pub sasl_mechanism: Option<SaslMechanism>,
+    pub sasl_username: Option<String>,
+    /// `env:NAME` of the SASL password.
+    pub sasl_password: Option<String>,
+    /// Let `sasl_plaintext` start (the password is not encrypted on the way).
+    pub allow_plaintext_sasl: bool,
+}
+
+impl std::fmt::Debug for KafkaSecuritySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecuritySettings")
+            .field("protocol", &self.protocol)
+            .field("ca_file", &self.ca_file)
+            .field("certificate_file", &self.certificate_file)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// librdkafka properties that carry secrets: never taken from `log.kafka.options`.
+const SECRET_KAFKA_OPTIONS: &[&str] = &[
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
+];
+
+/// librdkafka properties that `[log.kafka.security]` sets (and checks): not taken from
+/// `log.kafka.options`, so one place says how kinlink connects.
+const MANAGED_KAFKA_OPTIONS: &[&str] = &[
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.endpoint.identification.algorithm",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+];
+
+impl KafkaSecuritySettings {
+    /// The checks that need no environment: what is missing or contradicts, by field name.
+    fn validate(&self) -> Result<()> {
+        let field = |name: &str| format!("log.kafka.security.{name}");
+        let protocol = self.protocol;
+        if !protocol.uses_tls() {
+            for (name, given) in [
+                ("ca_file", self.ca_file.is_some()),
+                ("certificate_file", self.certificate_file.is_some()),
+                ("key_file", self.key_file.is_some()),
+                ("verify_hostname", self.verify_hostname.is_some()),
+            ] {
+                if given {
+                    return Err(Error::Invalid(format!(
+                        "{} is set but protocol = \"{}\" does not use TLS",
+                        field(name),
+                        protocol.property()
+                    )));
+                }
+            }
+        }
+        if self.certificate_file.is_some() != self.key_file.is_some() {
+            return Err(Error::Invalid(format!(
+                "{} and {} go together (a client certificate and its key)",
+                field("certificate_file"),
+                field("key_file")
+            )));
+        }
+        if self.key_password.is_some() && self.key_file.is_none() {
+            return Err(Error::Invalid(format!(
+                "{} is set without {}",
+                field("key_password"),
+                field("key_file")
+            )));
+        }
+        if protocol.uses_sasl() {
+            if self.sasl_mechanism.is_none() {
+                return Err(Error::Invalid(format!(
+                    "{} is required with protocol = \"{}\" (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                    field("sasl_mechanism"),
+                    protocol.property()
+                )));
+            }
+            if self.sasl_username.as_deref().is_none_or(str::is_empty) {
+                return Err(Error::Invalid(format!(
+                    "{} is required with protocol = \"{}\"",
+                    field("sasl_username"),
+                    protocol.property()
+                )));
+            }
+            if self.sasl_password.is_none() {
+                return Err(Error::Invalid(format!(
+                    "{} is required with protocol = \"{}\" (as env:NAME)",
+                    field("sasl_password"),
+                    protocol.property()
+                )));
+            }
+            if protocol == KafkaProtocol::SaslPlaintext && !self.allow_plaintext_sasl {
+                return Err(Error::Invalid(format!(
+                    "{} = \"sasl_plaintext\" sends credentials unencrypted; use \"sasl_ssl\", or set {} for a broker on a trusted network",
+                    field("protocol"),
+                    field("allow_plaintext_sasl")
+                )));
+            }
+        } else {
+            for (name, given) in [
+                ("sasl_mechanism", self.sasl_mechanism.is_some()),
+                ("sasl_username", self.sasl_username.is_some()),
+                ("sasl_password", self.sasl_password.is_some()),
+            ] {
+                if given {
+                    return Err(Error::Invalid(format!(
+                        "{} is set but protocol = \"{}\" does not use SASL",
+                        field(name),
+                        protocol.property()
+                    )));
+                }
+            }
+        }
+        for (name, secret) in [
+            ("sasl_password", &self.sasl_password),
+            ("key_password", &self.key_password),
+        ] {
+            if let Some(secret) = secret
+                && secret.strip_prefix("env:").is_none_or(str::is_empty)
+            {
+                return Err(Error::Invalid(format!(
+                    "{} must be env:NAME (secrets are read from the environment, never written in settings)",
+                    field(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka properties these settings stand for, with secrets read from the
+    /// environment through `env` (a variable's name, never its value, appears in errors).
+    pub fn client_properties(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, String>> {
+        self.validate()?;
+        // Files are checked here, on the machine that connects, not where settings are linted.
+        for (name, path) in [
+            ("ca_file", &self.ca_file),
+            ("certificate_file", &self.certificate_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(Error::Invalid(format!(
+                    "log.kafka.security.{name} = {} is not a readable file",
+                    path.display()
+                )));
+            }
+        }
+        let secret = |name: &str, reference: &str| -> Result<String> {
+            let variable = reference.strip_prefix("env:").unwrap_or(reference);
+            env(variable).filter(|value| !value.is_empty()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "log.kafka.security.{name} reads the environment variable {variable}, which is not set"
+                ))
+            })
+        };
+        let mut properties = BTreeMap::new();
+        let mut set = |key: &str, value: String| {
+            properties.insert(key.to_owned(), value);
+        };
+        set("security.protocol", self.protocol.property().to_owned());
+        if self.protocol.uses_tls() {
+            let verify = self.verify_hostname.unwrap_or(true);
+            set(
+                "ssl.endpoint.identification.algorithm",
+                if verify { "https" } else { "none" }.to_owned(),
+            );
+            if let Some(ca) = &self.ca_file {
+                set("ssl.ca.location", ca.display().to_string());
+            }
+            if let (Some(certificate), Some(key)) = (&self.certificate_file, &self.key_file) {
+                set(
+                    "ssl.certificate.location",
+                    certificate.display().to_string(),
+                );
+                set("ssl.key.location", key.display().to_string());
+            }
+            if let Some(reference) = &self.key_password {
+                set("ssl.key.password", secret("key_password", reference)?);
+            }
+        }
+        if self.protocol.uses_sasl()
+            && let (Some(mechanism), Some(username), Some(reference)) = (
+                self.sasl_mechanism,
+                &self.sasl_username,
+                &self.sasl_password,
+            )
+        {
+            set("sasl.mechanism", mechanism.property().to_owned());
+            set("sasl.username", username.clone());
+            set("sasl.password", secret("sasl_password", reference)?);
+        }
+        Ok(properties)
+    }
 }
 
 impl Default for KafkaSettings {
@@ -141,6 +430,7 @@ impl Default for KafkaSettings {
             replication_factor: 1,
             group_prefix: "kinlink-".to_owned(),
             produce_timeout_ms: 30_000,
+            security: KafkaSecuritySettings::default(),
             options: BTreeMap::new(),
             create_topics: true,
         }
@@ -634,6 +924,19 @@ impl Settings {
                 "log.partitions must be at least 1".to_owned(),
             ));
         }
+        self.log.kafka.security.validate()?;
+        for key in self.log.kafka.options.keys() {
+            if SECRET_KAFKA_OPTIONS.contains(&key.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "log.kafka.options.\"{key}\" is a secret: give it through log.kafka.security as env:NAME"
+                )));
+            }
+            if MANAGED_KAFKA_OPTIONS.contains(&key.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "log.kafka.options.\"{key}\": TLS and SASL are set in log.kafka.security, which checks them at start-up"
+                )));
+            }
+        }
         if self.log.backend == LogBackend::Kafka && self.store.url.is_none() {
             return Err(Error::Invalid(
                 "log.backend = \"kafka\" needs store.url (PostgreSQL) shared by every instance"
@@ -690,6 +993,148 @@ mod tests {
         assert_eq!(scale_out.enricher.link_threshold, Some(0.95));
         Settings::load(Some(&root.join("deploy/compose/kinlink.toml")))?.validate()?;
         Ok(())
+    }
+
+    fn sasl_ssl() -> KafkaSecuritySettings {
+        KafkaSecuritySettings {
+            protocol: KafkaProtocol::SaslSsl,
+            sasl_mechanism: Some(SaslMechanism::ScramSha512),
+            sasl_username: Some("kinlink-enricher".to_owned()),
+            sasl_password: Some("env:TEST_KAFKA_PASSWORD".to_owned()),
+            ..KafkaSecuritySettings::default()
+        }
+    }
+
+    fn message(result: Result<BTreeMap<String, String>>) -> String {
+        result.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn kafka_security_becomes_librdkafka_properties_with_the_secret_from_the_environment()
+    -> Result<()> {
+        let properties = sasl_ssl().client_properties(|name| {
+            (name == "TEST_KAFKA_PASSWORD").then(|| "s3cret-value".to_owned())
+        })?;
+        let expected: BTreeMap<String, String> = [
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "kinlink-enricher"),
+            ("sasl.password", "s3cret-value"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(properties, expected);
+        // Plaintext (the default) sets only the protocol.
+        let plain = KafkaSecuritySettings::default().client_properties(|_| None)?;
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain["security.protocol"], "plaintext");
+        Ok(())
+    }
+
+    #[test]
+    fn kafka_secrets_never_come_from_settings_and_errors_never_show_them() {
+        let unset = message(sasl_ssl().client_properties(|_| None));
+        assert!(unset.contains("TEST_KAFKA_PASSWORD"), "{unset}");
+        assert!(
+            unset.contains("log.kafka.security.sasl_password"),
+            "{unset}"
+        );
+
+        let mut inline = sasl_ssl();
+        inline.sasl_password = Some("hunter2-inline".to_owned());
+        let refused = message(inline.client_properties(|_| None));
+        assert!(refused.contains("must be env:NAME"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
+
+        let mut settings = Settings::default();
+        settings
+            .log
+            .kafka
+            .options
+            .insert("sasl.password".to_owned(), "hunter2".to_owned());
+        let refused = settings.validate().err().map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(
+                |e| e.contains("\"sasl.password\" is a secret") && !e.contains("hunter2")
+            ),
+            "{refused:?}"
+        );
+        let mut settings = Settings::default();
+        settings
+            .log
+            .kafka
+            .options
+            .insert("security.protocol".to_owned(), "SASL_SSL".to_owned());
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn kafka_security_names_the_field_that_is_missing_or_contradicts() {
+        let cases: Vec<(KafkaSecuritySettings, &str)> = vec![
+            (
+                KafkaSecuritySettings {
+                    sasl_mechanism: None,
+                    ..sasl_ssl()
+                },
+                "sasl_mechanism is required",
+            ),
+            (
+                KafkaSecuritySettings {
+                    sasl_username: None,
+                    ..sasl_ssl()
+                },
+                "sasl_username is required",
+            ),
+            (
+                KafkaSecuritySettings {
+                    protocol: KafkaProtocol::SaslPlaintext,
+                    ..sasl_ssl()
+                },
+                "allow_plaintext_sasl",
+            ),
+            (
+                KafkaSecuritySettings {
+                    protocol: KafkaProtocol::Ssl,
+                    ..sasl_ssl()
+                },
+                "does not use SASL",
+            ),
+            (
+                KafkaSecuritySettings {
+                    ca_file: Some(PathBuf::from("/no/such/ca.pem")),
+                    ..sasl_ssl()
+                },
+                "log.kafka.security.ca_file = /no/such/ca.pem is not a readable file",
+            ),
+            (
+                KafkaSecuritySettings {
+                    protocol: KafkaProtocol::Plaintext,
+                    ca_file: Some(PathBuf::from("/no/such/ca.pem")),
+                    ..KafkaSecuritySettings::default()
+                },
+                "does not use TLS",
+            ),
+            (
+                KafkaSecuritySettings {
+                    protocol: KafkaProtocol::Ssl,
+                    key_file: Some(PathBuf::from("/no/such/key.pem")),
+                    ..KafkaSecuritySettings::default()
+                },
+                "certificate_file and log.kafka.security.key_file go together",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let error = message(settings.client_properties(|_| Some("x".to_owned())));
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        }
+        let allowed = KafkaSecuritySettings {
+            protocol: KafkaProtocol::SaslPlaintext,
+            allow_plaintext_sasl: true,
+            ..sasl_ssl()
+        };
+        assert!(allowed.client_properties(|_| Some("x".to_owned())).is_ok());
     }
 
     #[test]
