@@ -19,6 +19,10 @@
 //!
 //! `cargo test --test chaos` runs a short seeded run (as CI does); `scripts/chaos.sh` runs a
 //! long one (`--referrals 10000 --faults 50`), through the same code with other numbers.
+//!
+//! A second test is the rebalance proof: with two instances of each stage and four partitions,
+//! both instances of every stage consume (read from each process's own metrics), and when one
+//! instance of each stage is killed the others take its partitions and nothing is lost.
 
 #[allow(dead_code)]
 #[path = "../e2e/helpers.rs"]
@@ -47,8 +51,13 @@ const SIGNING_SECRET: &str = "whsec_a2lubGluay1jaGFvcy1zaWduaW5nLXNlY3JldC0zMmI=
 /// A stage's consumer session timeout (`session.timeout.ms` in the settings below): a process
 /// stopped for longer loses its partitions to the other instance.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// Partitions of every topic: two instances of a stage get two each.
+const PARTITIONS: i32 = 4;
 /// Every stage must have drained this soon after the last fault.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The tests of this file each start sixteen processes: one at a time on a 2-core machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// The run's size and seed, from the environment (`scripts/chaos.sh` sets them).
 #[derive(Debug, Clone)]
@@ -129,8 +138,8 @@ impl Broker {
                 .args(["--storage-engine", "sqlite://tansu.db"])
                 .current_dir(&self.dir)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(broker_log()?)
+                .stderr(broker_log()?)
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| format!("cannot start tansu ({bin}): {e}"))?;
@@ -161,6 +170,19 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// Where tansu's own log goes: `KINLINK_CHAOS_BROKER_LOG` (appended to; its level from
+/// `RUST_LOG`), or nowhere.
+fn broker_log() -> TestResult<Stdio> {
+    Ok(match std::env::var_os("KINLINK_CHAOS_BROKER_LOG") {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .into(),
+        None => Stdio::null(),
+    })
 }
 
 /// One `kinlink serve <service>` slot: the process, restarted after a SIGKILL.
@@ -478,7 +500,8 @@ impl Summary {
 fn write_settings(
     dir: &Path,
     receiver: &WebhookReceiver,
-    broker: &Broker,
+    bootstrap: &str,
+    create_topics: bool,
     database: &kinlink_store::test_support::TempPostgres,
 ) -> TestResult<PathBuf> {
     let mut text = format!(
@@ -493,8 +516,7 @@ fn write_settings(
         ));
     }
     text.push_str(&format!(
-        "\n[log]\nbackend = \"kafka\"\npartitions = 4\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"chaos-{}-\"\n\n[log.kafka.options]\n\"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"1000\"\n\n[store]\nurl = \"{}\"\n",
-        broker.bootstrap(),
+        "\n[log]\nbackend = \"kafka\"\npartitions = {PARTITIONS}\n\n[log.kafka]\nbrokers = \"{bootstrap}\"\ngroup_prefix = \"chaos-{}-\"\ncreate_topics = {create_topics}\n\n[log.kafka.options]\n\"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"1000\"\n\n[store]\nurl = \"{}\"\n",
         database.name,
         SESSION_TIMEOUT.as_millis(),
         database.url
@@ -573,6 +595,7 @@ async fn inject(
 
 #[tokio::test]
 async fn chaos_loses_and_duplicates_nothing() -> TestResult {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let plan = Plan::from_env()?;
     let dir = TempDir::new("chaos")?;
     let mut broker = Broker::start(&dir.0).await?;
@@ -581,7 +604,7 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
         .map_err(|e| format!("PostgreSQL is required: {e}"))?;
     let receiver = WebhookReceiver::start().await?;
     receiver.verify_with(SIGNING_SECRET);
-    let config = write_settings(&dir.0, &receiver, &broker, &database)?;
+    let config = write_settings(&dir.0, &receiver, &broker.bootstrap(), true, &database)?;
     let fleet = Arc::new(Mutex::new(Fleet::start(&config).await?));
 
     // Referrals at an even pace over the window, from their own task.
@@ -677,6 +700,193 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
     assert_eq!(summary.escalations_twice, 0, "no escalation fired twice");
     assert_eq!(summary.dead_letters, 0, "nothing dead-lettered");
     assert!(drained, "drained within {DRAIN_LIMIT:?} of the last fault");
+    assert!(clean, "every process drains and exits cleanly on Ctrl-C");
+    Ok(())
+}
+
+/// Events a process's stage consumed and applied, from its `/metrics`.
+async fn applied_by(client: &reqwest::Client, process: &Kinlink, stage: &str) -> TestResult<f64> {
+    let text = client
+        .get(format!("{}/metrics", process.base_url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let stage_label = format!("stage=\"{stage}\"");
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with("kinlink_stage_events_total{"))
+        .filter(|line| line.contains(&stage_label) && line.contains("outcome=\"applied\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Sends referrals `range` and waits until both alerts of each have been delivered.
+async fn refer_and_deliver(
+    fleet: &Mutex<Fleet>,
+    receiver: &WebhookReceiver,
+    range: std::ops::Range<usize>,
+    referrals: &mut BTreeSet<String>,
+) -> TestResult {
+    let client = reqwest::Client::new();
+    for index in range {
+        referrals.insert(refer(&client, fleet, index).await?);
+    }
+    wait_delivered(receiver, referrals, Duration::from_secs(60)).await
+}
+
+/// Waits until both alerts of every referral have been delivered; the error says how many
+/// were (the receiver's full log would bury it).
+async fn wait_delivered(
+    receiver: &WebhookReceiver,
+    referrals: &BTreeSet<String>,
+    limit: Duration,
+) -> TestResult {
+    let deadline = Instant::now() + limit;
+    loop {
+        let summary = Summary::from_receipts(referrals, &receiver.received());
+        if summary.lost == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} of {} alerts delivered within {limit:?}",
+                summary.delivered, summary.expected
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn both_instances_of_a_stage_consume_and_a_survivor_takes_over() -> TestResult {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = TempDir::new("rebalance")?;
+    // rdkafka's mock cluster, reached over TCP by the kinlink processes, not tansu: tansu 0.6
+    // drops a member that missed its heartbeats without rebalancing the group (its heartbeat
+    // handler removes the member, so the group stays "formed" and the survivors' rejoin gets
+    // the old assignment back), and the dead member's partitions wait for a new member to
+    // join. The chaos test restarts what it kills, which tansu does handle.
+    let broker = rdkafka::mocking::MockCluster::new(1)?;
+    for topic in kinlink_eventlog::topics::all_with_dead_letters() {
+        broker.create_topic(&topic, PARTITIONS, 1)?;
+    }
+    let database = kinlink_store::test_support::TempPostgres::create()
+        .await
+        .map_err(|e| format!("PostgreSQL is required: {e}"))?;
+    let receiver = WebhookReceiver::start().await?;
+    receiver.verify_with(SIGNING_SECRET);
+    // The mock broker does not implement CreateTopics; the topics were made above.
+    let config = write_settings(
+        &dir.0,
+        &receiver,
+        &broker.bootstrap_servers(),
+        false,
+        &database,
+    )?;
+    let fleet = Mutex::new(Fleet::start(&config).await?);
+    let client = reqwest::Client::new();
+    let mut referrals = BTreeSet::new();
+
+    // Both instances of every consuming stage take a share (four partitions, two members).
+    refer_and_deliver(&fleet, &receiver, 0..24, &mut referrals).await?;
+    let mut report = Vec::new();
+    for (first, stage) in [(2, "enricher"), (4, "alerter"), (6, "notifier")] {
+        let guard = fleet.lock().await;
+        let (a, b) = (
+            guard.instances[first]
+                .process
+                .as_ref()
+                .ok_or("not running")?,
+            guard.instances[first + 1]
+                .process
+                .as_ref()
+                .ok_or("not running")?,
+        );
+        let (applied_a, applied_b) = (
+            applied_by(&client, a, stage).await?,
+            applied_by(&client, b, stage).await?,
+        );
+        report.push(format!("{stage} {applied_a}+{applied_b}"));
+        assert!(
+            applied_a > 0.0 && applied_b > 0.0,
+            "both {stage} instances consume: {applied_a} and {applied_b}"
+        );
+    }
+
+    // One instance of each stage killed and not restarted: the survivors take every
+    // partition, and the next referrals all get through.
+    let mut before = Vec::new();
+    {
+        let mut guard = fleet.lock().await;
+        for index in [3, 5, 7] {
+            if let Some(process) = guard.instances[index].process.take() {
+                process.crash().await?;
+            }
+        }
+        for (index, stage) in [(2, "enricher"), (4, "alerter"), (6, "notifier")] {
+            let survivor = guard.instances[index]
+                .process
+                .as_ref()
+                .ok_or("not running")?;
+            before.push(applied_by(&client, survivor, stage).await?);
+        }
+    }
+    let outcome = refer_and_deliver(&fleet, &receiver, 24..48, &mut referrals).await;
+    if let Err(error) = outcome {
+        let guard = fleet.lock().await;
+        let mut progress = Vec::new();
+        for ((index, stage), before) in [(2, "enricher"), (4, "alerter"), (6, "notifier")]
+            .into_iter()
+            .zip(&before)
+        {
+            let survivor = guard.instances[index]
+                .process
+                .as_ref()
+                .ok_or("not running")?;
+            let after = applied_by(&client, survivor, stage).await?;
+            progress.push(format!("{stage} +{}", after - before));
+        }
+        return Err(format!("{error}; survivors since the kill: {}", progress.join(", ")).into());
+    }
+    {
+        let guard = fleet.lock().await;
+        for ((index, stage), before) in [(2, "enricher"), (4, "alerter"), (6, "notifier")]
+            .into_iter()
+            .zip(before)
+        {
+            let survivor = guard.instances[index]
+                .process
+                .as_ref()
+                .ok_or("not running")?;
+            let after = applied_by(&client, survivor, stage).await?;
+            report.push(format!("{stage} survivor +{}", after - before));
+            // 24 referrals: the enricher and alerter see each at least once, the notifier
+            // each of their 48 alerts.
+            let least = if stage == "notifier" { 48.0 } else { 24.0 };
+            assert!(
+                after - before >= least,
+                "the surviving {stage} applied {} events, expected at least {least}",
+                after - before
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let summary = Summary::from_receipts(&referrals, &receiver.received());
+    println!(
+        "rebalance: consumed per instance [{}]; alerts expected={} delivered={} lost={} unmarked_duplicates={}",
+        report.join(", "),
+        summary.expected,
+        summary.delivered,
+        summary.lost,
+        summary.unmarked
+    );
+    let clean = fleet.into_inner().interrupt().await?;
+    drop(broker);
+    database.drop_database().await?;
+    assert_eq!(summary.lost, 0);
+    assert_eq!(summary.unmarked, 0);
     assert!(clean, "every process drains and exits cleanly on Ctrl-C");
     Ok(())
 }
