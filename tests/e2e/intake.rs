@@ -584,3 +584,148 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
     assert!(status?.success());
     Ok(())
 }
+
+/// An agency with its own submissions topic (writable only by its Kafka principal, through
+/// broker ACLs): the topic, not the event's `source`, names the agency. A `source` naming
+/// another agency on that topic is refused, and so is the agency's `source` on the shared
+/// topic, where anyone allowed to produce could claim it.
+#[tokio::test]
+async fn an_agencys_own_topic_binds_its_submissions_to_the_producer() -> TestResult {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use sqlx::Connection;
+
+    let dir = TempDir::new("e2e-principal")?;
+    let stack = KafkaStack::start(&dir.0).await?;
+    let receiver = WebhookReceiver::start().await?;
+    let extra = format!(
+        "{}\n[[intake.agencies]]\nid = \"met-police\"\nname = \"Metropolitan Police\"\nown_submissions_topic = true\n",
+        stack.settings(1, "principal")
+    );
+    let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
+    let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.tansu.bootstrap)
+        .create()?;
+    let own_topic = kinlink_eventlog::topics::agency_submissions("met-police");
+    let shared_topic = kinlink_eventlog::topics::INTAKE_SUBMISSIONS;
+    let submission = |name: &str| kinlink_proto::v1::ReferralSubmission {
+        subject: Some(kinlink_proto::v1::Person {
+            given_name: name.into(),
+            claimed_age: Some(10),
+            locations: vec![kinlink_proto::v1::Location {
+                role: kinlink_proto::v1::LocationRole::Lives as i32,
+                authority_code: WESTMINSTER.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (id, topic, source) in [
+        (
+            "own-topic-own-source",
+            own_topic.as_str(),
+            "/agencies/met-police",
+        ),
+        (
+            "own-topic-other-source",
+            own_topic.as_str(),
+            "/agencies/kent-police",
+        ),
+        (
+            "shared-topic-bound-source",
+            shared_topic,
+            "/agencies/met-police",
+        ),
+        (
+            "shared-topic-unbound-source",
+            shared_topic,
+            "/agencies/kent-police",
+        ),
+    ] {
+        let envelope =
+            kinlink_eventlog::Envelope::new(id.into(), source, id, id, 0, &submission(id));
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in envelope.kafka_headers() {
+            headers = headers.insert(Header {
+                key: &key,
+                value: Some(&value),
+            });
+        }
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(id)
+                    .payload(&envelope.data)
+                    .headers(headers),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    // Two refused, with the reason naming the agencies (ids, not personal data).
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.tansu.bootstrap)
+        .set("group.id", "principal-dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&["kinlink.intake.dlq"])?;
+    let mut refused = std::collections::BTreeMap::new();
+    while refused.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+        let header = |name: &str| {
+            message.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            })
+        };
+        refused.insert(
+            header("ce_id").unwrap_or_default(),
+            header("ce_kinlinkdlqreason").unwrap_or_default(),
+        );
+    }
+    assert!(
+        refused["own-topic-other-source"].contains(
+            "source names agency kent-police on the submissions topic of agency met-police"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused["shared-topic-bound-source"].contains(
+            "agency met-police submits on its own topic kinlink.intake.submissions.met-police"
+        ),
+        "{refused:?}"
+    );
+
+    // Two accepted: one alert each, and each referral recorded under the right agency.
+    receiver
+        .wait_for(Duration::from_secs(60), |r| r.len() >= 2)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "exactly the two accepted submissions alert"
+    );
+    let mut conn = sqlx::PgConnection::connect(&stack.database.url).await?;
+    let agencies: Vec<(String,)> =
+        sqlx::query_as("SELECT agency_id FROM intake_referrals ORDER BY agency_id")
+            .fetch_all(&mut conn)
+            .await?;
+    conn.close().await?;
+    assert_eq!(
+        agencies,
+        vec![("kent-police".to_owned(),), ("met-police".to_owned(),)]
+    );
+
+    let status = kinlink.interrupt().await;
+    stack.stop().await?;
+    assert!(status?.success());
+    Ok(())
+}

@@ -116,8 +116,12 @@ impl KafkaLog {
     }
 
     async fn create_topics(&self) -> Result<()> {
+        self.ensure_topics(&topics::all_with_dead_letters()).await
+    }
+
+    /// Creates those of `names` that do not exist yet, with `log.partitions` partitions.
+    async fn ensure_topics(&self, names: &[String]) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = self.config.client_config().create()?;
-        let names = topics::all_with_dead_letters();
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|name| {
@@ -322,6 +326,10 @@ impl KafkaLog {
             config.create()?
         };
         let topic_names = stage.input_topics();
+        // A stage may consume topics beyond the fixed set (an agency's own submissions topic).
+        if self.config.create_topics {
+            self.ensure_topics(&topic_names).await?;
+        }
         let topic_refs: Vec<&str> = topic_names.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs)?;
         tracing::info!(stage = stage.name(), "Stage consuming from Kafka.");

@@ -51,6 +51,30 @@ pub fn inputs_of(stage: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The submissions topic of one agency, `kinlink.intake.submissions.<agency id>`. Broker ACLs
+/// let only that agency's principal write to it, so the topic itself says who produced an
+/// event; on the shared [`INTAKE_SUBMISSIONS`] only the CloudEvents `source` does.
+pub fn agency_submissions(agency: &str) -> String {
+    format!("{INTAKE_SUBMISSIONS}.{agency}")
+}
+
+/// The agency whose own submissions topic `topic` is, if it is one.
+pub fn agency_of_submissions_topic(topic: &str) -> Option<&str> {
+    topic
+        .strip_prefix(INTAKE_SUBMISSIONS)?
+        .strip_prefix('.')
+        .filter(|agency| !agency.is_empty())
+}
+
+/// Whether `agency` can name a Kafka topic (`[A-Za-z0-9._-]`, and short enough).
+pub fn valid_topic_suffix(agency: &str) -> bool {
+    !agency.is_empty()
+        && agency.len() <= 200
+        && agency
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// The dead-letter topic of a stage: events it rejected, with the reason attached.
 pub fn dead_letter(stage: &str) -> String {
     format!("kinlink.{stage}.dlq")

@@ -452,6 +452,9 @@ pub struct IntakeSettings {
     /// Registered agencies: how an authority reaches the referrer (a role mailbox or phone,
     /// never a person's name), given in full alert payloads.
     pub agencies: Vec<AgencyRegistration>,
+    /// Consume the shared `kinlink.intake.submissions` topic, where the CloudEvents `source`
+    /// alone names the agency. Turn off once every streaming agency has its own topic.
+    pub shared_submissions_topic: bool,
 }
 
 impl Default for IntakeSettings {
@@ -459,7 +462,18 @@ impl Default for IntakeSettings {
         Self {
             max_body_bytes: 256 * 1024,
             agencies: Vec::new(),
+            shared_submissions_topic: true,
         }
+    }
+}
+
+impl IntakeSettings {
+    /// Agencies that stream on their own topic (`own_submissions_topic`).
+    pub fn agencies_with_own_topic(&self) -> impl Iterator<Item = &str> {
+        self.agencies
+            .iter()
+            .filter(|a| a.own_submissions_topic)
+            .map(|a| a.id.as_str())
     }
 }
 
@@ -473,6 +487,11 @@ pub struct AgencyRegistration {
     /// A role mailbox (e.g. the force's modern-slavery unit), not a person's address.
     pub contact_mailbox: Option<String>,
     pub contact_phone: Option<String>,
+    /// The agency streams referrals on `kinlink.intake.submissions.<id>`, a topic only its
+    /// Kafka principal may write (broker ACLs): intake takes the topic, not the event's
+    /// `source`, as the agency, and refuses this agency's `source` on the shared topic.
+    #[serde(default)]
+    pub own_submissions_topic: bool,
 }
 
 /// Person linkage. Without a model file the shipped model (`default-v1`) is used; the
@@ -925,6 +944,16 @@ impl Settings {
             ));
         }
         self.log.kafka.security.validate()?;
+        for agency in &self.intake.agencies {
+            if agency.own_submissions_topic
+                && !kinlink_eventlog::topics::valid_topic_suffix(&agency.id)
+            {
+                return Err(Error::Invalid(format!(
+                    "intake.agencies id {:?}: own_submissions_topic needs an id of letters, digits, '.', '_' or '-' (it names a Kafka topic)",
+                    agency.id
+                )));
+            }
+        }
         for key in self.log.kafka.options.keys() {
             if SECRET_KAFKA_OPTIONS.contains(&key.as_str()) {
                 return Err(Error::Invalid(format!(

@@ -44,7 +44,15 @@ pub const SOURCE: &str = "/kinlink/intake";
 pub fn install(
     process: &mut kinlink_runtime::Process,
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
-    process.spawn_stage(submissions::Submissions);
+    let stream = &process.settings.intake;
+    let submissions = submissions::Submissions::new(
+        stream.shared_submissions_topic,
+        stream.agencies_with_own_topic().map(str::to_owned),
+    );
+    // Nothing to consume when the shared topic is off and no agency has its own.
+    if !kinlink_eventlog::Stage::input_topics(&submissions).is_empty() {
+        process.spawn_stage(submissions);
+    }
     process.add_openapi(openapi());
     process.registry.register(
         "kinlink_intake_oldest_pending_seconds",

@@ -31,7 +31,10 @@ pub enum AnyStage {
 impl AnyStage {
     pub fn build(name: &str, settings: &Settings) -> anyhow::Result<Self> {
         Ok(match name {
-            "intake" => AnyStage::Intake(kinlink_intake::submissions::Submissions),
+            "intake" => AnyStage::Intake(kinlink_intake::submissions::Submissions::new(
+                settings.intake.shared_submissions_topic,
+                settings.intake.agencies_with_own_topic().map(str::to_owned),
+            )),
             "enricher" => AnyStage::Enricher(kinlink_enricher::Enricher::from_settings(
                 &settings.enricher,
             )?),
@@ -49,6 +52,15 @@ impl AnyStage {
                 "unknown stage {other} (expected intake, enricher, alerter or notifier)"
             ),
         })
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        match self {
+            AnyStage::Intake(s) => s.input_topics(),
+            AnyStage::Enricher(s) => s.input_topics(),
+            AnyStage::Alerter(s) => s.input_topics(),
+            AnyStage::Notifier(s) => s.input_topics(),
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -119,7 +131,7 @@ pub async fn replay(
         ..ReplayReport::default()
     };
     let mut inputs = Vec::new();
-    for topic in kinlink_eventlog::topics::inputs_of(stage.name()) {
+    for topic in stage.input_topics() {
         inputs.extend(log.read(&topic, from, 1_000_000).await?);
     }
     report.inputs = inputs.len();
