@@ -398,6 +398,13 @@ fn dead_letters(bootstrap: &str) -> TestResult<i64> {
     Ok(count)
 }
 
+/// Writes a result line to the process's stderr directly, past the test harness's output
+/// capture, so CI logs show it on a passing run too.
+fn report_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// What the receivers saw, against the truth.
 #[derive(Debug, Default)]
 struct Summary {
@@ -678,7 +685,7 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
         tokio::task::spawn_blocking(move || dead_letters(&bootstrap).map_err(|e| e.to_string()))
             .await??
     };
-    println!("{}", summary.line(&plan));
+    report_line(&summary.line(&plan));
     if let Ok(path) = std::env::var("KINLINK_CHAOS_SUMMARY") {
         std::fs::write(path, summary.line(&plan) + "\n")?;
     }
@@ -874,14 +881,14 @@ async fn both_instances_of_a_stage_consume_and_a_survivor_takes_over() -> TestRe
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let summary = Summary::from_receipts(&referrals, &receiver.received());
-    println!(
+    report_line(&format!(
         "rebalance: consumed per instance [{}]; alerts expected={} delivered={} lost={} unmarked_duplicates={}",
         report.join(", "),
         summary.expected,
         summary.delivered,
         summary.lost,
         summary.unmarked
-    );
+    ));
     let clean = fleet.into_inner().interrupt().await?;
     drop(broker);
     database.drop_database().await?;
