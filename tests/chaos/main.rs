@@ -103,6 +103,9 @@ struct Broker {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Times tansu exited on its own (not a fault of the schedule) and was started again, as
+    /// a service supervisor would; kinlink must ride through those too.
+    crashes: usize,
 }
 
 impl Broker {
@@ -111,6 +114,7 @@ impl Broker {
             dir: dir.to_owned(),
             port: free_port()?,
             child: None,
+            crashes: 0,
         };
         broker.restart().await?;
         Ok(broker)
@@ -162,6 +166,23 @@ impl Broker {
             }
         }
         Err("tansu could not bind its port again within 30 s".into())
+    }
+
+    /// Starts tansu again if it exited by itself.
+    async fn supervise(&mut self) -> TestResult {
+        let exited = match self.child.as_mut() {
+            Some(child) => child.try_wait()?,
+            None => None,
+        };
+        if let Some(status) = exited {
+            self.crashes += 1;
+            report_line(&format!(
+                "chaos: tansu exited by itself ({status}); restarting it"
+            ));
+            self.child = None;
+            self.restart().await?;
+        }
+        Ok(())
     }
 
     async fn stop(&mut self) -> TestResult {
@@ -419,6 +440,7 @@ struct Summary {
     escalations_fired: usize,
     escalations_twice: usize,
     dead_letters: i64,
+    broker_crashes: usize,
     faults: BTreeMap<&'static str, usize>,
     drain: Duration,
 }
@@ -484,7 +506,7 @@ impl Summary {
             .map(|(name, n)| format!("{name}={n}"))
             .collect();
         format!(
-            "chaos seed={} referrals={} accepted={} alerts expected={} delivered={} lost={} repeated={} unmarked_duplicates={} bad_signatures={} escalations expected={} fired={} fired_twice={} dead_letters={} faults[{}] drain_after_last_fault={:.1}s",
+            "chaos seed={} referrals={} accepted={} alerts expected={} delivered={} lost={} repeated={} unmarked_duplicates={} bad_signatures={} escalations expected={} fired={} fired_twice={} dead_letters={} broker_crashes={} faults[{}] drain_after_last_fault={:.1}s",
             plan.seed,
             plan.referrals,
             self.accepted,
@@ -498,6 +520,7 @@ impl Summary {
             self.escalations_fired,
             self.escalations_twice,
             self.dead_letters,
+            self.broker_crashes,
             faults.join(" "),
             self.drain.as_secs_f64()
         )
@@ -539,7 +562,7 @@ async fn inject(
     fault: Fault,
     rng: &mut StdRng,
     fleet: &Mutex<Fleet>,
-    broker: &mut Broker,
+    broker: &Mutex<Broker>,
     receiver: &WebhookReceiver,
     plan: &Plan,
     database: &str,
@@ -561,6 +584,8 @@ async fn inject(
             signal(pid, "CONT")?;
         }
         Fault::BrokerRestart => {
+            // Held throughout, so the supervisor does not restart it early.
+            let mut broker = broker.lock().await;
             broker.stop().await?;
             tokio::time::sleep(plan.broker_down).await;
             broker.restart().await?;
@@ -605,13 +630,26 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
     let _serial = ONE_AT_A_TIME.lock().await;
     let plan = Plan::from_env()?;
     let dir = TempDir::new("chaos")?;
-    let mut broker = Broker::start(&dir.0).await?;
+    let broker = Arc::new(Mutex::new(Broker::start(&dir.0).await?));
+    let bootstrap = broker.lock().await.bootstrap();
+    // A supervisor: tansu restarted whenever it exits by itself.
+    let supervising = Arc::new(AtomicBool::new(true));
+    let supervisor = {
+        let (broker, supervising) = (broker.clone(), supervising.clone());
+        tokio::spawn(async move {
+            while supervising.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                broker.lock().await.supervise().await?;
+            }
+            TestResult::Ok(())
+        })
+    };
     let database = kinlink_store::test_support::TempPostgres::create()
         .await
         .map_err(|e| format!("PostgreSQL is required: {e}"))?;
     let receiver = WebhookReceiver::start().await?;
     receiver.verify_with(SIGNING_SECRET);
-    let config = write_settings(&dir.0, &receiver, &broker.bootstrap(), true, &database)?;
+    let config = write_settings(&dir.0, &receiver, &bootstrap, true, &database)?;
     let fleet = Arc::new(Mutex::new(Fleet::start(&config).await?));
 
     // Referrals at an even pace over the window, from their own task.
@@ -654,7 +692,7 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
             fault,
             &mut rng,
             &fleet,
-            &mut broker,
+            &broker,
             &receiver,
             &plan,
             &database.name,
@@ -680,8 +718,9 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
     let mut summary = Summary::from_receipts(&referrals, &receiver.received());
     summary.faults = faults;
     summary.drain = drain;
+    summary.broker_crashes = broker.lock().await.crashes;
     summary.dead_letters = {
-        let bootstrap = broker.bootstrap();
+        let bootstrap = bootstrap.clone();
         tokio::task::spawn_blocking(move || dead_letters(&bootstrap).map_err(|e| e.to_string()))
             .await??
     };
@@ -692,7 +731,9 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
 
     let fleet = Arc::try_unwrap(fleet).map_err(|_| "fleet still shared")?;
     let clean = fleet.into_inner().interrupt().await?;
-    broker.stop().await?;
+    supervising.store(false, Ordering::SeqCst);
+    supervisor.await??;
+    broker.lock().await.stop().await?;
     database.drop_database().await?;
 
     assert!(!sending.load(Ordering::SeqCst));

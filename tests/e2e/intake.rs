@@ -478,15 +478,97 @@ fn import_reports_bad_lines_and_resumes_without_duplicates() -> TestResult {
     Ok(())
 }
 
+/// Produces `submission` to `topic` as a streaming agency does: CloudEvents binary mode,
+/// keyed by its id, with `source` as given.
+async fn produce_submission(
+    bootstrap: &str,
+    topic: &str,
+    id: &str,
+    source: &str,
+    submission: &kinlink_proto::v1::ReferralSubmission,
+) -> TestResult {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let envelope = kinlink_eventlog::Envelope::new(id.into(), source, id, id, 0, submission);
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in envelope.kafka_headers() {
+        headers = headers.insert(Header {
+            key: &key,
+            value: Some(&value),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(id)
+                .payload(&envelope.data)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+/// The first `count` events on intake's dead-letter topic: event id -> reason.
+async fn intake_dead_letters(
+    bootstrap: &str,
+    count: usize,
+) -> TestResult<std::collections::BTreeMap<String, String>> {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-intake-dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&["kinlink.intake.dlq"])?;
+    let mut letters = std::collections::BTreeMap::new();
+    while letters.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+        let header = |name: &str| {
+            message.headers().and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == name)
+                    .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            })
+        };
+        letters.insert(
+            header("ce_id").unwrap_or_default(),
+            header("ce_kinlinkdlqreason").unwrap_or_default(),
+        );
+    }
+    Ok(letters)
+}
+
+/// A streamed referral of a child living in Westminster.
+fn streamed_child(name: &str) -> kinlink_proto::v1::ReferralSubmission {
+    kinlink_proto::v1::ReferralSubmission {
+        subject: Some(kinlink_proto::v1::Person {
+            given_name: name.into(),
+            claimed_age: Some(10),
+            locations: vec![kinlink_proto::v1::Location {
+                role: kinlink_proto::v1::LocationRole::Lives as i32,
+                authority_code: WESTMINSTER.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Agencies that stream: a valid submission produced to the intake topic becomes a referral
 /// and an alert; an invalid one lands on the dead-letter topic with every failing field.
 #[tokio::test]
 async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_topic() -> TestResult {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
     let dir = TempDir::new("e2e-stream")?;
     let stack = KafkaStack::start(&dir.0).await?;
     let receiver = WebhookReceiver::start().await?;
@@ -494,41 +576,6 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
     let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
     let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.tansu.bootstrap)
-        .create()?;
-    let send = |id: &str, submission: kinlink_proto::v1::ReferralSubmission| {
-        let envelope = kinlink_eventlog::Envelope::new(
-            id.into(),
-            "/agencies/streaming-agency",
-            id,
-            id,
-            0,
-            &submission,
-        );
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in envelope.kafka_headers() {
-            headers = headers.insert(Header {
-                key: &key,
-                value: Some(&value),
-            });
-        }
-        (envelope, headers)
-    };
-    let child = kinlink_proto::v1::Person {
-        given_name: "Streamed".into(),
-        claimed_age: Some(10),
-        locations: vec![kinlink_proto::v1::Location {
-            role: kinlink_proto::v1::LocationRole::Lives as i32,
-            authority_code: WESTMINSTER.into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let valid = kinlink_proto::v1::ReferralSubmission {
-        subject: Some(child),
-        ..Default::default()
-    };
     let invalid = kinlink_proto::v1::ReferralSubmission {
         subject: Some(kinlink_proto::v1::Person {
             sex: 42,
@@ -536,18 +583,18 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
         }),
         ..Default::default()
     };
-    for (id, submission) in [("stream-ok", valid), ("stream-bad", invalid)] {
-        let (envelope, headers) = send(id, submission);
-        producer
-            .send(
-                FutureRecord::to(kinlink_eventlog::topics::INTAKE_SUBMISSIONS)
-                    .key(id)
-                    .payload(&envelope.data)
-                    .headers(headers),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
+    for (id, submission) in [
+        ("stream-ok", streamed_child("Streamed")),
+        ("stream-bad", invalid),
+    ] {
+        produce_submission(
+            &stack.tansu.bootstrap,
+            kinlink_eventlog::topics::INTAKE_SUBMISSIONS,
+            id,
+            "/agencies/streaming-agency",
+            &submission,
+        )
+        .await?;
     }
 
     let received = receiver
@@ -558,22 +605,10 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
         "the valid submission became an alert"
     );
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.tansu.bootstrap)
-        .set("group.id", "stream-dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&["kinlink.intake.dlq"])?;
-    let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
-    let header = |name: &str| {
-        message.headers().and_then(|h| {
-            h.iter()
-                .find(|x| x.key == name)
-                .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-        })
-    };
-    assert_eq!(header("ce_id").as_deref(), Some("stream-bad"));
-    let reason = header("ce_kinlinkdlqreason").unwrap_or_default();
+    let letters = intake_dead_letters(&stack.tansu.bootstrap, 1).await?;
+    let reason = letters
+        .get("stream-bad")
+        .ok_or("stream-bad not dead-lettered")?;
     assert!(
         reason.contains("/subject/sex") && reason.contains("/subject/given_name"),
         "{reason}"
@@ -591,10 +626,6 @@ async fn streamed_submissions_on_kafka_take_the_http_path_or_the_dead_letter_top
 /// topic, where anyone allowed to produce could claim it.
 #[tokio::test]
 async fn an_agencys_own_topic_binds_its_submissions_to_the_producer() -> TestResult {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     use sqlx::Connection;
 
     let dir = TempDir::new("e2e-principal")?;
@@ -607,24 +638,8 @@ async fn an_agencys_own_topic_binds_its_submissions_to_the_producer() -> TestRes
     let config = write_config(&dir.0, &receiver, &[WESTMINSTER], &extra)?;
     let kinlink = Kinlink::up(&dir.0.join("data"), &config).await?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.tansu.bootstrap)
-        .create()?;
     let own_topic = kinlink_eventlog::topics::agency_submissions("met-police");
     let shared_topic = kinlink_eventlog::topics::INTAKE_SUBMISSIONS;
-    let submission = |name: &str| kinlink_proto::v1::ReferralSubmission {
-        subject: Some(kinlink_proto::v1::Person {
-            given_name: name.into(),
-            claimed_age: Some(10),
-            locations: vec![kinlink_proto::v1::Location {
-                role: kinlink_proto::v1::LocationRole::Lives as i32,
-                authority_code: WESTMINSTER.into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
     for (id, topic, source) in [
         (
             "own-topic-own-source",
@@ -647,59 +662,32 @@ async fn an_agencys_own_topic_binds_its_submissions_to_the_producer() -> TestRes
             "/agencies/kent-police",
         ),
     ] {
-        let envelope =
-            kinlink_eventlog::Envelope::new(id.into(), source, id, id, 0, &submission(id));
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in envelope.kafka_headers() {
-            headers = headers.insert(Header {
-                key: &key,
-                value: Some(&value),
-            });
-        }
-        producer
-            .send(
-                FutureRecord::to(topic)
-                    .key(id)
-                    .payload(&envelope.data)
-                    .headers(headers),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
+        produce_submission(
+            &stack.tansu.bootstrap,
+            topic,
+            id,
+            source,
+            &streamed_child(id),
+        )
+        .await?;
     }
 
     // Two refused, with the reason naming the agencies (ids, not personal data).
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.tansu.bootstrap)
-        .set("group.id", "principal-dlq-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&["kinlink.intake.dlq"])?;
-    let mut refused = std::collections::BTreeMap::new();
-    while refused.len() < 2 {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
-        let header = |name: &str| {
-            message.headers().and_then(|h| {
-                h.iter()
-                    .find(|x| x.key == name)
-                    .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-            })
-        };
-        refused.insert(
-            header("ce_id").unwrap_or_default(),
-            header("ce_kinlinkdlqreason").unwrap_or_default(),
-        );
-    }
+    let refused = intake_dead_letters(&stack.tansu.bootstrap, 2).await?;
     assert!(
-        refused["own-topic-other-source"].contains(
-            "source names agency kent-police on the submissions topic of agency met-police"
-        ),
+        refused
+            .get("own-topic-other-source")
+            .is_some_and(|r| r.contains(
+                "source names agency kent-police on the submissions topic of agency met-police"
+            )),
         "{refused:?}"
     );
     assert!(
-        refused["shared-topic-bound-source"].contains(
-            "agency met-police submits on its own topic kinlink.intake.submissions.met-police"
-        ),
+        refused
+            .get("shared-topic-bound-source")
+            .is_some_and(|r| r.contains(
+                "agency met-police submits on its own topic kinlink.intake.submissions.met-police"
+            )),
         "{refused:?}"
     );
 
