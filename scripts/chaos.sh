@@ -6,6 +6,7 @@
 #   scripts/chaos.sh                                   # the short run CI does
 #   scripts/chaos.sh --referrals 10000 --faults 50 --seed 7
 #   scripts/chaos.sh --referrals 2000 --faults 20 --window 900 --broker-down 30 --db-down 10
+#   scripts/chaos.sh --kinds kill,stop,pg_terminate,db_down,endpoint   # no broker restarts
 #
 # Needs PostgreSQL at KINLINK_TEST_POSTGRES_URL (default: 127.0.0.1:5432, trust auth) and
 # tansu (installed on first use, as scripts/test.sh does). Builds in release mode unless
@@ -23,8 +24,9 @@ while (($#)); do
         --window) export KINLINK_CHAOS_WINDOW_SECS="$2"; shift 2 ;;
         --broker-down) export KINLINK_CHAOS_BROKER_DOWN_SECS="$2"; shift 2 ;;
         --db-down) export KINLINK_CHAOS_DATABASE_DOWN_SECS="$2"; shift 2 ;;
+        --kinds) export KINLINK_CHAOS_KINDS="$2"; shift 2 ;;
         --debug) profile=(); shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
