@@ -7,6 +7,7 @@
 #   scripts/chaos.sh --referrals 10000 --faults 50 --seed 7
 #   scripts/chaos.sh --referrals 2000 --faults 20 --window 900 --broker-down 30 --db-down 10
 #   scripts/chaos.sh --kinds kill,stop,pg_terminate,db_down,endpoint   # no broker restarts
+#   scripts/chaos.sh --settle 600   # past the 60 s drain limit, wait to tell late from lost
 #
 # Needs PostgreSQL at KINLINK_TEST_POSTGRES_URL (default: 127.0.0.1:5432, trust auth) and
 # tansu (installed on first use, as scripts/test.sh does). Builds in release mode unless
@@ -25,8 +26,9 @@ while (($#)); do
         --broker-down) export KINLINK_CHAOS_BROKER_DOWN_SECS="$2"; shift 2 ;;
         --db-down) export KINLINK_CHAOS_DATABASE_DOWN_SECS="$2"; shift 2 ;;
         --kinds) export KINLINK_CHAOS_KINDS="$2"; shift 2 ;;
+        --settle) export KINLINK_CHAOS_SETTLE_SECS="$2"; shift 2 ;;
         --debug) profile=(); shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done

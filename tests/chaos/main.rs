@@ -71,6 +71,9 @@ struct Plan {
     database_down: Duration,
     /// The kinds of fault to draw from (`KINLINK_CHAOS_KINDS`, comma-separated names).
     kinds: Vec<Fault>,
+    /// When the drain limit passes with alerts outstanding, how much longer to wait before
+    /// counting them lost, so a slow drain is told apart from a loss.
+    settle: Duration,
 }
 
 impl Plan {
@@ -95,6 +98,7 @@ impl Plan {
             )?),
             broker_down: Duration::from_secs(number("KINLINK_CHAOS_BROKER_DOWN_SECS", 5)?),
             database_down: Duration::from_secs(number("KINLINK_CHAOS_DATABASE_DOWN_SECS", 4)?),
+            settle: Duration::from_secs(number("KINLINK_CHAOS_SETTLE_SECS", 0)?),
             kinds: match std::env::var("KINLINK_CHAOS_KINDS") {
                 Ok(names) => names
                     .split(',')
@@ -478,6 +482,8 @@ struct Summary {
     accepted: usize,
     expected: usize,
     delivered: usize,
+    /// Delivered only after the drain limit (while settling).
+    late: usize,
     lost: usize,
     repeated: usize,
     unmarked: usize,
@@ -552,12 +558,13 @@ impl Summary {
             .map(|(name, n)| format!("{name}={n}"))
             .collect();
         format!(
-            "chaos seed={} referrals={} accepted={} alerts expected={} delivered={} lost={} repeated={} unmarked_duplicates={} bad_signatures={} escalations expected={} fired={} fired_twice={} dead_letters={} broker_crashes={} faults[{}] drain_after_last_fault={:.1}s",
+            "chaos seed={} referrals={} accepted={} alerts expected={} delivered={} late={} lost={} repeated={} unmarked_duplicates={} bad_signatures={} escalations expected={} fired={} fired_twice={} dead_letters={} broker_crashes={} faults[{}] drain_after_last_fault={:.1}s",
             plan.seed,
             plan.referrals,
             self.accepted,
             self.expected,
             self.delivered,
+            self.late,
             self.lost,
             self.repeated,
             self.unmarked,
@@ -759,12 +766,17 @@ async fn chaos_loses_and_duplicates_nothing() -> TestResult {
         .await
         .is_ok();
     let drain = last_fault.elapsed();
+    let delivered_at_limit = Summary::from_receipts(&referrals, &receiver.received()).delivered;
+    if !drained {
+        let _ = wait_delivered(&receiver, &referrals, plan.settle).await;
+    }
     // Let stray repeats arrive before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut summary = Summary::from_receipts(&referrals, &receiver.received());
     summary.faults = faults;
     summary.drain = drain;
     summary.broker_crashes = broker.lock().await.crashes;
+    summary.late = summary.delivered - delivered_at_limit.min(summary.delivered);
     summary.dead_letters = {
         let bootstrap = bootstrap.clone();
         tokio::task::spawn_blocking(move || dead_letters(&bootstrap).map_err(|e| e.to_string()))

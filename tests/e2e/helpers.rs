@@ -354,7 +354,8 @@ impl Kinlink {
             }
             Ok(None)
         })
-        .await??
+        .await
+        .map_err(|_| format!("kinlink did not print {ready_prefix:?} within 60 s"))??
         .ok_or("kinlink exited before printing its address")?;
         // Keep draining stdout so the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
