@@ -326,9 +326,16 @@ impl KafkaLog {
             config.create()?
         };
         let topic_names = stage.input_topics();
-        // A stage may consume topics beyond the fixed set (an agency's own submissions topic).
-        if self.config.create_topics {
-            self.ensure_topics(&topic_names).await?;
+        // A stage may consume topics beyond the fixed set `connect` created (an agency's own
+        // submissions topic): only those need an admin request here.
+        let fixed = topics::all_with_dead_letters();
+        let extra: Vec<String> = topic_names
+            .iter()
+            .filter(|name| !fixed.contains(name))
+            .cloned()
+            .collect();
+        if self.config.create_topics && !extra.is_empty() {
+            self.ensure_topics(&extra).await?;
         }
         let topic_refs: Vec<&str> = topic_names.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs)?;

@@ -44,11 +44,7 @@ pub const SOURCE: &str = "/kinlink/intake";
 pub fn install(
     process: &mut kinlink_runtime::Process,
 ) -> Result<axum::Router, kinlink_runtime::process::TaskError> {
-    let stream = &process.settings.intake;
-    let submissions = submissions::Submissions::new(
-        stream.shared_submissions_topic,
-        stream.agencies_with_own_topic().map(str::to_owned),
-    );
+    let submissions = submissions::Submissions::from_settings(&process.settings.intake);
     // Nothing to consume when the shared topic is off and no agency has its own.
     if !kinlink_eventlog::Stage::input_topics(&submissions).is_empty() {
         process.spawn_stage(submissions);

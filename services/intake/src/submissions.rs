@@ -31,16 +31,15 @@ pub struct Submissions {
     own_topic: BTreeSet<String>,
 }
 
-impl Default for Submissions {
-    fn default() -> Self {
-        Self {
-            shared: true,
-            own_topic: BTreeSet::new(),
-        }
-    }
-}
-
 impl Submissions {
+    /// The stage as `[intake]` settings configure it (the service and `ops replay` alike).
+    pub fn from_settings(settings: &kinlink_runtime::settings::IntakeSettings) -> Self {
+        Self::new(
+            settings.shared_submissions_topic,
+            settings.agencies_with_own_topic().map(str::to_owned),
+        )
+    }
+
     pub fn new(shared: bool, own_topic: impl IntoIterator<Item = String>) -> Self {
         Self {
             shared,

@@ -31,9 +31,8 @@ pub enum AnyStage {
 impl AnyStage {
     pub fn build(name: &str, settings: &Settings) -> anyhow::Result<Self> {
         Ok(match name {
-            "intake" => AnyStage::Intake(kinlink_intake::submissions::Submissions::new(
-                settings.intake.shared_submissions_topic,
-                settings.intake.agencies_with_own_topic().map(str::to_owned),
+            "intake" => AnyStage::Intake(kinlink_intake::submissions::Submissions::from_settings(
+                &settings.intake,
             )),
             "enricher" => AnyStage::Enricher(kinlink_enricher::Enricher::from_settings(
                 &settings.enricher,
