@@ -48,6 +48,9 @@ use helpers::*;
 const KENT: &str = "E10000016";
 const WESTMINSTER: &str = "E09000033";
 const SIGNING_SECRET: &str = "whsec_a2lubGluay1jaGFvcy1zaWduaW5nLXNlY3JldC0zMmI=";
+/// The variable every kinlink process reads it from (settings refuse secrets inline).
+const SIGNING_SECRET_VAR: &str = "KINLINK_CHAOS_SIGNING_SECRET";
+const SECRETS: &[(&str, &str)] = &[(SIGNING_SECRET_VAR, SIGNING_SECRET)];
 /// A stage's consumer session timeout (`session.timeout.ms` in the settings below): a process
 /// stopped for longer loses its partitions to the other instance.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
@@ -258,7 +261,7 @@ impl Fleet {
         ] {
             instances.push(Instance {
                 service,
-                process: Some(Kinlink::serve(service, config).await?),
+                process: Some(Kinlink::serve_with_env(service, config, SECRETS).await?),
             });
         }
         Ok(Self {
@@ -291,7 +294,8 @@ impl Fleet {
         }
         tokio::time::sleep(pause).await;
         let service = self.instances[index].service;
-        self.instances[index].process = Some(Kinlink::serve(service, &self.config).await?);
+        self.instances[index].process =
+            Some(Kinlink::serve_with_env(service, &self.config, SECRETS).await?);
         Ok(())
     }
 
@@ -593,7 +597,7 @@ fn write_settings(
     );
     for code in [KENT, WESTMINSTER] {
         text.push_str(&format!(
-            "\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\nsecondary_webhook_url = \"{}\"\nsigning_secrets = [\"{SIGNING_SECRET}\"]\n",
+            "\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\nsecondary_webhook_url = \"{}\"\nsigning_secrets = [\"env:{SIGNING_SECRET_VAR}\"]\n",
             receiver.url(code),
             receiver.url(&format!("secondary-{code}"))
         ));

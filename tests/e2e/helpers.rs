@@ -298,7 +298,17 @@ impl Kinlink {
 
     /// Starts `kinlink serve <service>` (one service, scale-out shape) on a free port.
     pub async fn serve(service: &str, config: &Path) -> TestResult<Self> {
+        Self::serve_with_env(service, config, &[]).await
+    }
+
+    /// `kinlink serve <service>` with extra environment variables (secrets, say).
+    pub async fn serve_with_env(
+        service: &str,
+        config: &Path,
+        env: &[(&str, &str)],
+    ) -> TestResult<Self> {
         let mut command = Command::new(kinlink_bin());
+        command.envs(env.iter().copied());
         command
             .arg("serve")
             .arg(service)

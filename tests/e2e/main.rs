@@ -13,8 +13,10 @@ mod notifier;
 mod oidc;
 mod ops;
 mod person_linkage;
+mod report;
 mod routing_cli;
 mod safeguarding;
+mod subject_access;
 mod transport_security;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,6 +119,41 @@ async fn embedded_default_alerts_each_childs_authority_once() -> TestResult {
         status.success(),
         "Ctrl-C drains and exits cleanly: {status:?}"
     );
+    Ok(())
+}
+
+/// `http.metrics_address` moves `/metrics` off the public address: the API's port answers
+/// 404 for it, the metrics port serves it, and the probes stay on the API's port.
+#[tokio::test]
+async fn metrics_can_have_an_address_of_their_own() -> TestResult {
+    let dir = TempDir::new("e2e-metrics-address")?;
+    let receiver = WebhookReceiver::start().await?;
+    let config = write_config(&dir.0, &receiver, &[KENT], "")?;
+    let metrics_address = format!("127.0.0.1:{}", free_port()?);
+    let kinlink = Kinlink::up_with_env(
+        &dir.0.join("data"),
+        &config,
+        &[("KINLINK__HTTP__METRICS_ADDRESS", metrics_address.as_str())],
+    )
+    .await?;
+    let public = reqwest::get(format!("{}/metrics", kinlink.base_url)).await?;
+    assert_eq!(public.status(), 404, "metrics left the public address");
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("kinlink_intake_oldest_pending_seconds"),
+        "{metrics}"
+    );
+    for probe in ["livez", "readyz"] {
+        let status = reqwest::get(format!("{}/{probe}", kinlink.base_url))
+            .await?
+            .status();
+        assert_eq!(status, 200, "{probe} stays on the API's address");
+    }
+    let status = kinlink.interrupt().await?;
+    assert!(status.success(), "{status:?}");
     Ok(())
 }
 

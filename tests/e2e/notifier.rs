@@ -11,6 +11,10 @@ use crate::helpers::*;
 
 const OLD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NEW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+/// Secrets reach kinlink through the environment only (settings refuse them inline).
+const OLD_SECRET_VAR: &str = "KINLINK_E2E_OLD_SECRET";
+const NEW_SECRET_VAR: &str = "KINLINK_E2E_NEW_SECRET";
+const SECRETS: &[(&str, &str)] = &[(OLD_SECRET_VAR, OLD_SECRET), (NEW_SECRET_VAR, NEW_SECRET)];
 const KENT: &str = "E10000016";
 const WESTMINSTER: &str = "E09000033";
 const BIRMINGHAM: &str = "E08000025";
@@ -26,7 +30,7 @@ fn config(
     let mut text = format!("[telemetry]\nfilter = \"info\"\n\n[notifier]\n{notifier}\n");
     for code in [KENT, WESTMINSTER, BIRMINGHAM, BRISTOL] {
         text.push_str(&format!(
-            "\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\nsecondary_webhook_url = \"{}\"\nsigning_secrets = [\"{OLD_SECRET}\", \"{NEW_SECRET}\"]\n",
+            "\n[[notifier.authorities]]\ncode = \"{code}\"\nwebhook_url = \"{}\"\nsecondary_webhook_url = \"{}\"\nsigning_secrets = [\"env:{OLD_SECRET_VAR}\", \"env:{NEW_SECRET_VAR}\"]\n",
             receiver.url(code),
             receiver.url(&format!("secondary-{code}"))
         ));
@@ -83,7 +87,7 @@ async fn signed_delivery_with_retries_410_and_exhausted_retries() -> TestResult 
         "",
     )?;
     let data = dir.0.join("data");
-    let kinlink = Kinlink::up(&data, &config).await?;
+    let kinlink = Kinlink::up_with_env(&data, &config, SECRETS).await?;
     kinlink
         .post_referral(&referral(
             vec![
@@ -189,7 +193,7 @@ async fn sigkill_during_retries_delivers_with_at_most_one_extra_attempt() -> Tes
         "",
     )?;
     let data = dir.0.join("data");
-    let kinlink = Kinlink::up(&data, &config).await?;
+    let kinlink = Kinlink::up_with_env(&data, &config, SECRETS).await?;
     kinlink
         .post_referral(&referral(vec![child("Kojo", KENT)], "routine"))
         .await?;
@@ -199,7 +203,7 @@ async fn sigkill_during_retries_delivers_with_at_most_one_extra_attempt() -> Tes
     tokio::time::sleep(Duration::from_millis(300)).await;
     kinlink.crash().await?;
 
-    let kinlink = Kinlink::up(&data, &config).await?;
+    let kinlink = Kinlink::up_with_env(&data, &config, SECRETS).await?;
     // Without the crash: 500, 500, then delivered (3 requests).
     receiver
         .wait_for(Duration::from_secs(30), |r| r.len() >= 3)
@@ -242,7 +246,7 @@ async fn unacknowledged_alerts_escalate_and_acknowledgement_resolves_on_call() -
         &extra,
     )?;
     let data = dir.0.join("data");
-    let kinlink = Kinlink::up(&data, &config).await?;
+    let kinlink = Kinlink::up_with_env(&data, &config, SECRETS).await?;
     kinlink
         .post_referral(&referral(vec![child("Akua", KENT)], "urgent"))
         .await?;

@@ -13,6 +13,7 @@
 //! - [`deadline`]: priorities (RAG), deadline policies and the working calendar.
 //! - [`lifecycle`]: the alert, delivery, escalation, hand-off and triage state machines, and
 //!   escalation scheduling.
+//! - [`statistics`]: returns folded from the events, with small-number suppression.
 //!
 //! The reference data the rules need (authority register, postcode table, bank holidays) is
 //! shipped in `data/` and compiled in, each with its licence and the script that regenerates it.
@@ -23,6 +24,7 @@ pub mod deadline;
 pub mod lifecycle;
 pub mod linking;
 pub mod routing;
+pub mod statistics;
 
 #[cfg(test)]
 mod test_fixtures {

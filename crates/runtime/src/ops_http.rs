@@ -17,11 +17,21 @@ struct OpsState {
     log: EventLog,
 }
 
-/// The ops routes; merge them into the process's router.
-pub fn router(registry: Arc<Registry>, log: EventLog) -> Router {
-    Router::new()
+/// The ops routes; merge them into the process's router. Without `with_metrics`, `/metrics`
+/// is left out (it is served on its own address, [`metrics_router`]).
+pub fn router(registry: Arc<Registry>, log: EventLog, with_metrics: bool) -> Router {
+    let mut router = Router::new()
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router.with_state(OpsState { registry, log })
+}
+
+/// `/metrics` alone, for `http.metrics_address`.
+pub fn metrics_router(registry: Arc<Registry>, log: EventLog) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
         .with_state(OpsState { registry, log })
 }

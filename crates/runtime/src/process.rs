@@ -39,6 +39,8 @@ pub struct Process {
     pub shutdown: CancellationToken,
     tasks: JoinSet<TaskResult>,
     listener: TcpListener,
+    /// `http.metrics_address`, when `/metrics` has an address of its own.
+    metrics_listener: Option<TcpListener>,
     /// OpenAPI document of the routes the installed services serve, at `/openapi.json`.
     openapi: Option<utoipa::openapi::OpenApi>,
 }
@@ -59,6 +61,10 @@ impl Process {
         let metrics = LogMetrics::register(&mut registry);
         let (store, log) = open_backends(&settings, metrics).await?;
         let listener = TcpListener::bind(&settings.http.address).await?;
+        let metrics_listener = match &settings.http.metrics_address {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
+        };
         let mut settings = settings;
         if settings.notifier.public_base_url.is_empty() {
             settings.notifier.public_base_url = format!("http://{}", listener.local_addr()?);
@@ -71,6 +77,7 @@ impl Process {
             shutdown: CancellationToken::new(),
             tasks: JoinSet::new(),
             listener,
+            metrics_listener,
             openapi: None,
         };
         let log = process.log.clone();
@@ -84,6 +91,14 @@ impl Process {
     /// The address the HTTP server listens on (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The address `/metrics` is served on when `http.metrics_address` is set.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        Ok(match &self.metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        })
     }
 
     /// Adds a service's routes to the document served at `/openapi.json`.
@@ -117,10 +132,22 @@ impl Process {
     /// Serves `api` plus the ops endpoints until shutdown, then drains every task.
     /// Returns an error if a task failed (which also triggers shutdown).
     pub async fn run_until_stopped(mut self, api: Router) -> Result<(), TaskError> {
+        let registry = Arc::new(self.registry);
         let mut router = api.merge(crate::ops_http::router(
-            Arc::new(self.registry),
+            registry.clone(),
             self.log.clone(),
+            self.metrics_listener.is_none(),
         ));
+        if let Some(listener) = self.metrics_listener.take() {
+            let metrics = crate::ops_http::metrics_router(registry, self.log.clone());
+            let token = self.shutdown.clone();
+            self.tasks.spawn(async move {
+                let served = axum::serve(listener, metrics)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+                ("metrics http", served.map_err(Into::into))
+            });
+        }
         if let Some(doc) = self.openapi.take() {
             let json = doc.to_pretty_json().unwrap_or_default();
             router = router.route(
@@ -211,6 +238,9 @@ pub async fn run_service(
     let address = process.local_addr()?;
     tracing::info!(service = name, %address, "Listening.");
     println!("kinlink {name} listening on http://{address}");
+    if let Some(metrics) = process.metrics_addr()? {
+        println!("kinlink {name} metrics on http://{metrics}/metrics");
+    }
     tokio::spawn(crate::shutdown_on_signal(process.shutdown.clone()));
     process.run_until_stopped(api).await
 }

@@ -51,12 +51,17 @@ pub struct HttpSettings {
     /// Address of the process's HTTP server (intake API and ops endpoints). Port 0 picks a
     /// free port; the chosen address is printed at start-up.
     pub address: String,
+    /// Serve `/metrics` on this address instead (e.g. `10.0.0.5:9090`, reachable only by the
+    /// Prometheus network), so the public address does not expose operational figures.
+    /// Unset: `/metrics` is served on `address` beside `/livez` and `/readyz`.
+    pub metrics_address: Option<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:8080".to_owned(),
+            metrics_address: None,
         }
     }
 }
@@ -846,8 +851,9 @@ pub struct AuthorityEndpoint {
     /// hears by `email` and `sms`).
     #[serde(default)]
     pub webhook_url: String,
-    /// Standard Webhooks secrets (`whsec_...`, or `env:NAME` to read one from the
-    /// environment). Every secret signs, so a rotation lists the old and the new.
+    /// Standard Webhooks secrets, each as `env:NAME` (a variable holding `whsec_...`; a
+    /// secret written into settings is refused). Every secret signs, so a rotation lists the
+    /// old and the new.
     #[serde(default)]
     pub signing_secrets: Vec<String>,
     /// Secondary / out-of-hours contact, alerted when the deadline passes unacknowledged.
@@ -870,6 +876,63 @@ pub struct AuthorityEndpoint {
     /// `notify` (default) or `smtp`.
     #[serde(default)]
     pub email_via: EmailVia,
+}
+
+impl AuthorityEndpoint {
+    /// Personal data travels only over TLS, and secrets never sit in a settings file:
+    /// an endpoint on `full_payload` (names, dates of birth, locations) must be `https`
+    /// unless it is on this machine's loopback (a receiver in a test or a local relay), and
+    /// every signing secret must be `env:NAME`, so a leaked or committed config file holds
+    /// no key that forges alerts.
+    fn validate_transport(&self) -> Result<()> {
+        if self.full_payload {
+            for (field, url) in [
+                ("webhook_url", Some(self.webhook_url.as_str())),
+                (
+                    "secondary_webhook_url",
+                    self.secondary_webhook_url.as_deref(),
+                ),
+            ] {
+                if let Some(url) = url.filter(|u| !u.is_empty())
+                    && !url.starts_with("https://")
+                    && !is_loopback_http(url)
+                {
+                    return Err(Error::Invalid(format!(
+                        "notifier.authorities[{}].{field}: an endpoint with full_payload = true receives children's details and must be https (plain http only to a loopback address)",
+                        self.code
+                    )));
+                }
+            }
+        }
+        for (index, secret) in self.signing_secrets.iter().enumerate() {
+            if !secret.starts_with("env:") {
+                return Err(Error::Invalid(format!(
+                    "notifier.authorities[{}].signing_secrets[{index}]: give the secret as env:NAME (a variable holding whsec_...); secrets written into settings are refused",
+                    self.code
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` is `http://` to a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`).
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -986,6 +1049,7 @@ impl Settings {
             }
         }
         for endpoint in &self.notifier.authorities {
+            endpoint.validate_transport()?;
             let no_webhook = endpoint.webhook_url.is_empty();
             if !no_webhook
                 && !endpoint.webhook_url.starts_with("http://")
@@ -1164,6 +1228,79 @@ mod tests {
             ..sasl_ssl()
         };
         assert!(allowed.client_properties(|_| Some("x".to_owned())).is_ok());
+    }
+
+    fn endpoint(url: &str, full_payload: bool, secrets: &[&str]) -> AuthorityEndpoint {
+        AuthorityEndpoint {
+            code: "E09000033".to_owned(),
+            webhook_url: url.to_owned(),
+            signing_secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+            secondary_webhook_url: None,
+            full_payload,
+            on_call_after_seconds: None,
+            email: vec![],
+            sms: vec![],
+            email_via: EmailVia::default(),
+        }
+    }
+
+    fn refusal(endpoint: AuthorityEndpoint) -> Option<String> {
+        let mut settings = Settings::default();
+        settings.notifier.authorities.push(endpoint);
+        settings.validate().err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn full_payloads_go_only_over_https_or_loopback() {
+        for url in [
+            "https://council.example.org/alerts",
+            "http://127.0.0.1:9000/w",
+            "http://localhost/w",
+            "http://[::1]:8080/w",
+        ] {
+            assert_eq!(refusal(endpoint(url, true, &[])), None, "{url}");
+        }
+        for url in [
+            "http://council.example.org/alerts",
+            "http://10.1.2.3/alerts",
+            "http://127.0.0.1.evil.example/w",
+            "http://127.0.0.1@council.example.org/w",
+        ] {
+            let error = refusal(endpoint(url, true, &[])).unwrap_or_default();
+            assert!(
+                error.contains("webhook_url") && error.contains("https"),
+                "{url}: {error}"
+            );
+        }
+        // A thin payload (ids and a link) may use plain http inside a private network.
+        assert_eq!(
+            refusal(endpoint("http://webhook-sink:9000/w", false, &[])),
+            None
+        );
+        let mut secondary = endpoint("https://council.example.org/alerts", true, &[]);
+        secondary.secondary_webhook_url = Some("http://out-of-hours.example.org".to_owned());
+        let error = refusal(secondary).unwrap_or_default();
+        assert!(error.contains("secondary_webhook_url"), "{error}");
+    }
+
+    #[test]
+    fn signing_secrets_written_into_settings_are_refused_without_echoing_them() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let error =
+            refusal(endpoint("https://c.example.org", false, &[secret])).unwrap_or_default();
+        assert!(
+            error.contains("signing_secrets[0]") && error.contains("env:NAME"),
+            "{error}"
+        );
+        assert!(!error.contains("MfKQ9r8"), "{error}");
+        assert_eq!(
+            refusal(endpoint(
+                "https://c.example.org",
+                false,
+                &["env:WESTMINSTER_SECRET"]
+            )),
+            None
+        );
     }
 
     #[test]

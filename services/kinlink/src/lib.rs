@@ -16,6 +16,8 @@ mod import;
 pub mod linkage;
 mod ops;
 mod persons;
+mod report;
+mod sar;
 mod support;
 mod tokens;
 mod triage;
@@ -88,6 +90,15 @@ pub enum Command {
     Person {
         #[command(subcommand)]
         command: PersonCommand,
+    },
+    /// Returns for a period: referrals, dependent children identified and where, hand-offs,
+    /// missing episodes, and how fast authorities acknowledged; counts from 1 to 4 (and any
+    /// that totals would give away) shown as `[c]`. Read from the event log.
+    Report(report::ReportArgs),
+    /// Subject access: everything held about a person, other people's details withheld.
+    Sar {
+        #[command(subcommand)]
+        command: sar::SarCommand,
     },
     /// Load a backlog of referrals (one JSON referral per line) through intake's validation.
     /// Re-running after an interruption skips lines already accepted.
@@ -450,6 +461,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens(TokensArgs { command }) => tokens::run(command).await,
         Command::Users(UsersArgs { command }) => users::run(command).await,
         Command::Import(args) => import::run(&args).await,
+        Command::Report(args) => report::run(&args).await,
+        Command::Sar { command } => sar::run(command).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
         Command::Model {
@@ -563,9 +576,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     } else {
         writeln!(stdout, "scale-out backends: Kafka log, PostgreSQL store")?;
     }
+    let metrics = match process.metrics_addr()? {
+        Some(metrics) => format!("http://{metrics}/metrics"),
+        None => "/metrics".to_owned(),
+    };
     writeln!(
         stdout,
-        "intake: POST http://{address}/v1/referrals   ops: /livez /readyz /metrics   stop: Ctrl-C"
+        "intake: POST http://{address}/v1/referrals   ops: /livez /readyz {metrics}   stop: Ctrl-C"
     )?;
     stdout.flush()?;
     drop(stdout);

@@ -205,7 +205,7 @@ fn enum_name(name: Option<&str>, prefix: &str) -> String {
 }
 
 impl<'a> ChildDetails<'a> {
-    fn from_person(p: &'a v1::Person) -> Self {
+    pub fn from_person(p: &'a v1::Person) -> Self {
         Self {
             given_name: &p.given_name,
             family_name: &p.family_name,
