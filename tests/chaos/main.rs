@@ -608,6 +608,7 @@ fn write_settings(
         SESSION_TIMEOUT.as_millis(),
         database.url
     ));
+    text.push_str(&test_master_key_settings());
     let path = dir.join("kinlink.toml");
     std::fs::write(&path, text)?;
     Ok(path)

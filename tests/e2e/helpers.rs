@@ -533,6 +533,19 @@ impl Tansu {
     }
 }
 
+/// The test suites' master key (32 bytes of 7), base64.
+pub const TEST_MASTER_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// `[privacy]` settings naming a file that holds [`TEST_MASTER_KEY`] (written once per run).
+pub fn test_master_key_settings() -> String {
+    let path = std::env::temp_dir().join(format!("kinlink-test-master-{}.key", std::process::id()));
+    if !path.exists() {
+        // A failed write shows up as kinlink refusing to start, naming the file.
+        let _ = std::fs::write(&path, TEST_MASTER_KEY);
+    }
+    format!("\n[privacy]\nmaster_key_file = \"{}\"\n", path.display())
+}
+
 pub fn free_port() -> TestResult<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
@@ -577,11 +590,15 @@ impl KafkaStack {
         Ok(Self { tansu, database })
     }
 
-    /// Settings selecting this broker and database (append to a config file).
+    /// Settings selecting this broker and database (append to a config file), and a master
+    /// key file every process of the test shares.
     pub fn settings(&self, partitions: u32, group_prefix: &str) -> String {
         format!(
-            "\n[log]\nbackend = \"kafka\"\npartitions = {partitions}\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"{group_prefix}-{}-\"\n\n[store]\nurl = \"{}\"\n",
-            self.tansu.bootstrap, self.database.name, self.database.url
+            "\n[log]\nbackend = \"kafka\"\npartitions = {partitions}\n\n[log.kafka]\nbrokers = \"{}\"\ngroup_prefix = \"{group_prefix}-{}-\"\n\n[store]\nurl = \"{}\"\n{}",
+            self.tansu.bootstrap,
+            self.database.name,
+            self.database.url,
+            test_master_key_settings()
         )
     }
 

@@ -3,6 +3,7 @@
 
 mod channels;
 mod console;
+mod erasure;
 mod golden;
 mod handoff;
 mod helpers;

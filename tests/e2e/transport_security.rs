@@ -344,7 +344,7 @@ async fn scale_out_runs_over_tls_with_scram_to_kafka_and_verified_tls_to_postgre
         database.name,
         certificates.ca.display(),
         store_url
-    );
+    ) + &test_master_key_settings();
     let config = write_config(&dir.0, &receiver, &[KENT, WESTMINSTER], &extra)?;
     let settings_text = std::fs::read_to_string(&config)?;
     assert!(

@@ -51,6 +51,7 @@ pub struct EmbeddedLog {
     appended: Arc<Notify>,
     metrics: LogMetrics,
     group: Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>>,
+    sealer: crate::Sealer,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -65,7 +66,12 @@ impl std::fmt::Debug for EmbeddedLog {
 impl EmbeddedLog {
     /// Opens the log in `store`, creating every kinlink topic with `partitions` partitions.
     /// A topic that already exists keeps its partition count, so keys stay on their partition.
-    pub async fn open(store: Store, partitions: i32, metrics: LogMetrics) -> Result<Self> {
+    pub async fn open(
+        store: Store,
+        partitions: i32,
+        metrics: LogMetrics,
+        sealer: crate::Sealer,
+    ) -> Result<Self> {
         let partitions = partitions.max(1);
         for topic in topics::all_with_dead_letters() {
             sqlx::query(
@@ -94,6 +100,7 @@ impl EmbeddedLog {
             appended: Arc::new(Notify::new()),
             metrics,
             group: Arc::default(),
+            sealer,
         })
     }
 
@@ -137,6 +144,15 @@ impl EmbeddedLog {
         topic: &str,
         envelope: &Envelope,
     ) -> Result<(i32, i64)> {
+        let sealed;
+        let envelope = if crate::sealing::carries_personal_data(&envelope.event_type) {
+            let mut copy = envelope.clone();
+            self.sealer.seal(conn, &mut copy).await?;
+            sealed = copy;
+            &sealed
+        } else {
+            envelope
+        };
         let partition = topics::partition_for(&envelope.partition_key, self.partitions_of(topic));
         if self.store.backend() == kinlink_store::Backend::Postgres {
             // Offsets are MAX + 1: on PostgreSQL, writers in several processes serialise per
@@ -197,6 +213,10 @@ impl EmbeddedLog {
     /// Signalled after every commit that appended events in this process.
     pub fn commits(&self) -> &Arc<Notify> {
         &self.appended
+    }
+
+    pub(crate) fn sealer(&self) -> &crate::Sealer {
+        &self.sealer
     }
 
     /// Reads up to `limit` records of `topic` from `offset` on, in a partition.

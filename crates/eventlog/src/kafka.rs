@@ -74,6 +74,7 @@ pub struct KafkaLog {
     /// Every waiter is woken on each local commit (see [`crate::EventLog::commits`]).
     committed: Arc<Notify>,
     metrics: LogMetrics,
+    sealer: crate::Sealer,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -86,7 +87,12 @@ impl std::fmt::Debug for KafkaLog {
 
 impl KafkaLog {
     /// Connects, and creates every kinlink topic that does not exist yet.
-    pub async fn connect(config: KafkaConfig, store: Store, metrics: LogMetrics) -> Result<Self> {
+    pub async fn connect(
+        config: KafkaConfig,
+        store: Store,
+        metrics: LogMetrics,
+        sealer: crate::Sealer,
+    ) -> Result<Self> {
         let mut producer_config = ClientConfig::new();
         producer_config
             .set("bootstrap.servers", &config.brokers)
@@ -108,6 +114,7 @@ impl KafkaLog {
             outbox_written: Arc::new(Notify::new()),
             committed: Arc::new(Notify::new()),
             metrics,
+            sealer,
         };
         if log.config.create_topics {
             log.create_topics().await?;
@@ -163,8 +170,25 @@ impl KafkaLog {
         &self.config.client_options
     }
 
-    /// Produces one event and waits for the broker's acknowledgement.
+    pub(crate) fn sealer(&self) -> &crate::Sealer {
+        &self.sealer
+    }
+
+    /// Seals the event's personal data (its data keys committed first), produces it and waits
+    /// for the broker's acknowledgement.
     pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<()> {
+        if crate::sealing::carries_personal_data(&envelope.event_type) {
+            let mut sealed = envelope.clone();
+            let mut tx = self.store.begin().await?;
+            self.sealer.seal(&mut tx, &mut sealed).await?;
+            tx.commit().await?;
+            return self.produce(topic, &sealed).await;
+        }
+        self.produce(topic, envelope).await
+    }
+
+    /// Produces one event as it is (already sealed) and waits for the acknowledgement.
+    async fn produce(&self, topic: &str, envelope: &Envelope) -> Result<()> {
         let mut headers = OwnedHeaders::new();
         for (key, value) in envelope.kafka_headers() {
             headers = headers.insert(Header {
@@ -191,6 +215,11 @@ impl KafkaLog {
         topic: &str,
         envelope: &Envelope,
     ) -> Result<()> {
+        if crate::sealing::carries_personal_data(&envelope.event_type) {
+            let mut sealed = envelope.clone();
+            self.sealer.seal(conn, &mut sealed).await?;
+            return sql::insert_outbox(conn, topic, &sealed).await;
+        }
         sql::insert_outbox(conn, topic, envelope).await
     }
 
@@ -284,7 +313,7 @@ impl KafkaLog {
         let results = join_all(
             batch
                 .iter()
-                .map(|(_, topic, envelope)| self.publish(topic, envelope)),
+                .map(|(_, topic, envelope)| self.produce(topic, envelope)),
         )
         .await;
         for result in results {

@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 mod runner;
+pub mod sealing;
 pub mod sql;
 pub mod stage;
 pub mod topics;
@@ -33,6 +34,7 @@ pub use embedded::EmbeddedLog;
 pub use envelope::Envelope;
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use metrics::LogMetrics;
+pub use sealing::{MasterKeys, Sealer};
 pub use stage::{Output, Record, Stage, StageError};
 
 /// Errors of the event log.
@@ -62,6 +64,13 @@ pub enum Error {
     GroupCommit(String),
     #[error("the embedded log needs an embedded store")]
     Misconfigured,
+    /// Sealing or opening personal data failed (names a key id, never a value).
+    #[error("sealing: {0}")]
+    Sealing(String),
+    /// A data key was wrapped under a master key this process does not have (add it to
+    /// `privacy.previous_master_keys`).
+    #[error("data key {key_id} is wrapped under master key {master_key}, which is not configured")]
+    MasterKeyMissing { key_id: String, master_key: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -93,6 +102,14 @@ impl EventLog {
         match self {
             EventLog::Embedded(log) => log.append_in(conn, topic, envelope).await.map(|_| ()),
             EventLog::Kafka(log) => log.append_in(conn, topic, envelope).await,
+        }
+    }
+
+    /// Seals and opens this log's personal data.
+    pub fn sealer(&self) -> &Sealer {
+        match self {
+            EventLog::Embedded(log) => log.sealer(),
+            EventLog::Kafka(log) => log.sealer(),
         }
     }
 

@@ -95,7 +95,22 @@ async fn apply_in_span<S: Stage>(
         savepoint.commit().await?;
         return Ok(Outcome::Duplicate);
     }
-    match stage.handle(&mut savepoint, record).await {
+    // The stage sees the event opened; the dead letter below keeps it sealed as it came.
+    let mut opened = record.clone();
+    if crate::sealing::carries_personal_data(&opened.envelope.event_type) {
+        log.sealer()
+            .open(&mut savepoint, &mut opened.envelope)
+            .await
+            .map_err(|e| match e {
+                // A sealed value that cannot be opened with its key is broken for good.
+                crate::Error::Sealing(_) | crate::Error::Decode { .. } => {
+                    StageError::Rejected(e.to_string())
+                }
+                // The database or a missing master key: retry (the stage stalls visibly).
+                other => StageError::Retry(other.to_string()),
+            })?;
+    }
+    match stage.handle(&mut savepoint, &opened).await {
         Ok(outputs) => {
             for output in &outputs {
                 log.append_in(&mut savepoint, &output.topic, &output.envelope)

@@ -118,7 +118,13 @@ async fn run_until(
 }
 
 async fn conformance(store: Store) -> TestResult {
-    let log = EmbeddedLog::open(store.clone(), 3, LogMetrics::default()).await?;
+    let log = EmbeddedLog::open(
+        store.clone(),
+        3,
+        LogMetrics::default(),
+        kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+    )
+    .await?;
     sqlx::query("CREATE TABLE test_effects (id TEXT PRIMARY KEY)")
         .execute(store.pool())
         .await?;

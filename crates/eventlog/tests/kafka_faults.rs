@@ -49,7 +49,13 @@ async fn transient_errors_are_retried_and_a_down_broker_loses_nothing() -> TestR
         // The mock broker does not implement CreateTopics; topics were made above.
         create_topics: false,
     };
-    let log = KafkaLog::connect(config, store.clone(), LogMetrics::default()).await?;
+    let log = KafkaLog::connect(
+        config,
+        store.clone(),
+        LogMetrics::default(),
+        kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+    )
+    .await?;
     let topic = topics::ALERTS_LIFECYCLE;
 
     // Transient produce errors: the idempotent producer retries, publish still succeeds.

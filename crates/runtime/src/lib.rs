@@ -15,7 +15,10 @@ pub mod process;
 pub mod settings;
 pub mod telemetry;
 
-use kinlink_eventlog::{EmbeddedLog, EventLog, KafkaConfig, KafkaLog, LogMetrics};
+use base64::Engine;
+use kinlink_eventlog::{
+    EmbeddedLog, EventLog, KafkaConfig, KafkaLog, LogMetrics, MasterKeys, Sealer,
+};
 use kinlink_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -47,9 +50,10 @@ pub async fn open_backends(settings: &Settings, metrics: LogMetrics) -> Result<(
         Some(url) => Store::connect(url).await?,
         None => Store::open_embedded(&settings.data_dir).await?,
     };
+    let sealer = Sealer::new(master_keys(settings)?);
     let log = match settings.log.backend {
         settings::LogBackend::Embedded => EventLog::Embedded(
-            EmbeddedLog::open(store.clone(), settings.log.partitions, metrics).await?,
+            EmbeddedLog::open(store.clone(), settings.log.partitions, metrics, sealer).await?,
         ),
         settings::LogBackend::Kafka => {
             let kafka = &settings.log.kafka;
@@ -68,10 +72,59 @@ pub async fn open_backends(settings: &Settings, metrics: LogMetrics) -> Result<(
                 client_options,
                 create_topics: kafka.create_topics,
             };
-            EventLog::Kafka(KafkaLog::connect(config, store.clone(), metrics).await?)
+            EventLog::Kafka(KafkaLog::connect(config, store.clone(), metrics, sealer).await?)
         }
     };
     Ok((store, log))
+}
+
+fn decode_key(what: &str, text: &str) -> Result<[u8; 32]> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| Error::Invalid(format!("{what} is not 32 bytes in base64")))
+}
+
+fn key_from_env(field: &str, value: &str) -> Result<[u8; 32]> {
+    let name = value.strip_prefix("env:").unwrap_or(value);
+    let text = std::env::var(name)
+        .map_err(|_| Error::Invalid(format!("{field}: environment variable {name} is not set")))?;
+    decode_key(&format!("{field} (variable {name})"), &text)
+}
+
+/// The master keys from settings: `privacy.master_key` from the environment, else the key
+/// file (made with a fresh random key on the embedded default's first start).
+pub fn master_keys(settings: &Settings) -> Result<MasterKeys> {
+    let privacy = &settings.privacy;
+    let current = match (&privacy.master_key, &privacy.master_key_file) {
+        (Some(value), _) => key_from_env("privacy.master_key", value)?,
+        (None, file) => {
+            let path = file
+                .clone()
+                .unwrap_or_else(|| settings.data_dir.join("master.key"));
+            if !path.exists() && file.is_none() {
+                std::fs::create_dir_all(&settings.data_dir)?;
+                let text = base64::engine::general_purpose::STANDARD.encode(MasterKeys::generate());
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                std::io::Write::write_all(&mut options.open(&path)?, text.as_bytes())?;
+                tracing::info!(path = %path.display(), "Made a new master key for sealing personal data.");
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::Invalid(format!("privacy.master_key_file {}: {e}", path.display()))
+            })?;
+            decode_key(&format!("the master key in {}", path.display()), &text)?
+        }
+    };
+    let previous = privacy
+        .previous_master_keys
+        .iter()
+        .map(|value| key_from_env("privacy.previous_master_keys", value))
+        .collect::<Result<_>>()?;
+    Ok(MasterKeys::new(current, previous))
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.

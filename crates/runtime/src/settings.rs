@@ -25,6 +25,32 @@ pub struct Settings {
     pub notifier: NotifierSettings,
     pub ops: OpsSettings,
     pub console: ConsoleSettings,
+    pub privacy: PrivacySettings,
+}
+
+/// The master key that wraps the per-person data keys sealing personal data in the log
+/// (crypto-shredding). Every process of one deployment must use the same key.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySettings {
+    /// `env:NAME`: a variable holding 32 random bytes in base64 (`head -c 32 /dev/urandom |
+    /// base64`). Wins over `master_key_file`.
+    pub master_key: Option<String>,
+    /// A file holding the key in base64. Unset on the embedded default: `<data_dir>/master.key`,
+    /// made on first start (mode 0600). The Kafka backend needs `master_key` or this.
+    pub master_key_file: Option<PathBuf>,
+    /// Earlier master keys (`env:NAME`), still able to open data keys wrapped before a rotation.
+    pub previous_master_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for PrivacySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacySettings")
+            .field("master_key", &self.master_key)
+            .field("master_key_file", &self.master_key_file)
+            .field("previous_master_keys", &self.previous_master_keys)
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -41,6 +67,7 @@ impl Default for Settings {
             notifier: NotifierSettings::default(),
             ops: OpsSettings::default(),
             console: ConsoleSettings::default(),
+            privacy: PrivacySettings::default(),
         }
     }
 }
@@ -1028,6 +1055,29 @@ impl Settings {
                     "log.kafka.options.\"{key}\": TLS and SASL are set in log.kafka.security, which checks them at start-up"
                 )));
             }
+        }
+        for (field, value) in
+            std::iter::once(("privacy.master_key", self.privacy.master_key.as_ref())).chain(
+                self.privacy
+                    .previous_master_keys
+                    .iter()
+                    .map(|k| ("privacy.previous_master_keys", Some(k))),
+            )
+        {
+            if value.is_some_and(|v| !v.starts_with("env:")) {
+                return Err(Error::Invalid(format!(
+                    "{field}: give the key as env:NAME (a variable holding it in base64); keys written into settings are refused"
+                )));
+            }
+        }
+        if self.log.backend == LogBackend::Kafka
+            && self.privacy.master_key.is_none()
+            && self.privacy.master_key_file.is_none()
+        {
+            return Err(Error::Invalid(
+                "log.backend = \"kafka\" needs privacy.master_key (env:NAME) or privacy.master_key_file: every instance must seal personal data with the same key"
+                    .to_owned(),
+            ));
         }
         if self.log.backend == LogBackend::Kafka && self.store.url.is_none() {
             return Err(Error::Invalid(

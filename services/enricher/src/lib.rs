@@ -324,6 +324,7 @@ async fn enrich(
             registry::earlier_referrals(conn, &resolved.person_id, &referral.referral_id).await?;
         let review_task_ids = registry::open_reviews(conn, &resolved.person_id).await?;
         subjects.push(v1::EnrichedSubject {
+            sealed_locations: None,
             person_id: resolved.person_id,
             role: role as i32,
             dependant_index: index,
@@ -389,6 +390,7 @@ async fn enrich(
     }
 
     let enriched = v1::ReferralEnriched {
+        sealed_concern: None,
         referral_id: referral.referral_id.clone(),
         agency_id: referral.agency_id.clone(),
         urgency: referral.urgency,

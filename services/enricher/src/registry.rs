@@ -807,3 +807,80 @@ pub async fn latest_assessment(
         .transpose()?
         .and_then(|outcome| kinlink_domain::child::AssessedAge::parse(&outcome)))
 }
+
+/// Where a person appears: (referral id, role, dependant index) of each of their records.
+pub async fn appearances(
+    conn: &mut AnyConnection,
+    person_id: &str,
+) -> Result<Vec<(String, i32, u32)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT referral_id, role, dependant_index FROM referral_persons WHERE person_id = $1 \
+         ORDER BY referral_id, role, dependant_index",
+    )
+    .bind(person_id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("referral_id")?,
+            i32::try_from(row.try_get::<i64, _>("role")?).unwrap_or_default(),
+            u32::try_from(row.try_get::<i64, _>("dependant_index")?).unwrap_or_default(),
+        ))
+    })
+    .collect()
+}
+
+/// Erasure: the person's records keep their ids and decisions (so the registry's history and
+/// the figures still add up) but lose every personal value; their blocking keys and strong
+/// identifiers go. Returns how many records were scrubbed.
+pub async fn erase_person(conn: &mut AnyConnection, person_id: &str) -> Result<u64, sqlx::Error> {
+    // The name counters (term frequencies) forget the person's names too: a full name
+    // counted once is itself personal data.
+    let names =
+        sqlx::query("SELECT given_name, family_name FROM linkage_records WHERE person_id = $1")
+            .bind(person_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for row in &names {
+        let (given, family): (String, String) =
+            (row.try_get("given_name")?, row.try_get("family_name")?);
+        for key in counted_names(&fold(&given), &fold(&family)) {
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    for (name, count) in counts {
+        sqlx::query(
+            "UPDATE linkage_name_counts SET occurrences = occurrences - $1 WHERE name = $2",
+        )
+        .bind(count)
+        .bind(&name)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM linkage_name_counts WHERE name = $1 AND occurrences <= 0")
+            .bind(&name)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "DELETE FROM linkage_keys WHERE record_id IN \
+         (SELECT record_id FROM linkage_records WHERE person_id = $1)",
+    )
+    .bind(person_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM person_identifiers WHERE person_id = $1")
+        .bind(person_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query(
+        "UPDATE linkage_records SET given_name = '', family_name = '', aliases = '[]', \
+         date_of_birth = '', dob_estimated = 0, sex = '', nationality = '', postcode = '' \
+         WHERE person_id = $1",
+    )
+    .bind(person_id)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

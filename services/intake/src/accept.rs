@@ -324,3 +324,45 @@ pub async fn load(
     let referral = v1::ReferralReceived::decode(bytes.as_slice()).map_err(unavailable)?;
     Ok(Some((referral, row.try_get("state").map_err(unavailable)?)))
 }
+
+/// Erasure: intake's copy of a referral loses the erased people (`slots`: the subject is role
+/// 1 index 0, dependant `i` is role 2 index `i`) and the referrer's free text, which can name
+/// them. The rest of the referral (ids, dates, codes) stays, so its status and counts still
+/// answer. Returns whether the referral was there.
+pub async fn erase_subjects(
+    conn: &mut sqlx::AnyConnection,
+    referral_id: &str,
+    slots: &[(i32, u32)],
+) -> Result<bool, sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT referral FROM intake_referrals WHERE referral_id = $1")
+        .bind(referral_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let bytes: Vec<u8> = row.try_get("referral")?;
+    let mut referral = v1::ReferralReceived::decode(bytes.as_slice())
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let erased = || v1::Person {
+        erased: true,
+        ..Default::default()
+    };
+    for &(role, index) in slots {
+        if role == v1::SubjectRole::ReferralSubject as i32 {
+            referral.subject = Some(erased());
+        } else if let Some(dependant) = usize::try_from(index)
+            .ok()
+            .and_then(|i| referral.dependants.get_mut(i))
+        {
+            dependant.person = Some(erased());
+        }
+    }
+    referral.concern.clear();
+    sqlx::query("UPDATE intake_referrals SET referral = $1 WHERE referral_id = $2")
+        .bind(referral.encode_to_vec())
+        .bind(referral_id)
+        .execute(conn)
+        .await?;
+    Ok(true)
+}

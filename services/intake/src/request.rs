@@ -480,6 +480,7 @@ pub fn into_event(
         return Err(errors);
     }
     Ok(v1::ReferralReceived {
+        sealed_concern: None,
         referral_id: referral_id.to_owned(),
         agency_id: agency_id.to_owned(),
         external_reference: request.external_reference,
@@ -752,6 +753,8 @@ fn person(
         .collect();
     let locations = convert_locations(request.locations, &format!("{at}/locations"), errors);
     v1::Person {
+        erased: false,
+        sealed: None,
         given_name: request.given_name.trim().to_owned(),
         family_name: request.family_name.trim().to_owned(),
         aliases: request.aliases,

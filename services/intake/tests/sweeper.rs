@@ -15,7 +15,15 @@ async fn a_referral_left_pending_is_published_once_with_its_own_event_id() -> Te
     let dir = std::env::temp_dir().join(format!("kinlink-sweeper-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let log = EventLog::Embedded(
+        EmbeddedLog::open(
+            store.clone(),
+            1,
+            LogMetrics::default(),
+            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        )
+        .await?,
+    );
     let received_at = 1_795_000_000_000i64;
     let referral = kinlink_test_kit::referral(
         "r-pending",

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 mod audit;
 mod authority;
 pub mod bench;
+mod erasure;
 mod import;
 pub mod linkage;
 mod ops;
@@ -95,6 +96,12 @@ pub enum Command {
     /// missing episodes, and how fast authorities acknowledged; counts from 1 to 4 (and any
     /// that totals would give away) shown as `[c]`. Read from the event log.
     Report(report::ReportArgs),
+    /// Erasure: delete a person's data keys (their sealed events in the log become
+    /// unreadable everywhere) and scrub the store's copies; audited.
+    Erase {
+        #[command(subcommand)]
+        command: erasure::EraseCommand,
+    },
     /// Subject access: everything held about a person, other people's details withheld.
     Sar {
         #[command(subcommand)]
@@ -463,6 +470,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(&args).await,
         Command::Report(args) => report::run(&args).await,
         Command::Sar { command } => sar::run(command).await,
+        Command::Erase { command } => erasure::run(command).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
         Command::Model {

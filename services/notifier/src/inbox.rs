@@ -478,3 +478,65 @@ impl AlertInbox {
         Ok(())
     }
 }
+
+/// Erasure: in every stored alert about one of `person_ids` (the alert and its delivery
+/// copy), that child's section loses their details, and the alert loses the referrer's free
+/// text and the last-seen location, which can describe them. Ids, codes, states and times
+/// stay, so inboxes, deadlines and figures still add up. Returns the alert ids touched.
+pub async fn erase_person(
+    conn: &mut AnyConnection,
+    person_ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    use sqlx::Row;
+    let mut alert_ids = vec![];
+    for person_id in person_ids {
+        for row in sqlx::query(
+            "SELECT DISTINCT alert_id FROM routing_decisions WHERE person_id = $1 ORDER BY alert_id",
+        )
+        .bind(person_id)
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            let alert_id: String = row.try_get("alert_id")?;
+            if !alert_ids.contains(&alert_id) {
+                alert_ids.push(alert_id);
+            }
+        }
+    }
+    let scrub = |bytes: &[u8]| -> Result<Vec<u8>, sqlx::Error> {
+        let mut alert =
+            v1::AlertRaised::decode(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        for section in &mut alert.sections {
+            if person_ids.contains(&section.person_id) {
+                section.child = Some(v1::Person {
+                    erased: true,
+                    ..Default::default()
+                });
+            }
+        }
+        alert.concern.clear();
+        if let Some(episode) = alert.missing_episode.as_mut() {
+            episode.last_seen = None;
+        }
+        Ok(alert.encode_to_vec())
+    };
+    for alert_id in &alert_ids {
+        for table in ["alerts", "deliveries"] {
+            let row = sqlx::query(&format!("SELECT alert FROM {table} WHERE alert_id = $1"))
+                .bind(alert_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some(row) = row {
+                let scrubbed = scrub(&row.try_get::<Vec<u8>, _>("alert")?)?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET alert = $1 WHERE alert_id = $2"
+                ))
+                .bind(scrubbed)
+                .bind(alert_id)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(alert_ids)
+}

@@ -519,6 +519,7 @@ mod tests {
                 decided_at: None,
             }),
             missing_episode: Some(v1::AlertMissingEpisode {
+                sealed_last_seen: None,
                 missing_since: Some(kinlink_proto::timestamp_from_millis(1_795_000_000_000)),
                 last_seen: Some(v1::Location {
                     postcode: "CT1 2RR".into(),

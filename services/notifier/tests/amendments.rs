@@ -113,7 +113,15 @@ async fn file(store: &Store, inbox: &AlertInbox, revision: u32) -> TestResult {
 async fn amendment_during_a_slow_attempt_is_delivered(store: Store) -> TestResult {
     let (base, gate) = gated_receiver().await?;
     let settings = support::kent_settings(&base, "kent", None, false);
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let log = EventLog::Embedded(
+        EmbeddedLog::open(
+            store.clone(),
+            1,
+            LogMetrics::default(),
+            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        )
+        .await?,
+    );
     let directory = Arc::new(Directory::from_settings(&settings)?);
     let inbox = AlertInbox::new(directory.clone());
     let worker = Arc::new(DeliveryWorker::new(
@@ -223,8 +231,15 @@ impl Fixture {
         let (base, gate) = gated_receiver().await?;
         gate.permits.add_permits(100);
         let settings = settings(&base);
-        let log =
-            EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+        let log = EventLog::Embedded(
+            EmbeddedLog::open(
+                store.clone(),
+                1,
+                LogMetrics::default(),
+                kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            )
+            .await?,
+        );
         let directory = Arc::new(Directory::from_settings(&settings)?);
         let inbox = AlertInbox::new(directory.clone());
         let clock = Arc::new(std::sync::atomic::AtomicI64::new(

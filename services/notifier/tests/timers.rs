@@ -52,7 +52,15 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
     let dir = std::env::temp_dir().join(format!("kinlink-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let log = EventLog::Embedded(
+        EmbeddedLog::open(
+            store.clone(),
+            1,
+            LogMetrics::default(),
+            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        )
+        .await?,
+    );
     let directory = Arc::new(Directory::from_settings(&settings)?);
 
     // File an alert whose deadline is one hour from "now" (the test's clock).
@@ -124,7 +132,15 @@ async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page(
     let dir = std::env::temp_dir().join(format!("kinlink-triage-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let log = EventLog::Embedded(
+        EmbeddedLog::open(
+            store.clone(),
+            1,
+            LogMetrics::default(),
+            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        )
+        .await?,
+    );
     let directory = Arc::new(Directory::from_settings(&settings)?);
 
     // A red alert nobody could route: its SLA is 15 minutes.
@@ -211,7 +227,15 @@ async fn an_undecided_handoff_pages_on_call_at_the_deadline_and_a_decision_resol
     let dir = std::env::temp_dir().join(format!("kinlink-handoff-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open_embedded(&dir).await?;
-    let log = EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+    let log = EventLog::Embedded(
+        EmbeddedLog::open(
+            store.clone(),
+            1,
+            LogMetrics::default(),
+            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        )
+        .await?,
+    );
     let directory = Arc::new(Directory::from_settings(&settings)?);
     let start = kinlink_store::now_millis();
     let deadline = start + 3_600_000;

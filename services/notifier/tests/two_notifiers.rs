@@ -107,8 +107,15 @@ async fn two_notifiers_fire_each_escalation_once_on_postgres() -> TestResult {
     let mut stores = Vec::new();
     for _ in 0..2 {
         let store = database.store().await?;
-        let log =
-            EventLog::Embedded(EmbeddedLog::open(store.clone(), 1, LogMetrics::default()).await?);
+        let log = EventLog::Embedded(
+            EmbeddedLog::open(
+                store.clone(),
+                1,
+                LogMetrics::default(),
+                kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            )
+            .await?,
+        );
         workers.push(support::clocked_worker(
             &store, &log, &directory, &settings, &clock,
         )?);

@@ -191,6 +191,7 @@ pub fn plan_alerts(
                                 Resolution::Unresolved { .. } => None,
                             })
                             .unwrap_or_default(),
+                        sealed_last_seen: None,
                     }),
                     ..Context::default()
                 },

@@ -1,0 +1,488 @@
+//! Crypto-shredding: personal data in the log is sealed with per-person data keys, so that
+//! erasing a person is deleting their keys, and every copy of their events (the embedded log,
+//! Kafka topics and their replicas, dead-letter topics, backups) becomes unreadable at once.
+//!
+//! Which key seals what (key ids name the data subject, never personal data):
+//! - `slot:<referral>:<role>:<index>`: a person as one referral describes them (the subject is
+//!   role 1 index 0, dependant `i` is role 2 index `i`). Used by `ReferralReceived` and
+//!   `ReferralEnriched` (the person and their locations).
+//! - `person:<referral>:<person>`: a child in an alert (`AlertRaised` sections and the missing
+//!   episode's last-seen location), once the enricher has given the child a person id.
+//! - `referral:<referral>`: the referrer's free text, which is about the whole case.
+//!
+//! Data keys are random 256-bit AES-GCM keys, stored in `data_keys` wrapped (AES-256-GCM)
+//! under the master key from settings, whose fingerprint is kept beside each key so a rotated
+//! master key can still open older ones. Each seal uses a fresh random nonce, and the key id is
+//! the associated data, so a sealed value moved under another key id fails to open.
+//!
+//! Sealing happens where events enter the log ([`crate::EventLog::append_in`] and
+//! [`crate::EventLog::publish`]), opening where a stage receives one (the runner): stages see
+//! plain events and need not know. Sealing is idempotent (a sealed value is left alone), so a
+//! dead letter or a replay re-entering the log is not sealed twice. A value whose key is gone
+//! opens as erased: the fields stay empty and `Person.erased` is set.
+
+use std::collections::HashMap;
+
+use prost::{Message, Name};
+use rand::RngCore;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyConnection, Row};
+
+use kinlink_proto::v1;
+
+use crate::{Envelope, Error, Result};
+
+/// A 256-bit master key, and the ones it replaced (still able to open older data keys).
+#[derive(Clone)]
+pub struct MasterKeys {
+    current: [u8; 32],
+    previous: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MasterKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKeys")
+            .field("current", &fingerprint(&self.current))
+            .field(
+                "previous",
+                &self.previous.iter().map(fingerprint).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A key's public name: the first 16 hex digits of its SHA-256.
+pub fn fingerprint(key: &[u8; 32]) -> String {
+    Sha256::digest(key)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl MasterKeys {
+    pub fn new(current: [u8; 32], previous: Vec<[u8; 32]>) -> Self {
+        Self { current, previous }
+    }
+
+    /// A fresh random key (for a new embedded data directory's key file).
+    pub fn generate() -> [u8; 32] {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        key
+    }
+
+    fn by_fingerprint(&self, wanted: &str) -> Option<&[u8; 32]> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| fingerprint(key) == wanted)
+    }
+}
+
+fn aead(key: &[u8; 32]) -> Result<LessSafeKey> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| Error::Sealing("cannot use key".to_owned()))
+}
+
+fn encrypt(key: &[u8; 32], aad: &str, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut data = plain.to_vec();
+    aead(key)?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad.as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| Error::Sealing("encryption failed".to_owned()))?;
+    Ok((nonce.to_vec(), data))
+}
+
+fn decrypt(key: &[u8; 32], aad: &str, nonce: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = sealed.to_vec();
+    let plain = aead(key)
+        .ok()?
+        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut data)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
+/// Whether events of this type carry personal data to seal.
+pub fn carries_personal_data(event_type: &str) -> bool {
+    event_type == v1::ReferralReceived::full_name()
+        || event_type == v1::ReferralEnriched::full_name()
+        || event_type == v1::AlertRaised::full_name()
+}
+
+/// Seals and opens events' personal data. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Sealer {
+    master: MasterKeys,
+}
+
+/// Data keys looked up or made while sealing or opening one event.
+#[derive(Default)]
+struct Keys(HashMap<String, Option<[u8; 32]>>);
+
+impl Sealer {
+    pub fn new(master: MasterKeys) -> Self {
+        Self { master }
+    }
+
+    /// The data key `key_id`, made (and stored, in the caller's transaction) if it does not
+    /// exist and `create`; `None` when it was erased (or never made and not `create`).
+    async fn key(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        key_id: &str,
+        create: bool,
+    ) -> Result<Option<[u8; 32]>> {
+        if let Some(known) = keys.0.get(key_id) {
+            return Ok(*known);
+        }
+        let mut found = self.load(conn, key_id).await?;
+        if found.is_none() && create {
+            let key = MasterKeys::generate();
+            let (nonce, wrapped) = encrypt(&self.master.current, key_id, &key)?;
+            let mut blob = nonce;
+            blob.extend(wrapped);
+            sqlx::query(
+                "INSERT INTO data_keys (key_id, referral_id, master_key, wrapped, created_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(key_id)
+            .bind(referral_of(key_id))
+            .bind(fingerprint(&self.master.current))
+            .bind(blob)
+            .bind(kinlink_store::now_millis())
+            .execute(&mut *conn)
+            .await?;
+            // Another writer may have made it first: use whichever is stored.
+            found = self.load(conn, key_id).await?;
+        }
+        keys.0.insert(key_id.to_owned(), found);
+        Ok(found)
+    }
+
+    async fn load(&self, conn: &mut AnyConnection, key_id: &str) -> Result<Option<[u8; 32]>> {
+        let Some(row) = sqlx::query("SELECT master_key, wrapped FROM data_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let master_id: String = row.try_get("master_key")?;
+        let blob: Vec<u8> = row.try_get("wrapped")?;
+        let master =
+            self.master
+                .by_fingerprint(&master_id)
+                .ok_or_else(|| Error::MasterKeyMissing {
+                    key_id: key_id.to_owned(),
+                    master_key: master_id.clone(),
+                })?;
+        if blob.len() < NONCE_LEN {
+            return Err(Error::Sealing(format!("data key {key_id} is malformed")));
+        }
+        let (nonce, wrapped) = blob.split_at(NONCE_LEN);
+        let plain = decrypt(master, key_id, nonce, wrapped)
+            .ok_or_else(|| Error::Sealing(format!("data key {key_id} does not open")))?;
+        let key: [u8; 32] = plain
+            .try_into()
+            .map_err(|_| Error::Sealing(format!("data key {key_id} is malformed")))?;
+        Ok(Some(key))
+    }
+
+    async fn seal_value<M: Message>(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        key_id: &str,
+        value: &M,
+    ) -> Result<v1::Sealed> {
+        let key = self
+            .key(conn, keys, key_id, true)
+            .await?
+            .ok_or_else(|| Error::Sealing(format!("data key {key_id} could not be made")))?;
+        let (nonce, ciphertext) = encrypt(&key, key_id, &value.encode_to_vec())?;
+        Ok(v1::Sealed {
+            key_id: key_id.to_owned(),
+            nonce,
+            ciphertext,
+        })
+    }
+
+    /// The sealed value, or `None` when its key was erased.
+    async fn open_value<M: Message + Default>(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        sealed: &v1::Sealed,
+    ) -> Result<Option<M>> {
+        let Some(key) = self.key(conn, keys, &sealed.key_id, false).await? else {
+            return Ok(None);
+        };
+        let plain =
+            decrypt(&key, &sealed.key_id, &sealed.nonce, &sealed.ciphertext).ok_or_else(|| {
+                Error::Sealing(format!("a value under {} does not open", sealed.key_id))
+            })?;
+        M::decode(plain.as_slice()).map(Some).map_err(|e| {
+            Error::Sealing(format!("a value under {} is malformed: {e}", sealed.key_id))
+        })
+    }
+
+    async fn seal_person(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        key_id: &str,
+        person: &mut v1::Person,
+    ) -> Result<()> {
+        if person.sealed.is_some() || person.erased {
+            return Ok(());
+        }
+        let sealed = self.seal_value(conn, keys, key_id, &*person).await?;
+        *person = v1::Person {
+            sealed: Some(sealed),
+            ..Default::default()
+        };
+        Ok(())
+    }
+
+    async fn open_person(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        person: &mut v1::Person,
+    ) -> Result<()> {
+        let Some(sealed) = person.sealed.take() else {
+            return Ok(());
+        };
+        match self.open_value::<v1::Person>(conn, keys, &sealed).await? {
+            Some(opened) => *person = opened,
+            None => {
+                *person = v1::Person {
+                    erased: true,
+                    ..Default::default()
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn seal_text(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        key_id: &str,
+        text: &mut String,
+        sealed: &mut Option<v1::Sealed>,
+    ) -> Result<()> {
+        if text.is_empty() || sealed.is_some() {
+            return Ok(());
+        }
+        let value = std::mem::take(text);
+        *sealed = Some(self.seal_value(conn, keys, key_id, &value).await?);
+        Ok(())
+    }
+
+    async fn open_text(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        text: &mut String,
+        sealed: &mut Option<v1::Sealed>,
+    ) -> Result<()> {
+        let Some(value) = sealed.take() else {
+            return Ok(());
+        };
+        if let Some(opened) = self.open_value::<String>(conn, keys, &value).await? {
+            *text = opened;
+        }
+        Ok(())
+    }
+
+    /// Seals the personal data of `envelope` in place (events without any are left alone).
+    pub async fn seal(&self, conn: &mut AnyConnection, envelope: &mut Envelope) -> Result<()> {
+        let keys = &mut Keys::default();
+        let t = envelope.event_type.as_str();
+        if t == v1::ReferralReceived::full_name() {
+            let mut event: v1::ReferralReceived = envelope.decode()?;
+            let rid = event.referral_id.clone();
+            if let Some(subject) = event.subject.as_mut() {
+                self.seal_person(conn, keys, &slot_key(&rid, SUBJECT, 0), subject)
+                    .await?;
+            }
+            for (index, dependant) in event.dependants.iter_mut().enumerate() {
+                if let Some(person) = dependant.person.as_mut() {
+                    self.seal_person(conn, keys, &slot_key(&rid, DEPENDANT, index as u32), person)
+                        .await?;
+                }
+            }
+            self.seal_text(
+                conn,
+                keys,
+                &referral_key(&rid),
+                &mut event.concern,
+                &mut event.sealed_concern,
+            )
+            .await?;
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::ReferralEnriched::full_name() {
+            let mut event: v1::ReferralEnriched = envelope.decode()?;
+            let rid = event.referral_id.clone();
+            for subject in &mut event.subjects {
+                let key_id = slot_key(&rid, subject.role, subject.dependant_index);
+                if let Some(person) = subject.person.as_mut() {
+                    self.seal_person(conn, keys, &key_id, person).await?;
+                }
+                if !subject.locations.is_empty() && subject.sealed_locations.is_none() {
+                    let locations = v1::Person {
+                        locations: std::mem::take(&mut subject.locations),
+                        ..Default::default()
+                    };
+                    subject.sealed_locations =
+                        Some(self.seal_value(conn, keys, &key_id, &locations).await?);
+                }
+            }
+            self.seal_text(
+                conn,
+                keys,
+                &referral_key(&rid),
+                &mut event.concern,
+                &mut event.sealed_concern,
+            )
+            .await?;
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::AlertRaised::full_name() {
+            let mut event: v1::AlertRaised = envelope.decode()?;
+            let rid = event.referral_id.clone();
+            for section in &mut event.sections {
+                let key_id = person_key(&rid, &section.person_id);
+                if let Some(child) = section.child.as_mut() {
+                    self.seal_person(conn, keys, &key_id, child).await?;
+                }
+            }
+            if let Some(episode) = event.missing_episode.as_mut()
+                && let Some(last_seen) = episode.last_seen.take()
+                && episode.sealed_last_seen.is_none()
+            {
+                let key_id = person_key(&rid, &event.person_id);
+                episode.sealed_last_seen =
+                    Some(self.seal_value(conn, keys, &key_id, &last_seen).await?);
+            }
+            self.seal_text(
+                conn,
+                keys,
+                &referral_key(&rid),
+                &mut event.concern,
+                &mut event.sealed_concern,
+            )
+            .await?;
+            envelope.data = event.encode_to_vec();
+        }
+        Ok(())
+    }
+
+    /// Opens what [`Sealer::seal`] sealed; values whose key was erased stay empty.
+    pub async fn open(&self, conn: &mut AnyConnection, envelope: &mut Envelope) -> Result<()> {
+        let keys = &mut Keys::default();
+        let t = envelope.event_type.as_str();
+        if t == v1::ReferralReceived::full_name() {
+            let mut event: v1::ReferralReceived = envelope.decode()?;
+            if let Some(subject) = event.subject.as_mut() {
+                self.open_person(conn, keys, subject).await?;
+            }
+            for dependant in &mut event.dependants {
+                if let Some(person) = dependant.person.as_mut() {
+                    self.open_person(conn, keys, person).await?;
+                }
+            }
+            self.open_text(conn, keys, &mut event.concern, &mut event.sealed_concern)
+                .await?;
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::ReferralEnriched::full_name() {
+            let mut event: v1::ReferralEnriched = envelope.decode()?;
+            for subject in &mut event.subjects {
+                if let Some(person) = subject.person.as_mut() {
+                    self.open_person(conn, keys, person).await?;
+                }
+                if let Some(sealed) = subject.sealed_locations.take()
+                    && let Some(holder) = self.open_value::<v1::Person>(conn, keys, &sealed).await?
+                {
+                    subject.locations = holder.locations;
+                }
+            }
+            self.open_text(conn, keys, &mut event.concern, &mut event.sealed_concern)
+                .await?;
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::AlertRaised::full_name() {
+            let mut event: v1::AlertRaised = envelope.decode()?;
+            for section in &mut event.sections {
+                if let Some(child) = section.child.as_mut() {
+                    self.open_person(conn, keys, child).await?;
+                }
+            }
+            if let Some(episode) = event.missing_episode.as_mut()
+                && let Some(sealed) = episode.sealed_last_seen.take()
+            {
+                episode.last_seen = self.open_value::<v1::Location>(conn, keys, &sealed).await?;
+            }
+            self.open_text(conn, keys, &mut event.concern, &mut event.sealed_concern)
+                .await?;
+            envelope.data = event.encode_to_vec();
+        }
+        Ok(())
+    }
+}
+
+const SUBJECT: i32 = v1::SubjectRole::ReferralSubject as i32;
+const DEPENDANT: i32 = v1::SubjectRole::Dependant as i32;
+
+/// The key of a person as one referral describes them.
+pub fn slot_key(referral_id: &str, role: i32, index: u32) -> String {
+    format!("slot:{referral_id}:{role}:{index}")
+}
+
+/// The key of a child in the alerts of one referral.
+pub fn person_key(referral_id: &str, person_id: &str) -> String {
+    format!("person:{referral_id}:{person_id}")
+}
+
+/// The key of a referral's free text.
+pub fn referral_key(referral_id: &str) -> String {
+    format!("referral:{referral_id}")
+}
+
+fn referral_of(key_id: &str) -> &str {
+    key_id.split(':').nth(1).unwrap_or_default()
+}
+
+/// Deletes data keys (erasure). Returns how many existed. The one writer of `data_keys`
+/// besides [`Sealer`].
+pub async fn erase_keys(conn: &mut AnyConnection, key_ids: &[String]) -> Result<u64> {
+    let mut erased = 0;
+    for key_id in key_ids {
+        erased += sqlx::query("DELETE FROM data_keys WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(erased)
+}
+
+/// Whether data key `key_id` exists (it has not been erased).
+pub async fn key_exists(conn: &mut AnyConnection, key_id: &str) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 AS present FROM data_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}

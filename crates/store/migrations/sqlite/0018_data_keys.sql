@@ -1,0 +1,14 @@
+-- Owner: crates/eventlog (sealing.rs). Per-person data keys for crypto-shredding: personal
+-- data in the log is sealed with these, so deleting a person's keys (erasure) leaves every
+-- copy of their events unreadable. Each key is wrapped (AES-256-GCM) under the master key
+-- whose fingerprint is in master_key; key ids name the data subject by ids only.
+CREATE TABLE data_keys (
+    key_id        TEXT    PRIMARY KEY,
+    -- The referral the key belongs to (retention erases a referral's keys together).
+    referral_id   TEXT    NOT NULL,
+    master_key    TEXT    NOT NULL,
+    -- Nonce, then the wrapped key with its tag.
+    wrapped       BLOB    NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX data_keys_referral ON data_keys (referral_id);
