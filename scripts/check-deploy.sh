@@ -140,7 +140,7 @@ for name in ("intake", "enricher", "alerter", "notifier"):
     check(env.get("KINLINK__LOG__KAFKA__BROKERS") == "kafka:9092", f"compose {name}: brokers")
     check(env.get("KINLINK__HTTP__ADDRESS") == "0.0.0.0:8080", f"compose {name}: http address")
     for key, value in env.items():
-        secret_like = re.search(r"PASSWORD|TOKEN|SECRET|ROUTING_KEY", key)
+        secret_like = re.search(r"PASSWORD|TOKEN|SECRET|ROUTING_KEY|_KEY$", key) and not str(value).startswith("env:")
         if secret_like or key == "KINLINK__STORE__URL":
             check("${" in str(value), f"compose {name}: {key} is not read from .env")
 for name in ("kafka", "postgres", "prometheus"):

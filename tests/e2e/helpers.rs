@@ -616,3 +616,42 @@ pub fn read_persons_csv(path: &Path) -> TestResult<Vec<kinlink_linkage::PersonRe
     kinlink::linkage::read_persons(path, true, &mut kinlink::linkage::Unreadable::default())
         .map_err(|e| e.to_string().into())
 }
+
+/// Every message value in `topic`, read raw from the broker (no kinlink code in between):
+/// what anyone with read access to the topic, or a copy of the broker's disks, would see.
+pub fn raw_topic_values(bootstrap: &str, topic: &str) -> TestResult<Vec<Vec<u8>>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kinlink-e2e-raw-reader")
+        .set("enable.auto.commit", "false")
+        .set("log_level", "0")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            remaining += high - low;
+            assignment.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut values = vec![];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while remaining > 0 && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            let message = message?;
+            values.push(message.payload().unwrap_or_default().to_vec());
+            remaining -= 1;
+        }
+    }
+    if remaining > 0 {
+        return Err(format!("{remaining} messages of {topic} not read within 30 s").into());
+    }
+    Ok(values)
+}

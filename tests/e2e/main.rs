@@ -173,10 +173,85 @@ async fn scale_out_on_kafka_and_postgres_alerts_each_childs_authority_once() -> 
     )
     .await?;
     let outcome = family_reaches_both_authorities(&intake, &receiver, &stack.database.url).await;
+    let sealed = if outcome.is_ok() {
+        topics_hold_no_personal_data_in_the_clear(&stack, &config).await
+    } else {
+        Ok(())
+    };
     let clean = interrupt_all(intake, workers).await?;
     stack.stop().await?;
     outcome?;
+    sealed?;
     assert!(clean, "every process drains and exits cleanly on Ctrl-C");
+    Ok(())
+}
+
+/// Read raw from the broker, the pipeline's topics carry the family's details only sealed;
+/// erasing the child deletes her data keys from the shared PostgreSQL store (so the sealed
+/// copies on every broker replica are nobody's to read) and leaves her brother's.
+async fn topics_hold_no_personal_data_in_the_clear(
+    stack: &KafkaStack,
+    config: &std::path::Path,
+) -> TestResult {
+    let mut seen = 0;
+    for topic in [
+        kinlink_eventlog::topics::REFERRALS_RECEIVED,
+        kinlink_eventlog::topics::REFERRALS_ENRICHED,
+        kinlink_eventlog::topics::ALERTS_RAISED,
+    ] {
+        for value in raw_topic_values(&stack.tansu.bootstrap, topic)? {
+            seen += 1;
+            for name in [
+                "Elira1",
+                "Arben1",
+                "Adult1",
+                "Hoxha",
+                "must never reach a log",
+            ] {
+                assert!(
+                    !value.windows(name.len()).any(|w| w == name.as_bytes()),
+                    "{name} in the clear on {topic}"
+                );
+            }
+        }
+    }
+    assert!(seen >= 4, "{seen} messages read");
+    let referral_id = {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&stack.database.url).await?;
+        let id: String = sqlx::query("SELECT referral_id FROM intake_referrals")
+            .fetch_one(&mut conn)
+            .await?
+            .try_get("referral_id")?;
+        conn.close().await?;
+        id
+    };
+    let elira = dependant_person_id(&stack.database.url, &referral_id, 0).await?;
+    let output = std::process::Command::new(kinlink_bin())
+        .args([
+            "erase", "person", &elira, "--by", "op", "--reason", "test", "--config",
+        ])
+        .arg(config)
+        .output()?;
+    assert!(output.status.success(), "{output:?}");
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::AnyConnection::connect(&stack.database.url).await?;
+    let keys: Vec<String> = sqlx::query("SELECT key_id FROM data_keys ORDER BY key_id")
+        .fetch_all(&mut conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("key_id"))
+        .collect::<Result<_, _>>()?;
+    conn.close().await?;
+    assert!(
+        !keys.contains(&format!("slot:{referral_id}:2:0")),
+        "Elira's key survived: {keys:?}"
+    );
+    assert!(
+        keys.contains(&format!("slot:{referral_id}:2:1")),
+        "her brother's key went too: {keys:?}"
+    );
     Ok(())
 }
 

@@ -148,7 +148,10 @@ pub async fn replay(
         for record in &inputs {
             progress.inc(1);
             let mut tx = store.begin().await?;
-            let outcome = stage.handle(&mut tx, record).await;
+            // The stage sees the event opened, as the runner gives it.
+            let mut opened = record.clone();
+            log.sealer().open(&mut tx, &mut opened.envelope).await?;
+            let outcome = stage.handle(&mut tx, &opened).await;
             tx.rollback().await?;
             let outputs = match outcome {
                 Ok(outputs) => outputs,
@@ -160,15 +163,16 @@ pub async fn replay(
             for output in outputs {
                 if !existing.contains_key(&output.topic) {
                     let records = log.read(&output.topic, ReadFrom::Start, 1_000_000).await?;
-                    let map = records
-                        .into_iter()
-                        .map(|r| {
-                            (
-                                r.envelope.id.clone(),
-                                comparable(&r.envelope.event_type, &r.envelope.data),
-                            )
-                        })
-                        .collect();
+                    // Compared opened: sealing uses fresh nonces, so sealed bytes always differ.
+                    let mut conn = store.pool().acquire().await?;
+                    let mut map = HashMap::new();
+                    for mut r in records {
+                        log.sealer().open(&mut conn, &mut r.envelope).await?;
+                        map.insert(
+                            r.envelope.id.clone(),
+                            comparable(&r.envelope.event_type, &r.envelope.data),
+                        );
+                    }
                     existing.insert(output.topic.clone(), map);
                 }
                 let known = existing
