@@ -15,6 +15,7 @@ mod oidc;
 mod ops;
 mod person_linkage;
 mod report;
+mod retention;
 mod routing_cli;
 mod safeguarding;
 mod subject_access;

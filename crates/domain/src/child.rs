@@ -94,6 +94,21 @@ pub fn child_status_assessed(
     }
 }
 
+/// The latest birth date the evidence allows on `at` (the youngest the person may be): the end
+/// of a partial or estimated date's range, or the birthday a claimed age implies at its
+/// youngest. `None` when nothing about the age is known.
+pub fn latest_birth(person: &v1::Person, at: NaiveDate) -> Option<NaiveDate> {
+    if let Some((_, youngest)) = person
+        .date_of_birth
+        .as_ref()
+        .and_then(|dob| birth_range(&dob.value, dob.precision))
+    {
+        return Some(youngest);
+    }
+    let age = person.claimed_age?;
+    at.checked_sub_months(chrono::Months::new(12 * age))
+}
+
 /// The earliest and latest birth dates a date of birth allows: a partial ISO date spans its
 /// year or month (`2008` -> 2008-01-01 to 2008-12-31), and an estimated one widens by
 /// [`ESTIMATE_UNCERTAINTY_YEARS`] each way.

@@ -13,6 +13,7 @@
 //! - [`deadline`]: priorities (RAG), deadline policies and the working calendar.
 //! - [`lifecycle`]: the alert, delivery, escalation, hand-off and triage state machines, and
 //!   escalation scheduling.
+//! - [`retention`]: how long a referral's personal data is kept.
 //! - [`statistics`]: returns folded from the events, with small-number suppression.
 //!
 //! The reference data the rules need (authority register, postcode table, bank holidays) is
@@ -23,6 +24,7 @@ pub mod child;
 pub mod deadline;
 pub mod lifecycle;
 pub mod linking;
+pub mod retention;
 pub mod routing;
 pub mod statistics;
 

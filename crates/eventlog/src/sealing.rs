@@ -476,6 +476,15 @@ pub async fn erase_keys(conn: &mut AnyConnection, key_ids: &[String]) -> Result<
     Ok(erased)
 }
 
+/// Deletes every data key of a referral (retention). Returns how many there were.
+pub async fn erase_referral_keys(conn: &mut AnyConnection, referral_id: &str) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM data_keys WHERE referral_id = $1")
+        .bind(referral_id)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
 /// Whether data key `key_id` exists (it has not been erased).
 pub async fn key_exists(conn: &mut AnyConnection, key_id: &str) -> Result<bool> {
     Ok(

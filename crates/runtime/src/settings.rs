@@ -41,6 +41,26 @@ pub struct PrivacySettings {
     pub master_key_file: Option<PathBuf>,
     /// Earlier master keys (`env:NAME`), still able to open data keys wrapped before a rotation.
     pub previous_master_keys: Vec<String>,
+    pub retention: RetentionSettings,
+}
+
+/// How long referrals' personal data is kept (`kinlink retention run` applies it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// A referral with a child is kept until the youngest child reaches this age.
+    pub children_until_age: u32,
+    /// A referral with no child is kept this many years after it was received.
+    pub adult_only_years: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            children_until_age: 25,
+            adult_only_years: 6,
+        }
+    }
 }
 
 impl std::fmt::Debug for PrivacySettings {
@@ -49,6 +69,7 @@ impl std::fmt::Debug for PrivacySettings {
             .field("master_key", &self.master_key)
             .field("master_key_file", &self.master_key_file)
             .field("previous_master_keys", &self.previous_master_keys)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -1069,6 +1090,11 @@ impl Settings {
                     "{field}: give the key as env:NAME (a variable holding it in base64); keys written into settings are refused"
                 )));
             }
+        }
+        if self.privacy.retention.children_until_age < 18 {
+            return Err(Error::Invalid(
+                "privacy.retention.children_until_age must be at least 18".to_owned(),
+            ));
         }
         if self.log.backend == LogBackend::Kafka
             && self.privacy.master_key.is_none()

@@ -835,13 +835,42 @@ pub async fn appearances(
 /// the figures still add up) but lose every personal value; their blocking keys and strong
 /// identifiers go. Returns how many records were scrubbed.
 pub async fn erase_person(conn: &mut AnyConnection, person_id: &str) -> Result<u64, sqlx::Error> {
+    erase_records(conn, ErasureScope::Person, person_id).await
+}
+
+/// Retention: the records one referral made lose their personal values, whoever they belong
+/// to (a person's records from later referrals stay).
+pub async fn erase_referral(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+) -> Result<u64, sqlx::Error> {
+    erase_records(conn, ErasureScope::Referral, referral_id).await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ErasureScope {
+    Person,
+    Referral,
+}
+
+async fn erase_records(
+    conn: &mut AnyConnection,
+    scope: ErasureScope,
+    id: &str,
+) -> Result<u64, sqlx::Error> {
+    let column = match scope {
+        ErasureScope::Person => "person_id",
+        ErasureScope::Referral => "referral_id",
+    };
+    let person_id = id;
     // The name counters (term frequencies) forget the person's names too: a full name
     // counted once is itself personal data.
-    let names =
-        sqlx::query("SELECT given_name, family_name FROM linkage_records WHERE person_id = $1")
-            .bind(person_id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let names = sqlx::query(&format!(
+        "SELECT given_name, family_name FROM linkage_records WHERE {column} = $1"
+    ))
+    .bind(person_id)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for row in &names {
         let (given, family): (String, String) =
@@ -863,22 +892,24 @@ pub async fn erase_person(conn: &mut AnyConnection, person_id: &str) -> Result<u
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query(
+    sqlx::query(&format!(
         "DELETE FROM linkage_keys WHERE record_id IN \
-         (SELECT record_id FROM linkage_records WHERE person_id = $1)",
-    )
+         (SELECT record_id FROM linkage_records WHERE {column} = $1)"
+    ))
     .bind(person_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM person_identifiers WHERE person_id = $1")
-        .bind(person_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(sqlx::query(
+    if let ErasureScope::Person = scope {
+        sqlx::query("DELETE FROM person_identifiers WHERE person_id = $1")
+            .bind(person_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(sqlx::query(&format!(
         "UPDATE linkage_records SET given_name = '', family_name = '', aliases = '[]', \
          date_of_birth = '', dob_estimated = 0, sex = '', nationality = '', postcode = '' \
-         WHERE person_id = $1",
-    )
+         WHERE {column} = $1"
+    ))
     .bind(person_id)
     .execute(conn)
     .await?

@@ -325,6 +325,31 @@ pub async fn load(
     Ok(Some((referral, row.try_get("state").map_err(unavailable)?)))
 }
 
+/// Retention: intake's copy of a referral loses every person on it and the free text.
+pub async fn erase_referral(
+    conn: &mut sqlx::AnyConnection,
+    referral_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let Some(row) = sqlx::query("SELECT referral FROM intake_referrals WHERE referral_id = $1")
+        .bind(referral_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let bytes: Vec<u8> = row.try_get("referral")?;
+    let referral = v1::ReferralReceived::decode(bytes.as_slice())
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut slots = vec![(v1::SubjectRole::ReferralSubject as i32, 0)];
+    slots.extend((0..referral.dependants.len()).map(|i| {
+        (
+            v1::SubjectRole::Dependant as i32,
+            u32::try_from(i).unwrap_or(u32::MAX),
+        )
+    }));
+    erase_subjects(conn, referral_id, &slots).await
+}
+
 /// Erasure: intake's copy of a referral loses the erased people (`slots`: the subject is role
 /// 1 index 0, dependant `i` is role 2 index `i`) and the referrer's free text, which can name
 /// them. The rest of the referral (ids, dates, codes) stays, so its status and counts still

@@ -108,11 +108,27 @@ async fn erase(
     let mut person_ids = vec![explained.person_id.clone()];
     person_ids.extend(explained.merged_person_ids.iter().cloned());
 
+    let mut all_appearances = vec![];
+    for id in &person_ids {
+        all_appearances.push(kinlink_enricher::registry::appearances(conn, id).await?);
+    }
+    let on_referrals: Vec<String> = all_appearances
+        .iter()
+        .flatten()
+        .map(|(referral_id, _, _)| referral_id.clone())
+        .collect();
+    let holds = crate::retention::active_holds(conn, &on_referrals, &person_ids).await?;
+    if !holds.is_empty() {
+        anyhow::bail!(
+            "person {} is under legal hold ({}): lift the hold before erasing",
+            explained.person_id,
+            holds.join(", ")
+        );
+    }
     let mut keys = vec![];
     let mut referrals: Vec<String> = vec![];
     let mut records_scrubbed = 0;
-    for id in &person_ids {
-        let appearances = kinlink_enricher::registry::appearances(conn, id).await?;
+    for (id, appearances) in person_ids.iter().zip(all_appearances) {
         let mut by_referral: std::collections::BTreeMap<String, Vec<(i32, u32)>> =
             Default::default();
         for (referral_id, role, index) in appearances {

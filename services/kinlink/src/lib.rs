@@ -18,6 +18,7 @@ pub mod linkage;
 mod ops;
 mod persons;
 mod report;
+mod retention;
 mod sar;
 mod support;
 mod tokens;
@@ -101,6 +102,16 @@ pub enum Command {
     Erase {
         #[command(subcommand)]
         command: erasure::EraseCommand,
+    },
+    /// Retention: erase the personal data of referrals kept longer than the policy allows.
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
+    /// Legal holds: referrals or persons nothing may erase until the hold is lifted.
+    Hold {
+        #[command(subcommand)]
+        command: retention::HoldCommand,
     },
     /// Subject access: everything held about a person, other people's details withheld.
     Sar {
@@ -471,6 +482,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&args).await,
         Command::Sar { command } => sar::run(command).await,
         Command::Erase { command } => erasure::run(command).await,
+        Command::Retention { command } => retention::run(command).await,
+        Command::Hold { command } => retention::hold(command).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
         Command::Model {

@@ -487,8 +487,36 @@ pub async fn erase_person(
     conn: &mut AnyConnection,
     person_ids: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
+    erase_in_alerts(conn, Some(person_ids), None).await
+}
+
+/// Retention: every stored alert of one referral loses every child's details, the free text
+/// and the last-seen location. Returns the alert ids touched.
+pub async fn erase_referral(
+    conn: &mut AnyConnection,
+    referral_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    erase_in_alerts(conn, None, Some(referral_id)).await
+}
+
+async fn erase_in_alerts(
+    conn: &mut AnyConnection,
+    person_ids: Option<&[String]>,
+    referral_id: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
     use sqlx::Row;
     let mut alert_ids = vec![];
+    if let Some(referral_id) = referral_id {
+        for row in
+            sqlx::query("SELECT alert_id FROM alerts WHERE referral_id = $1 ORDER BY alert_id")
+                .bind(referral_id)
+                .fetch_all(&mut *conn)
+                .await?
+        {
+            alert_ids.push(row.try_get::<String, _>("alert_id")?);
+        }
+    }
+    let person_ids = person_ids.unwrap_or_default();
     for person_id in person_ids {
         for row in sqlx::query(
             "SELECT DISTINCT alert_id FROM routing_decisions WHERE person_id = $1 ORDER BY alert_id",
@@ -507,7 +535,7 @@ pub async fn erase_person(
         let mut alert =
             v1::AlertRaised::decode(bytes).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         for section in &mut alert.sections {
-            if person_ids.contains(&section.person_id) {
+            if referral_id.is_some() || person_ids.contains(&section.person_id) {
                 section.child = Some(v1::Person {
                     erased: true,
                     ..Default::default()
