@@ -66,11 +66,21 @@ impl MasterKeys {
         Self { current, previous }
     }
 
+    /// Fingerprint of the key new data keys are wrapped under.
+    pub fn current_fingerprint(&self) -> String {
+        fingerprint(&self.current)
+    }
+
     /// A fresh random key (for a new embedded data directory's key file).
     pub fn generate() -> [u8; 32] {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         key
+    }
+
+    /// Whether this fingerprint is one of the configured keys.
+    pub fn knows(&self, wanted: &str) -> bool {
+        self.by_fingerprint(wanted).is_some()
     }
 
     fn by_fingerprint(&self, wanted: &str) -> Option<&[u8; 32]> {
@@ -130,6 +140,11 @@ struct Keys(HashMap<String, Option<[u8; 32]>>);
 impl Sealer {
     pub fn new(master: MasterKeys) -> Self {
         Self { master }
+    }
+
+    /// The master keys this sealer wraps and opens data keys with.
+    pub fn master_keys(&self) -> &MasterKeys {
+        &self.master
     }
 
     /// The data key `key_id`, made (and stored, in the caller's transaction) if it does not
@@ -494,4 +509,61 @@ pub async fn key_exists(conn: &mut AnyConnection, key_id: &str) -> Result<bool> 
             .await?
             .is_some(),
     )
+}
+
+/// After a master key rotation: re-wraps up to `batch` data keys still wrapped under an older
+/// master key with the current one, in the caller's transaction. Returns how many were
+/// re-wrapped (0: none left), so the caller commits batch by batch. The data keys themselves
+/// do not change, so nothing sealed needs touching.
+pub async fn rewrap_keys(conn: &mut AnyConnection, master: &MasterKeys, batch: i64) -> Result<u64> {
+    let current = fingerprint(&master.current);
+    let rows = sqlx::query(
+        "SELECT key_id, master_key, wrapped FROM data_keys WHERE master_key <> $1 \
+         ORDER BY key_id LIMIT $2",
+    )
+    .bind(&current)
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut done = 0;
+    for row in rows {
+        let key_id: String = row.try_get("key_id")?;
+        let old: String = row.try_get("master_key")?;
+        let blob: Vec<u8> = row.try_get("wrapped")?;
+        let old_key = master
+            .by_fingerprint(&old)
+            .ok_or_else(|| Error::MasterKeyMissing {
+                key_id: key_id.clone(),
+                master_key: old.clone(),
+            })?;
+        if blob.len() < NONCE_LEN {
+            return Err(Error::Sealing(format!("data key {key_id} is malformed")));
+        }
+        let (nonce, wrapped) = blob.split_at(NONCE_LEN);
+        let key = decrypt(old_key, &key_id, nonce, wrapped)
+            .ok_or_else(|| Error::Sealing(format!("data key {key_id} does not open")))?;
+        let (nonce, wrapped) = encrypt(&master.current, &key_id, &key)?;
+        let mut blob = nonce;
+        blob.extend(wrapped);
+        sqlx::query("UPDATE data_keys SET master_key = $1, wrapped = $2 WHERE key_id = $3")
+            .bind(&current)
+            .bind(blob)
+            .bind(&key_id)
+            .execute(&mut *conn)
+            .await?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+/// How many data keys each master key (by fingerprint) wraps.
+pub async fn keys_by_master(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query(
+        "SELECT master_key, COUNT(*) AS n FROM data_keys GROUP BY master_key ORDER BY master_key",
+    )
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("master_key")?, r.try_get("n")?)))
+    .collect::<Result<_, sqlx::Error>>()?)
 }

@@ -119,3 +119,41 @@ async fn sealed_values_open_until_their_key_is_erased() -> TestResult {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rotation_rewraps_every_data_key_under_the_new_master_key() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-rotation-{}", std::process::id()));
+    let store = Store::open_embedded(&dir).await?;
+    let (old, new) = ([3; 32], [4; 32]);
+    let before = Sealer::new(MasterKeys::new(old, vec![]));
+    let mut sealed = envelope(&referral());
+    let mut tx = store.begin().await?;
+    before.seal(&mut tx, &mut sealed).await?;
+    // Three people and the free text: four data keys under the old master key.
+    let counts = sealing::keys_by_master(&mut tx).await?;
+    assert_eq!(counts, vec![(sealing::fingerprint(&old), 4)]);
+
+    let rotating = MasterKeys::new(new, vec![old]);
+    let mut total = 0;
+    loop {
+        let done = sealing::rewrap_keys(&mut tx, &rotating, 3).await?;
+        if done == 0 {
+            break;
+        }
+        total += done;
+    }
+    assert_eq!(total, 4);
+    assert_eq!(
+        sealing::keys_by_master(&mut tx).await?,
+        vec![(sealing::fingerprint(&new), 4)]
+    );
+    // The old master key can go: the new one alone opens everything sealed before.
+    let after = Sealer::new(MasterKeys::new(new, vec![]));
+    let mut opened = sealed.clone();
+    after.open(&mut tx, &mut opened).await?;
+    assert_eq!(opened.decode::<v1::ReferralReceived>()?, referral());
+    drop(tx);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -14,6 +14,7 @@ mod authority;
 pub mod bench;
 mod erasure;
 mod import;
+mod keys;
 pub mod linkage;
 mod ops;
 mod persons;
@@ -102,6 +103,11 @@ pub enum Command {
     Erase {
         #[command(subcommand)]
         command: erasure::EraseCommand,
+    },
+    /// The master key wrapping the per-person data keys: status and rotation.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Retention: erase the personal data of referrals kept longer than the policy allows.
     Retention {
@@ -483,6 +489,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sar { command } => sar::run(command).await,
         Command::Erase { command } => erasure::run(command).await,
         Command::Retention { command } => retention::run(command).await,
+        Command::Keys { command } => keys::run(command).await,
         Command::Hold { command } => retention::hold(command).await,
         Command::Ops(OpsArgs { command }) => ops::run(command).await,
         Command::Link(args) => linkage::link(&args),
