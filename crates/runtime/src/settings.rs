@@ -52,6 +52,9 @@ pub struct RetentionSettings {
     pub children_until_age: u32,
     /// A referral with no child is kept this many years after it was received.
     pub adult_only_years: u32,
+    /// `kinlink up` and `kinlink serve notifier` apply the policy this often (0: never; run
+    /// `kinlink retention run` from a scheduler instead).
+    pub run_every_hours: u64,
 }
 
 impl Default for RetentionSettings {
@@ -59,6 +62,7 @@ impl Default for RetentionSettings {
         Self {
             children_until_age: 25,
             adult_only_years: 6,
+            run_every_hours: 24,
         }
     }
 }

@@ -546,6 +546,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The notifier owns alerts, so its processes also serve the web console.
         Service::Notifier => ("notifier", |p| {
             let api = with_ops(p, kinlink_notifier::install)?;
+            retention::spawn(p);
             let console = kinlink_console::install(p)
                 .map_err(|e| kinlink_runtime::process::TaskError::from(e.to_string()))?;
             Ok(api.merge(console))
@@ -576,6 +577,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(Process, axum::Rout
     api = api.merge(kinlink_notifier::spawn(&mut process, embedded)?);
     api = api.merge(kinlink_console::install(&process)?);
     ops::metrics::spawn(&mut process);
+    retention::spawn(&mut process);
     Ok((process, api))
 }
 

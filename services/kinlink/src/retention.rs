@@ -419,11 +419,14 @@ async fn apply(
         let persons = persons_on(&mut tx, &referral_id).await?;
         let held_by = active_holds(&mut tx, std::slice::from_ref(&referral_id), &persons).await?;
         if held_by.is_empty() {
-            if !dry_run {
-                erase_referral(&mut tx, &referral_id, until, by).await?;
+            if dry_run {
+                report.erased += 1;
+            } else if erase_referral(&mut tx, &referral_id, until, by).await? {
                 tx.commit().await?;
+                report.erased += 1;
+            } else {
+                continue;
             }
-            report.erased += 1;
         } else {
             report.held += 1;
         }
@@ -440,29 +443,76 @@ async fn apply(
 
 /// One referral's personal data, gone: its data keys, intake's copy, the linkage records it
 /// made and its stored alerts; recorded and audited in the same transaction.
+/// Returns false (nothing done) when another run erased it first: the claim below makes
+/// concurrent runs in several instances safe without a lock.
 async fn erase_referral(
     conn: &mut AnyConnection,
     referral_id: &str,
     kept_until: NaiveDate,
     by: &str,
-) -> anyhow::Result<()> {
-    let keys = kinlink_eventlog::sealing::erase_referral_keys(conn, referral_id).await?;
-    kinlink_intake::accept::erase_referral(conn, referral_id).await?;
-    let records = kinlink_enricher::registry::erase_referral(conn, referral_id).await?;
-    let alerts = kinlink_notifier::inbox::erase_referral(conn, referral_id).await?;
-    sqlx::query(
+) -> anyhow::Result<bool> {
+    let claimed = sqlx::query(
         "INSERT INTO retention_erasures (referral_id, kept_until, erased_by, erased_at_ms) \
-         VALUES ($1, $2, $3, $4)",
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
     )
     .bind(referral_id)
     .bind(kept_until.to_string())
     .bind(by)
     .bind(chrono::Utc::now().timestamp_millis())
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let keys = kinlink_eventlog::sealing::erase_referral_keys(conn, referral_id).await?;
+    kinlink_intake::accept::erase_referral(conn, referral_id).await?;
+    let records = kinlink_enricher::registry::erase_referral(conn, referral_id).await?;
+    let alerts = kinlink_notifier::inbox::erase_referral(conn, referral_id).await?;
     let detail = format!(
         "referral={referral_id} kept_until={kept_until} keys={keys} records={records} alerts={}",
         alerts.len()
     );
-    audit(conn, "retention_erased", by, &detail).await
+    audit(conn, "retention_erased", by, &detail).await?;
+    Ok(true)
+}
+
+/// Runs retention inside a long-running process (`kinlink up`, `kinlink serve notifier`) every
+/// `privacy.retention.run_every_hours` (0: never), first an hour after start. Runs in several
+/// instances at once are safe: each referral is claimed before it is erased.
+pub fn spawn(process: &mut kinlink_runtime::Process) {
+    let hours = process.settings.privacy.retention.run_every_hours;
+    if hours == 0 {
+        return;
+    }
+    let retention = &process.settings.privacy.retention;
+    let policy = RetentionPolicy {
+        children_until_age: retention.children_until_age,
+        adult_only_years: retention.adult_only_years,
+    };
+    let (store, shutdown) = (process.store.clone(), process.shutdown.clone());
+    let every = std::time::Duration::from_secs(hours.saturating_mul(3600));
+    process.spawn("retention", async move {
+        let mut next =
+            tokio::time::Instant::now() + std::time::Duration::from_secs(3600).min(every);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(next) => {}
+            }
+            next += every;
+            let today = chrono::Utc::now().date_naive();
+            match apply(&store, policy, today, false, "scheduler", false).await {
+                Ok(report) => tracing::info!(
+                    checked = report.referrals_checked,
+                    erased = report.erased,
+                    held = report.held,
+                    "Retention run finished."
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "Retention run failed; next run as scheduled.")
+                }
+            }
+        }
+    });
 }
