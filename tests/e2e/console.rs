@@ -553,6 +553,20 @@ async fn scenario(
         .await?;
     assert!(browser.exists("#dead-letters-empty").await?);
     browser.assert_accessible("dead letters").await?;
+    // Returns: this year's figures, every small count hidden; a wrong date is named.
+    browser.goto(&format!("{base}/console/returns")).await?;
+    let headlines = browser.text("#headlines").await?;
+    assert!(headlines.contains("Referrals received"), "{headlines}");
+    assert!(
+        browser.exists("#children_by_authority_and_basis").await?,
+        "the authority table is shown"
+    );
+    browser.assert_accessible("returns").await?;
+    browser.fill("#from", "2026-13-45").await?;
+    browser.submit("#show").await?;
+    let problem = browser.text(".govuk-error-summary").await?;
+    assert!(problem.contains("first day"), "{problem}");
+    browser.assert_accessible("returns with an error").await?;
     browser.sign_out().await?;
     browser.sign_in(base, "kent.manager").await?;
     browser

@@ -17,6 +17,7 @@ mod council;
 pub mod dead_letters;
 mod oidc;
 mod operators;
+pub mod returns;
 mod reviews;
 pub mod sessions;
 mod sign_in;
@@ -147,6 +148,7 @@ pub fn router(console: Console) -> Router {
         )
         .route("/console/deliveries", get(operators::health))
         .route("/console/status", get(operators::stages))
+        .route("/console/returns", get(returns::page))
         .route("/console/dead-letters", get(operators::dead_letters))
         .route(
             "/console/dead-letters/{stage}/{event_id}",

@@ -51,6 +51,7 @@ impl Chrome {
             nav.push(("/console/deliveries", "Delivery health"));
             nav.push(("/console/status", "Stage status"));
             nav.push(("/console/dead-letters", "Dead letters"));
+            nav.push(("/console/returns", "Returns"));
         }
         if role == Role::Reviewer {
             nav.push(("/console/reviews", "Linkage reviews"));

@@ -4,19 +4,12 @@
 use std::io::Write;
 
 use anyhow::Context;
-use chrono::{Days, NaiveDate};
-use kinlink_domain::statistics::returns::{Period, Report, Returns};
+use chrono::NaiveDate;
+use kinlink_domain::statistics::returns::Report;
 use kinlink_domain::statistics::suppression::Figure;
-use kinlink_eventlog::inspect::ReadFrom;
-use kinlink_eventlog::{EventLog, topics};
-use kinlink_proto::v1;
-use prost::Name;
 
 use crate::StoreArgs;
 use crate::support::settings;
-
-/// Most events read from one topic; a longer log is refused rather than reported in part.
-const MOST_EVENTS_PER_TOPIC: usize = 5_000_000;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -42,18 +35,12 @@ pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if args.to < args.from {
         anyhow::bail!("--to ({}) is before --from ({})", args.to, args.from);
     }
-    let period = Period {
-        from_ms: day_start_ms(args.from)?,
-        to_ms: day_start_ms(
-            args.to
-                .checked_add_days(Days::new(1))
-                .context("--to is too far in the future")?,
-        )?,
-    };
+    let period = kinlink_console::returns::period(args.from, args.to)
+        .context("--to is too far in the future")?;
     let settings = settings(&args.store)?;
     let (store, log) =
         kinlink_runtime::open_backends(&settings, kinlink_eventlog::LogMetrics::default()).await?;
-    let returns = fold(&log).await;
+    let returns = kinlink_console::returns::fold(&log).await;
     store.close().await;
     let report = returns?.report(period, args.authority.as_deref());
     if args.csv {
@@ -61,57 +48,6 @@ pub async fn run(args: &ReportArgs) -> anyhow::Result<()> {
     } else {
         crate::support::print(args.store.json, &report, |out| write_text(out, &report))
     }
-}
-
-fn day_start_ms(day: NaiveDate) -> anyhow::Result<i64> {
-    Ok(day
-        .and_hms_opt(0, 0, 0)
-        .context("no midnight on that day")?
-        .and_utc()
-        .timestamp_millis())
-}
-
-/// Every event the returns need, from the start of the log.
-pub async fn fold(log: &EventLog) -> anyhow::Result<Returns> {
-    let mut returns = Returns::new();
-    for topic in [
-        topics::REFERRALS_RECEIVED,
-        topics::REFERRALS_ENRICHED,
-        topics::ALERTS_RAISED,
-        topics::ALERTS_LIFECYCLE,
-        topics::REFERRAL_FOLLOWUPS,
-    ] {
-        let records = log
-            .read(topic, ReadFrom::Start, MOST_EVENTS_PER_TOPIC)
-            .await
-            .with_context(|| format!("reading {topic}"))?;
-        if records.len() >= MOST_EVENTS_PER_TOPIC {
-            anyhow::bail!(
-                "{topic} holds {MOST_EVENTS_PER_TOPIC} events or more: too many for one report run"
-            );
-        }
-        for record in records {
-            let envelope = &record.envelope;
-            let t = envelope.event_type.as_str();
-            let at = || format!("{topic}[{}]@{}", record.partition, record.offset);
-            if t == v1::ReferralReceived::full_name() {
-                returns.observe_received(&envelope.decode().with_context(at)?);
-            } else if t == v1::ReferralEnriched::full_name() {
-                returns.observe_enriched(&envelope.decode().with_context(at)?);
-            } else if t == v1::AlertRaised::full_name() {
-                returns.observe_alert(&envelope.decode().with_context(at)?);
-            } else if t == v1::AlertClosed::full_name() {
-                returns.observe_closed(&envelope.decode().with_context(at)?);
-            } else if t == v1::AlertAcknowledged::full_name() {
-                returns.observe_acknowledged(&envelope.decode().with_context(at)?);
-            } else if t == v1::MissingEpisodeReported::full_name() {
-                returns.observe_missing(&envelope.decode().with_context(at)?);
-            } else if t == v1::FoundEpisodeReported::full_name() {
-                returns.observe_found(&envelope.decode().with_context(at)?);
-            }
-        }
-    }
-    Ok(returns)
 }
 
 fn hours(value: Option<f64>) -> String {
