@@ -133,9 +133,14 @@ pub struct Sealer {
     master: MasterKeys,
 }
 
-/// Data keys looked up or made while sealing or opening one event.
+/// Data keys looked up or made while sealing or opening one event. Never kept longer: a key
+/// erased by another process must stop opening anything at once.
 #[derive(Default)]
-struct Keys(HashMap<String, Option<[u8; 32]>>);
+struct Keys {
+    map: HashMap<String, Option<[u8; 32]>>,
+    /// The event is a referral's first appearance in the log, whose keys are new.
+    likely_new: bool,
+}
 
 impl Sealer {
     pub fn new(master: MasterKeys) -> Self {
@@ -156,16 +161,22 @@ impl Sealer {
         key_id: &str,
         create: bool,
     ) -> Result<Option<[u8; 32]>> {
-        if let Some(known) = keys.0.get(key_id) {
+        if let Some(known) = keys.map.get(key_id) {
             return Ok(*known);
         }
-        let mut found = self.load(conn, key_id).await?;
+        // A new referral's keys never exist yet: insert first (one statement instead of
+        // three); later events mostly find theirs.
+        let mut found = if create && keys.likely_new {
+            None
+        } else {
+            self.load(conn, key_id).await?
+        };
         if found.is_none() && create {
             let key = MasterKeys::generate();
             let (nonce, wrapped) = encrypt(&self.master.current, key_id, &key)?;
             let mut blob = nonce;
             blob.extend(wrapped);
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO data_keys (key_id, referral_id, master_key, wrapped, created_at_ms) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
@@ -175,11 +186,17 @@ impl Sealer {
             .bind(blob)
             .bind(kinlink_store::now_millis())
             .execute(&mut *conn)
-            .await?;
-            // Another writer may have made it first: use whichever is stored.
-            found = self.load(conn, key_id).await?;
+            .await?
+            .rows_affected();
+            found = if inserted == 1 {
+                Some(key)
+            } else {
+                // Another writer (or an earlier version of the referral) made it first: use
+                // whichever is stored.
+                self.load(conn, key_id).await?
+            };
         }
-        keys.0.insert(key_id.to_owned(), found);
+        keys.map.insert(key_id.to_owned(), found);
         Ok(found)
     }
 
@@ -327,6 +344,7 @@ impl Sealer {
         let t = envelope.event_type.as_str();
         if t == v1::ReferralReceived::full_name() {
             let mut event: v1::ReferralReceived = envelope.decode()?;
+            keys.likely_new = event.version <= 1;
             let rid = event.referral_id.clone();
             if let Some(subject) = event.subject.as_mut() {
                 self.seal_person(conn, keys, &slot_key(&rid, SUBJECT, 0), subject)
