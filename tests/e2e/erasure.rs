@@ -131,17 +131,19 @@ async fn an_erased_child_is_unreadable_in_the_log_and_the_store() -> TestResult 
         format!("person:{referral_id}:{elira}"),
         format!("referral:{referral_id}"),
     ] {
-        let left = sqlx::query("SELECT key_id FROM data_keys WHERE key_id = $1")
-            .bind(&key)
-            .fetch_optional(&mut conn)
-            .await?;
+        let left =
+            sqlx::query("SELECT key_id FROM data_keys WHERE key_id = $1 AND erased_at_ms IS NULL")
+                .bind(&key)
+                .fetch_optional(&mut conn)
+                .await?;
         assert!(left.is_none(), "{key} survived");
     }
     // Her brother's key is still there.
-    let brother = sqlx::query("SELECT key_id FROM data_keys WHERE key_id = $1")
-        .bind(format!("slot:{referral_id}:2:1"))
-        .fetch_optional(&mut conn)
-        .await?;
+    let brother =
+        sqlx::query("SELECT key_id FROM data_keys WHERE key_id = $1 AND erased_at_ms IS NULL")
+            .bind(format!("slot:{referral_id}:2:1"))
+            .fetch_optional(&mut conn)
+            .await?;
     assert!(brother.is_some(), "the brother's key went too");
     // The figures and the audit chain still hold.
     let referrals: i64 = sqlx::query("SELECT COUNT(*) AS n FROM intake_referrals")

@@ -238,12 +238,13 @@ async fn topics_hold_no_personal_data_in_the_clear(
     assert!(output.status.success(), "{output:?}");
     use sqlx::{Connection, Row};
     let mut conn = sqlx::AnyConnection::connect(&stack.database.url).await?;
-    let keys: Vec<String> = sqlx::query("SELECT key_id FROM data_keys ORDER BY key_id")
-        .fetch_all(&mut conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get("key_id"))
-        .collect::<Result<_, _>>()?;
+    let keys: Vec<String> =
+        sqlx::query("SELECT key_id FROM data_keys WHERE erased_at_ms IS NULL ORDER BY key_id")
+            .fetch_all(&mut conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get("key_id"))
+            .collect::<Result<_, _>>()?;
     conn.close().await?;
     assert!(
         !keys.contains(&format!("slot:{referral_id}:2:0")),

@@ -35,11 +35,13 @@ fn json(args: &[&str], data: &Path, config: &Path) -> TestResult<Value> {
 
 async fn keys_of(store_url: &str, referral_id: &str) -> TestResult<i64> {
     let mut conn = sqlx::AnyConnection::connect(store_url).await?;
-    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM data_keys WHERE referral_id = $1")
-        .bind(referral_id)
-        .fetch_one(&mut conn)
-        .await?
-        .try_get("n")?;
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM data_keys WHERE referral_id = $1 AND erased_at_ms IS NULL",
+    )
+    .bind(referral_id)
+    .fetch_one(&mut conn)
+    .await?
+    .try_get("n")?;
     conn.close().await?;
     Ok(n)
 }

@@ -97,20 +97,27 @@ async fn apply_in_span<S: Stage>(
     }
     // The stage sees the event opened; the dead letter below keeps it sealed as it came.
     let mut opened = record.clone();
-    if crate::sealing::carries_personal_data(&opened.envelope.event_type) {
+    let opening = if crate::sealing::carries_personal_data(&opened.envelope.event_type) {
         log.sealer()
             .open(&mut savepoint, &mut opened.envelope)
             .await
             .map_err(|e| match e {
-                // A sealed value that cannot be opened with its key is broken for good.
-                crate::Error::Sealing(_) | crate::Error::Decode { .. } => {
-                    StageError::Rejected(e.to_string())
-                }
+                // A sealed value that cannot be opened with its key is broken for good: it
+                // goes to the dead-letter topic like any other rejected event.
+                crate::Error::Sealing(_)
+                | crate::Error::Decode { .. }
+                | crate::Error::UnexpectedType { .. } => StageError::Rejected(e.to_string()),
                 // The database or a missing master key: retry (the stage stalls visibly).
                 other => StageError::Retry(other.to_string()),
-            })?;
-    }
-    match stage.handle(&mut savepoint, &opened).await {
+            })
+    } else {
+        Ok(())
+    };
+    let handled = match opening {
+        Ok(()) => stage.handle(&mut savepoint, &opened).await,
+        Err(error) => Err(error),
+    };
+    match handled {
         Ok(outputs) => {
             for output in &outputs {
                 log.append_in(&mut savepoint, &output.topic, &output.envelope)

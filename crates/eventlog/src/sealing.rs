@@ -125,12 +125,33 @@ pub fn carries_personal_data(event_type: &str) -> bool {
     event_type == v1::ReferralReceived::full_name()
         || event_type == v1::ReferralEnriched::full_name()
         || event_type == v1::AlertRaised::full_name()
+        || event_type == v1::AgeAssessmentRecorded::full_name()
+        || event_type == v1::MissingEpisodeReported::full_name()
+        || event_type == v1::FoundEpisodeReported::full_name()
+}
+
+/// The key of the person a follow-up is about.
+fn subject_key(referral_id: &str, subject: Option<&v1::SubjectRef>) -> String {
+    use v1::subject_ref::Target;
+    match subject.and_then(|s| s.target.as_ref()) {
+        Some(Target::DependantIndex(index)) => slot_key(referral_id, DEPENDANT, *index),
+        Some(Target::PersonId(person)) => person_key(referral_id, person),
+        Some(Target::ReferralSubject(_)) | None => slot_key(referral_id, SUBJECT, 0),
+    }
 }
 
 /// Seals and opens events' personal data. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Sealer {
     master: MasterKeys,
+}
+
+/// A data key as the store has it.
+enum Stored {
+    Live([u8; 32]),
+    /// Erased: a tombstone.
+    Erased,
+    Missing,
 }
 
 /// Data keys looked up or made while sealing or opening one event. Never kept longer: a key
@@ -152,8 +173,9 @@ impl Sealer {
         &self.master
     }
 
-    /// The data key `key_id`, made (and stored, in the caller's transaction) if it does not
-    /// exist and `create`; `None` when it was erased (or never made and not `create`).
+    /// The data key `key_id`, made (and stored, in the caller's transaction) if it never
+    /// existed and `create`; `None` when it was erased (a tombstone is never replaced by a
+    /// new key), or never made and not `create`.
     async fn key(
         &self,
         conn: &mut AnyConnection,
@@ -166,12 +188,12 @@ impl Sealer {
         }
         // A new referral's keys never exist yet: insert first (one statement instead of
         // three); later events mostly find theirs.
-        let mut found = if create && keys.likely_new {
-            None
+        let mut state = if create && keys.likely_new {
+            Stored::Missing
         } else {
             self.load(conn, key_id).await?
         };
-        if found.is_none() && create {
+        if matches!(state, Stored::Missing) && create {
             let key = MasterKeys::generate();
             let (nonce, wrapped) = encrypt(&self.master.current, key_id, &key)?;
             let mut blob = nonce;
@@ -188,26 +210,34 @@ impl Sealer {
             .execute(&mut *conn)
             .await?
             .rows_affected();
-            found = if inserted == 1 {
-                Some(key)
+            state = if inserted == 1 {
+                Stored::Live(key)
             } else {
-                // Another writer (or an earlier version of the referral) made it first: use
-                // whichever is stored.
+                // Another writer made it first, or it is a tombstone: use what is stored.
                 self.load(conn, key_id).await?
             };
         }
+        let found = match state {
+            Stored::Live(key) => Some(key),
+            Stored::Missing | Stored::Erased => None,
+        };
         keys.map.insert(key_id.to_owned(), found);
         Ok(found)
     }
 
-    async fn load(&self, conn: &mut AnyConnection, key_id: &str) -> Result<Option<[u8; 32]>> {
-        let Some(row) = sqlx::query("SELECT master_key, wrapped FROM data_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(&mut *conn)
-            .await?
+    async fn load(&self, conn: &mut AnyConnection, key_id: &str) -> Result<Stored> {
+        let Some(row) = sqlx::query(
+            "SELECT master_key, wrapped, erased_at_ms FROM data_keys WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *conn)
+        .await?
         else {
-            return Ok(None);
+            return Ok(Stored::Missing);
         };
+        if row.try_get::<Option<i64>, _>("erased_at_ms")?.is_some() {
+            return Ok(Stored::Erased);
+        }
         let master_id: String = row.try_get("master_key")?;
         let blob: Vec<u8> = row.try_get("wrapped")?;
         let master =
@@ -226,26 +256,27 @@ impl Sealer {
         let key: [u8; 32] = plain
             .try_into()
             .map_err(|_| Error::Sealing(format!("data key {key_id} is malformed")))?;
-        Ok(Some(key))
+        Ok(Stored::Live(key))
     }
 
+    /// The value sealed, or `None` when its key was erased: the value must then be dropped,
+    /// never stored in the clear nor under a new key.
     async fn seal_value<M: Message>(
         &self,
         conn: &mut AnyConnection,
         keys: &mut Keys,
         key_id: &str,
         value: &M,
-    ) -> Result<v1::Sealed> {
-        let key = self
-            .key(conn, keys, key_id, true)
-            .await?
-            .ok_or_else(|| Error::Sealing(format!("data key {key_id} could not be made")))?;
+    ) -> Result<Option<v1::Sealed>> {
+        let Some(key) = self.key(conn, keys, key_id, true).await? else {
+            return Ok(None);
+        };
         let (nonce, ciphertext) = encrypt(&key, key_id, &value.encode_to_vec())?;
-        Ok(v1::Sealed {
+        Ok(Some(v1::Sealed {
             key_id: key_id.to_owned(),
             nonce,
             ciphertext,
-        })
+        }))
     }
 
     /// The sealed value, or `None` when its key was erased.
@@ -279,7 +310,8 @@ impl Sealer {
         }
         let sealed = self.seal_value(conn, keys, key_id, &*person).await?;
         *person = v1::Person {
-            sealed: Some(sealed),
+            erased: sealed.is_none(),
+            sealed,
             ..Default::default()
         };
         Ok(())
@@ -318,7 +350,7 @@ impl Sealer {
             return Ok(());
         }
         let value = std::mem::take(text);
-        *sealed = Some(self.seal_value(conn, keys, key_id, &value).await?);
+        *sealed = self.seal_value(conn, keys, key_id, &value).await?;
         Ok(())
     }
 
@@ -379,7 +411,7 @@ impl Sealer {
                         ..Default::default()
                     };
                     subject.sealed_locations =
-                        Some(self.seal_value(conn, keys, &key_id, &locations).await?);
+                        self.seal_value(conn, keys, &key_id, &locations).await?;
                 }
             }
             self.seal_text(
@@ -405,8 +437,7 @@ impl Sealer {
                 && episode.sealed_last_seen.is_none()
             {
                 let key_id = person_key(&rid, &event.person_id);
-                episode.sealed_last_seen =
-                    Some(self.seal_value(conn, keys, &key_id, &last_seen).await?);
+                episode.sealed_last_seen = self.seal_value(conn, keys, &key_id, &last_seen).await?;
             }
             self.seal_text(
                 conn,
@@ -416,6 +447,34 @@ impl Sealer {
                 &mut event.sealed_concern,
             )
             .await?;
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::AgeAssessmentRecorded::full_name() {
+            let mut event: v1::AgeAssessmentRecorded = envelope.decode()?;
+            let key_id = subject_key(&event.referral_id, event.subject.as_ref());
+            if let Some(dob) = event.assessed_date_of_birth.take()
+                && event.sealed_assessed_date_of_birth.is_none()
+            {
+                event.sealed_assessed_date_of_birth =
+                    self.seal_value(conn, keys, &key_id, &dob).await?;
+            }
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::MissingEpisodeReported::full_name() {
+            let mut event: v1::MissingEpisodeReported = envelope.decode()?;
+            let key_id = subject_key(&event.referral_id, event.subject.as_ref());
+            if let Some(place) = event.last_seen.take()
+                && event.sealed_last_seen.is_none()
+            {
+                event.sealed_last_seen = self.seal_value(conn, keys, &key_id, &place).await?;
+            }
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::FoundEpisodeReported::full_name() {
+            let mut event: v1::FoundEpisodeReported = envelope.decode()?;
+            let key_id = subject_key(&event.referral_id, event.subject.as_ref());
+            if let Some(place) = event.found_location.take()
+                && event.sealed_found_location.is_none()
+            {
+                event.sealed_found_location = self.seal_value(conn, keys, &key_id, &place).await?;
+            }
             envelope.data = event.encode_to_vec();
         }
         Ok(())
@@ -468,6 +527,24 @@ impl Sealer {
             self.open_text(conn, keys, &mut event.concern, &mut event.sealed_concern)
                 .await?;
             envelope.data = event.encode_to_vec();
+        } else if t == v1::AgeAssessmentRecorded::full_name() {
+            let mut event: v1::AgeAssessmentRecorded = envelope.decode()?;
+            if let Some(sealed) = event.sealed_assessed_date_of_birth.take() {
+                event.assessed_date_of_birth = self.open_value(conn, keys, &sealed).await?;
+            }
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::MissingEpisodeReported::full_name() {
+            let mut event: v1::MissingEpisodeReported = envelope.decode()?;
+            if let Some(sealed) = event.sealed_last_seen.take() {
+                event.last_seen = self.open_value(conn, keys, &sealed).await?;
+            }
+            envelope.data = event.encode_to_vec();
+        } else if t == v1::FoundEpisodeReported::full_name() {
+            let mut event: v1::FoundEpisodeReported = envelope.decode()?;
+            if let Some(sealed) = event.sealed_found_location.take() {
+                event.found_location = self.open_value(conn, keys, &sealed).await?;
+            }
+            envelope.data = event.encode_to_vec();
         }
         Ok(())
     }
@@ -495,37 +572,64 @@ fn referral_of(key_id: &str) -> &str {
     key_id.split(':').nth(1).unwrap_or_default()
 }
 
-/// Deletes data keys (erasure). Returns how many existed. The one writer of `data_keys`
-/// besides [`Sealer`].
+/// Erases data keys: each becomes a tombstone (its wrapped key gone), and ids that were
+/// never used get one too, so no key can be made under them later. Returns how many live
+/// keys were erased. The one writer of `data_keys` besides [`Sealer`].
 pub async fn erase_keys(conn: &mut AnyConnection, key_ids: &[String]) -> Result<u64> {
+    let now = kinlink_store::now_millis();
     let mut erased = 0;
     for key_id in key_ids {
-        erased += sqlx::query("DELETE FROM data_keys WHERE key_id = $1")
-            .bind(key_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        erased += sqlx::query(
+            "UPDATE data_keys SET master_key = '', wrapped = $1, erased_at_ms = $2 \
+             WHERE key_id = $3 AND erased_at_ms IS NULL",
+        )
+        .bind(Vec::<u8>::new())
+        .bind(now)
+        .bind(key_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO data_keys (key_id, referral_id, master_key, wrapped, created_at_ms, erased_at_ms) \
+             VALUES ($1, $2, '', $3, $4, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(referral_of(key_id))
+        .bind(Vec::<u8>::new())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(erased)
 }
 
 /// Deletes every data key of a referral (retention). Returns how many there were.
 pub async fn erase_referral_keys(conn: &mut AnyConnection, referral_id: &str) -> Result<u64> {
-    Ok(sqlx::query("DELETE FROM data_keys WHERE referral_id = $1")
-        .bind(referral_id)
-        .execute(conn)
-        .await?
-        .rows_affected())
+    let erased = sqlx::query(
+        "UPDATE data_keys SET master_key = '', wrapped = $1, erased_at_ms = $2 \
+         WHERE referral_id = $3 AND erased_at_ms IS NULL",
+    )
+    .bind(Vec::<u8>::new())
+    .bind(kinlink_store::now_millis())
+    .bind(referral_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // The referral's free text can never be sealed again either.
+    erase_keys(conn, &[referral_key(referral_id)]).await?;
+    Ok(erased)
 }
 
-/// Whether data key `key_id` exists (it has not been erased).
+/// Whether data key `key_id` exists and has not been erased.
 pub async fn key_exists(conn: &mut AnyConnection, key_id: &str) -> Result<bool> {
     Ok(
-        sqlx::query("SELECT 1 AS present FROM data_keys WHERE key_id = $1")
-            .bind(key_id)
-            .fetch_optional(conn)
-            .await?
-            .is_some(),
+        sqlx::query(
+            "SELECT 1 AS present FROM data_keys WHERE key_id = $1 AND erased_at_ms IS NULL",
+        )
+        .bind(key_id)
+        .fetch_optional(conn)
+        .await?
+        .is_some(),
     )
 }
 
@@ -537,7 +641,7 @@ pub async fn rewrap_keys(conn: &mut AnyConnection, master: &MasterKeys, batch: i
     let current = fingerprint(&master.current);
     let rows = sqlx::query(
         "SELECT key_id, master_key, wrapped FROM data_keys WHERE master_key <> $1 \
-         ORDER BY key_id LIMIT $2",
+         AND erased_at_ms IS NULL ORDER BY key_id LIMIT $2",
     )
     .bind(&current)
     .bind(batch)
@@ -577,7 +681,8 @@ pub async fn rewrap_keys(conn: &mut AnyConnection, master: &MasterKeys, batch: i
 /// How many data keys each master key (by fingerprint) wraps.
 pub async fn keys_by_master(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query(
-        "SELECT master_key, COUNT(*) AS n FROM data_keys GROUP BY master_key ORDER BY master_key",
+        "SELECT master_key, COUNT(*) AS n FROM data_keys WHERE erased_at_ms IS NULL \
+         GROUP BY master_key ORDER BY master_key",
     )
     .fetch_all(conn)
     .await?

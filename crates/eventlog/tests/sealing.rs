@@ -84,6 +84,21 @@ async fn sealed_values_open_until_their_key_is_erased() -> TestResult {
     assert_eq!(after.dependants[1].person, original.dependants[1].person);
     assert_eq!(after.subject, original.subject);
     assert_eq!(after.concern, original.concern);
+    // Her erased key is a tombstone: a later event naming her again (a replay, an update in
+    // flight) cannot make a new key under it, and drops her details instead of sealing them.
+    let mut later = envelope(&original);
+    sealer.seal(&mut tx, &mut later).await?;
+    assert!(!holds(&later.data, "Besa"));
+    let later: v1::ReferralReceived = later.decode()?;
+    assert_eq!(
+        later.dependants[0].person,
+        Some(v1::Person {
+            erased: true,
+            ..Default::default()
+        })
+    );
+    assert!(!sealing::key_exists(&mut tx, &slot_key("r-seal", 2, 0)).await?);
+    assert!(sealing::key_exists(&mut tx, &slot_key("r-seal", 2, 1)).await?);
 
     // Another master key cannot open the data keys, and says which one it needs.
     let stranger = Sealer::new(MasterKeys::new([2; 32], vec![]));
@@ -152,6 +167,43 @@ async fn a_rotation_rewraps_every_data_key_under_the_new_master_key() -> TestRes
     let mut opened = sealed.clone();
     after.open(&mut tx, &mut opened).await?;
     assert_eq!(opened.decode::<v1::ReferralReceived>()?, referral());
+    drop(tx);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn follow_ups_seal_where_the_child_was_seen() -> TestResult {
+    let dir = std::env::temp_dir().join(format!("kinlink-followups-{}", std::process::id()));
+    let store = Store::open_embedded(&dir).await?;
+    let sealer = Sealer::new(MasterKeys::new([5; 32], vec![]));
+    let missing = v1::MissingEpisodeReported {
+        referral_id: "r-missing".to_owned(),
+        subject: Some(v1::SubjectRef {
+            target: Some(v1::subject_ref::Target::DependantIndex(1)),
+        }),
+        last_seen: Some(v1::Location {
+            postcode: "ZZ9 9ZZ".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut sealed = Envelope::new("e-m".into(), "/test", "r-missing", "r-missing", 0, &missing);
+    let mut tx = store.begin().await?;
+    sealer.seal(&mut tx, &mut sealed).await?;
+    assert!(!holds(&sealed.data, "ZZ9 9ZZ"));
+    let mut opened = sealed.clone();
+    sealer.open(&mut tx, &mut opened).await?;
+    assert_eq!(opened.decode::<v1::MissingEpisodeReported>()?, missing);
+    // Sealed under the child's slot on that referral: erasing it loses the place.
+    sealing::erase_keys(&mut tx, &[slot_key("r-missing", 2, 1)]).await?;
+    let mut after = sealed.clone();
+    sealer.open(&mut tx, &mut after).await?;
+    assert_eq!(
+        after.decode::<v1::MissingEpisodeReported>()?.last_seen,
+        None
+    );
     drop(tx);
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -1100,12 +1100,12 @@ impl Settings {
                 "privacy.retention.children_until_age must be at least 18".to_owned(),
             ));
         }
-        if self.log.backend == LogBackend::Kafka
+        if (self.log.backend == LogBackend::Kafka || self.store.url.is_some())
             && self.privacy.master_key.is_none()
             && self.privacy.master_key_file.is_none()
         {
             return Err(Error::Invalid(
-                "log.backend = \"kafka\" needs privacy.master_key (env:NAME) or privacy.master_key_file: every instance must seal personal data with the same key"
+                "a shared store (store.url) or the Kafka log needs privacy.master_key (env:NAME) or privacy.master_key_file: every instance must seal personal data with the same key"
                     .to_owned(),
             ));
         }

@@ -899,19 +899,37 @@ async fn erase_records(
     .bind(person_id)
     .execute(&mut *conn)
     .await?;
-    if let ErasureScope::Person = scope {
-        sqlx::query("DELETE FROM person_identifiers WHERE person_id = $1")
-            .bind(person_id)
-            .execute(&mut *conn)
-            .await?;
+    match scope {
+        ErasureScope::Person => {
+            sqlx::query("DELETE FROM person_identifiers WHERE person_id = $1")
+                .bind(person_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        // The persons whose only records these are lose their strong identifiers too (they
+        // are kept with the person, not the record): done after the scrub below.
+        ErasureScope::Referral => {}
     }
-    Ok(sqlx::query(&format!(
+    let scrubbed = sqlx::query(&format!(
         "UPDATE linkage_records SET given_name = '', family_name = '', aliases = '[]', \
          date_of_birth = '', dob_estimated = 0, sex = '', nationality = '', postcode = '' \
          WHERE {column} = $1"
     ))
     .bind(person_id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?
-    .rows_affected())
+    .rows_affected();
+    if let ErasureScope::Referral = scope {
+        sqlx::query(
+            "DELETE FROM person_identifiers WHERE person_id IN \
+             (SELECT person_id FROM linkage_records WHERE referral_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM linkage_records r \
+                 WHERE r.person_id = person_identifiers.person_id \
+                 AND (r.given_name <> '' OR r.family_name <> '' OR r.date_of_birth <> ''))",
+        )
+        .bind(person_id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(scrubbed)
 }

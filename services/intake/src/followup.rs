@@ -185,6 +185,7 @@ pub fn into_envelope(
             ..
         } => {
             let event = v1::AgeAssessmentRecorded {
+                sealed_assessed_date_of_birth: None,
                 referral_id: referral_id.clone(),
                 agency_id: agency_id.to_owned(),
                 subject: Some(subject_ref(subject)?),
@@ -207,6 +208,7 @@ pub fn into_envelope(
             ..
         } => {
             let event = v1::MissingEpisodeReported {
+                sealed_last_seen: None,
                 referral_id: referral_id.clone(),
                 agency_id: agency_id.to_owned(),
                 subject: Some(subject_ref(subject)?),
@@ -222,6 +224,7 @@ pub fn into_envelope(
             ..
         } => {
             let event = v1::FoundEpisodeReported {
+                sealed_found_location: None,
                 referral_id: referral_id.clone(),
                 agency_id: agency_id.to_owned(),
                 subject: Some(subject_ref(subject)?),

@@ -133,7 +133,10 @@ async fn erase(
             Default::default();
         for (referral_id, role, index) in appearances {
             keys.push(sealing::slot_key(&referral_id, role, index));
-            keys.push(sealing::person_key(&referral_id, id));
+            // Alerts name the person as they were known then: any of the merged ids.
+            for alias in &person_ids {
+                keys.push(sealing::person_key(&referral_id, alias));
+            }
             keys.push(sealing::referral_key(&referral_id));
             by_referral
                 .entry(referral_id)
@@ -152,6 +155,7 @@ async fn erase(
     keys.dedup();
     let keys_deleted = sealing::erase_keys(conn, &keys).await?;
     let alerts = kinlink_notifier::inbox::erase_person(conn, &person_ids).await?;
+    kinlink_notifier::inbox::erase_concern(conn, &referrals).await?;
     let detail = format!(
         "person={} reason={reason} referrals={} keys={keys_deleted} alerts={}",
         explained.person_id,

@@ -490,6 +490,44 @@ pub async fn erase_person(
     erase_in_alerts(conn, Some(person_ids), None).await
 }
 
+/// Erasure: the referrer's free text, which can name anyone on the referral, goes from every
+/// stored alert of these referrals (the alerts about other children included).
+pub async fn erase_concern(
+    conn: &mut AnyConnection,
+    referral_ids: &[String],
+) -> Result<u64, sqlx::Error> {
+    use sqlx::Row;
+    let mut scrubbed = 0;
+    for referral_id in referral_ids {
+        for table in ["alerts", "deliveries"] {
+            let rows = sqlx::query(&format!(
+                "SELECT alert_id, alert FROM {table} WHERE referral_id = $1"
+            ))
+            .bind(referral_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in rows {
+                let mut alert =
+                    v1::AlertRaised::decode(row.try_get::<Vec<u8>, _>("alert")?.as_slice())
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                if alert.concern.is_empty() {
+                    continue;
+                }
+                alert.concern.clear();
+                sqlx::query(&format!(
+                    "UPDATE {table} SET alert = $1 WHERE alert_id = $2"
+                ))
+                .bind(alert.encode_to_vec())
+                .bind(row.try_get::<String, _>("alert_id")?)
+                .execute(&mut *conn)
+                .await?;
+                scrubbed += 1;
+            }
+        }
+    }
+    Ok(scrubbed)
+}
+
 /// Retention: every stored alert of one referral loses every child's details, the free text
 /// and the last-seen location. Returns the alert ids touched.
 pub async fn erase_referral(
