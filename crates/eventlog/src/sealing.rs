@@ -298,6 +298,37 @@ impl Sealer {
         })
     }
 
+    /// Seals an optional field into its sealed twin (left alone once sealed).
+    async fn seal_field<M: Message>(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        key_id: &str,
+        field: &mut Option<M>,
+        sealed: &mut Option<v1::Sealed>,
+    ) -> Result<()> {
+        if sealed.is_none()
+            && let Some(value) = field.take()
+        {
+            *sealed = self.seal_value(conn, keys, key_id, &value).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a sealed twin back into its field (empty when the key was erased).
+    async fn open_field<M: Message + Default>(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &mut Keys,
+        field: &mut Option<M>,
+        sealed: &mut Option<v1::Sealed>,
+    ) -> Result<()> {
+        if let Some(value) = sealed.take() {
+            *field = self.open_value(conn, keys, &value).await?;
+        }
+        Ok(())
+    }
+
     async fn seal_person(
         &self,
         conn: &mut AnyConnection,
@@ -432,12 +463,16 @@ impl Sealer {
                     self.seal_person(conn, keys, &key_id, child).await?;
                 }
             }
-            if let Some(episode) = event.missing_episode.as_mut()
-                && let Some(last_seen) = episode.last_seen.take()
-                && episode.sealed_last_seen.is_none()
-            {
+            if let Some(episode) = event.missing_episode.as_mut() {
                 let key_id = person_key(&rid, &event.person_id);
-                episode.sealed_last_seen = self.seal_value(conn, keys, &key_id, &last_seen).await?;
+                self.seal_field(
+                    conn,
+                    keys,
+                    &key_id,
+                    &mut episode.last_seen,
+                    &mut episode.sealed_last_seen,
+                )
+                .await?;
             }
             self.seal_text(
                 conn,
@@ -451,30 +486,38 @@ impl Sealer {
         } else if t == v1::AgeAssessmentRecorded::full_name() {
             let mut event: v1::AgeAssessmentRecorded = envelope.decode()?;
             let key_id = subject_key(&event.referral_id, event.subject.as_ref());
-            if let Some(dob) = event.assessed_date_of_birth.take()
-                && event.sealed_assessed_date_of_birth.is_none()
-            {
-                event.sealed_assessed_date_of_birth =
-                    self.seal_value(conn, keys, &key_id, &dob).await?;
-            }
+            self.seal_field(
+                conn,
+                keys,
+                &key_id,
+                &mut event.assessed_date_of_birth,
+                &mut event.sealed_assessed_date_of_birth,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         } else if t == v1::MissingEpisodeReported::full_name() {
             let mut event: v1::MissingEpisodeReported = envelope.decode()?;
             let key_id = subject_key(&event.referral_id, event.subject.as_ref());
-            if let Some(place) = event.last_seen.take()
-                && event.sealed_last_seen.is_none()
-            {
-                event.sealed_last_seen = self.seal_value(conn, keys, &key_id, &place).await?;
-            }
+            self.seal_field(
+                conn,
+                keys,
+                &key_id,
+                &mut event.last_seen,
+                &mut event.sealed_last_seen,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         } else if t == v1::FoundEpisodeReported::full_name() {
             let mut event: v1::FoundEpisodeReported = envelope.decode()?;
             let key_id = subject_key(&event.referral_id, event.subject.as_ref());
-            if let Some(place) = event.found_location.take()
-                && event.sealed_found_location.is_none()
-            {
-                event.sealed_found_location = self.seal_value(conn, keys, &key_id, &place).await?;
-            }
+            self.seal_field(
+                conn,
+                keys,
+                &key_id,
+                &mut event.found_location,
+                &mut event.sealed_found_location,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         }
         Ok(())
@@ -519,31 +562,47 @@ impl Sealer {
                     self.open_person(conn, keys, child).await?;
                 }
             }
-            if let Some(episode) = event.missing_episode.as_mut()
-                && let Some(sealed) = episode.sealed_last_seen.take()
-            {
-                episode.last_seen = self.open_value::<v1::Location>(conn, keys, &sealed).await?;
+            if let Some(episode) = event.missing_episode.as_mut() {
+                self.open_field(
+                    conn,
+                    keys,
+                    &mut episode.last_seen,
+                    &mut episode.sealed_last_seen,
+                )
+                .await?;
             }
             self.open_text(conn, keys, &mut event.concern, &mut event.sealed_concern)
                 .await?;
             envelope.data = event.encode_to_vec();
         } else if t == v1::AgeAssessmentRecorded::full_name() {
             let mut event: v1::AgeAssessmentRecorded = envelope.decode()?;
-            if let Some(sealed) = event.sealed_assessed_date_of_birth.take() {
-                event.assessed_date_of_birth = self.open_value(conn, keys, &sealed).await?;
-            }
+            self.open_field(
+                conn,
+                keys,
+                &mut event.assessed_date_of_birth,
+                &mut event.sealed_assessed_date_of_birth,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         } else if t == v1::MissingEpisodeReported::full_name() {
             let mut event: v1::MissingEpisodeReported = envelope.decode()?;
-            if let Some(sealed) = event.sealed_last_seen.take() {
-                event.last_seen = self.open_value(conn, keys, &sealed).await?;
-            }
+            self.open_field(
+                conn,
+                keys,
+                &mut event.last_seen,
+                &mut event.sealed_last_seen,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         } else if t == v1::FoundEpisodeReported::full_name() {
             let mut event: v1::FoundEpisodeReported = envelope.decode()?;
-            if let Some(sealed) = event.sealed_found_location.take() {
-                event.found_location = self.open_value(conn, keys, &sealed).await?;
-            }
+            self.open_field(
+                conn,
+                keys,
+                &mut event.found_location,
+                &mut event.sealed_found_location,
+            )
+            .await?;
             envelope.data = event.encode_to_vec();
         }
         Ok(())

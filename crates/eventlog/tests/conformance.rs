@@ -122,7 +122,7 @@ async fn conformance(store: Store) -> TestResult {
         store.clone(),
         3,
         LogMetrics::default(),
-        kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        kinlink_test_kit::test_sealer(),
     )
     .await?;
     sqlx::query("CREATE TABLE test_effects (id TEXT PRIMARY KEY)")

@@ -53,7 +53,7 @@ async fn transient_errors_are_retried_and_a_down_broker_loses_nothing() -> TestR
         config,
         store.clone(),
         LogMetrics::default(),
-        kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+        kinlink_test_kit::test_sealer(),
     )
     .await?;
     let topic = topics::ALERTS_LIFECYCLE;

@@ -57,3 +57,8 @@ pub fn referral_record(id: &str, subject: v1::Person, children: Vec<v1::Person>)
         Envelope::new(format!("event-{id}"), "/test", id, id, 0, &event),
     )
 }
+
+/// A sealer with a fixed master key, for tests that open a log directly.
+pub fn test_sealer() -> kinlink_eventlog::Sealer {
+    kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![]))
+}

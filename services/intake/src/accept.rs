@@ -330,24 +330,7 @@ pub async fn erase_referral(
     conn: &mut sqlx::AnyConnection,
     referral_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let Some(row) = sqlx::query("SELECT referral FROM intake_referrals WHERE referral_id = $1")
-        .bind(referral_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    else {
-        return Ok(false);
-    };
-    let bytes: Vec<u8> = row.try_get("referral")?;
-    let referral = v1::ReferralReceived::decode(bytes.as_slice())
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let mut slots = vec![(v1::SubjectRole::ReferralSubject as i32, 0)];
-    slots.extend((0..referral.dependants.len()).map(|i| {
-        (
-            v1::SubjectRole::Dependant as i32,
-            u32::try_from(i).unwrap_or(u32::MAX),
-        )
-    }));
-    erase_subjects(conn, referral_id, &slots).await
+    erase_in_referral(conn, referral_id, None).await
 }
 
 /// Erasure: intake's copy of a referral loses the erased people (`slots`: the subject is role
@@ -358,6 +341,15 @@ pub async fn erase_subjects(
     conn: &mut sqlx::AnyConnection,
     referral_id: &str,
     slots: &[(i32, u32)],
+) -> Result<bool, sqlx::Error> {
+    erase_in_referral(conn, referral_id, Some(slots)).await
+}
+
+/// `slots`: the people to erase; `None`: everyone on the referral.
+async fn erase_in_referral(
+    conn: &mut sqlx::AnyConnection,
+    referral_id: &str,
+    slots: Option<&[(i32, u32)]>,
 ) -> Result<bool, sqlx::Error> {
     let Some(row) = sqlx::query("SELECT referral FROM intake_referrals WHERE referral_id = $1")
         .bind(referral_id)
@@ -373,7 +365,15 @@ pub async fn erase_subjects(
         erased: true,
         ..Default::default()
     };
-    for &(role, index) in slots {
+    let everyone: Vec<(i32, u32)> = std::iter::once((v1::SubjectRole::ReferralSubject as i32, 0))
+        .chain((0..referral.dependants.len()).map(|i| {
+            (
+                v1::SubjectRole::Dependant as i32,
+                u32::try_from(i).unwrap_or(u32::MAX),
+            )
+        }))
+        .collect();
+    for &(role, index) in slots.unwrap_or(&everyone) {
         if role == v1::SubjectRole::ReferralSubject as i32 {
             referral.subject = Some(erased());
         } else if let Some(dependant) = usize::try_from(index)

@@ -20,7 +20,7 @@ async fn a_referral_left_pending_is_published_once_with_its_own_event_id() -> Te
             store.clone(),
             1,
             LogMetrics::default(),
-            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            kinlink_test_kit::test_sealer(),
         )
         .await?,
     );

@@ -162,17 +162,7 @@ async fn erase(
         referrals.len(),
         alerts.len()
     );
-    kinlink_store::audit::append(
-        conn,
-        &kinlink_store::audit::AuditEntry {
-            action: "person_erased",
-            actor: by,
-            authority_code: "",
-            alert_id: "",
-            detail: &detail,
-        },
-    )
-    .await?;
+    crate::support::audit(conn, "person_erased", by, &detail).await?;
     Ok(Erasure {
         person_id: explained.person_id,
         person_ids,

@@ -103,17 +103,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             }
             let mut tx = db.begin().await?;
             let detail = format!("master={} rewrapped={total}", master.current_fingerprint());
-            kinlink_store::audit::append(
-                &mut tx,
-                &kinlink_store::audit::AuditEntry {
-                    action: "master_key_rotated",
-                    actor: &by,
-                    authority_code: "",
-                    alert_id: "",
-                    detail: &detail,
-                },
-            )
-            .await?;
+            crate::support::audit(&mut tx, "master_key_rotated", &by, &detail).await?;
             tx.commit().await?;
             db.close().await;
             print(

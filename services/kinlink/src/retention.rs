@@ -20,7 +20,7 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use crate::StoreArgs;
-use crate::support::{print, rfc3339, settings};
+use crate::support::{audit, print, rfc3339, settings};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RetentionCommand {
@@ -282,26 +282,6 @@ pub async fn hold(command: HoldCommand) -> anyhow::Result<()> {
             })
         }
     }
-}
-
-async fn audit(
-    conn: &mut AnyConnection,
-    action: &str,
-    by: &str,
-    detail: &str,
-) -> anyhow::Result<()> {
-    kinlink_store::audit::append(
-        conn,
-        &kinlink_store::audit::AuditEntry {
-            action,
-            actor: by,
-            authority_code: "",
-            alert_id: "",
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// `kinlink retention run`.

@@ -131,17 +131,7 @@ pub async fn run(command: SarCommand) -> anyhow::Result<()> {
         export.referrals.len(),
         export.alerts.len()
     );
-    kinlink_store::audit::append(
-        &mut tx,
-        &kinlink_store::audit::AuditEntry {
-            action: "subject_access_export",
-            actor: &by,
-            authority_code: "",
-            alert_id: "",
-            detail: &detail,
-        },
-    )
-    .await?;
+    crate::support::audit(&mut tx, "subject_access_export", &by, &detail).await?;
     tx.commit().await?;
     db.close().await;
     if let Some(path) = &html {

@@ -48,3 +48,25 @@ pub(crate) fn print<T: serde::Serialize>(
 pub(crate) fn when(ms: i64) -> String {
     if ms == 0 { "-".to_owned() } else { rfc3339(ms) }
 }
+
+/// Appends an operator action to the audit log, in the caller's transaction (ids and codes
+/// only in `detail`).
+pub(crate) async fn audit(
+    conn: &mut sqlx::AnyConnection,
+    action: &str,
+    by: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
+    kinlink_store::audit::append(
+        conn,
+        &kinlink_store::audit::AuditEntry {
+            action,
+            actor: by,
+            authority_code: "",
+            alert_id: "",
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -118,7 +118,7 @@ async fn amendment_during_a_slow_attempt_is_delivered(store: Store) -> TestResul
             store.clone(),
             1,
             LogMetrics::default(),
-            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            kinlink_test_kit::test_sealer(),
         )
         .await?,
     );
@@ -236,7 +236,7 @@ impl Fixture {
                 store.clone(),
                 1,
                 LogMetrics::default(),
-                kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+                kinlink_test_kit::test_sealer(),
             )
             .await?,
         );

@@ -57,7 +57,7 @@ async fn escalation_timers_follow_the_clock_and_survive_a_restart() -> TestResul
             store.clone(),
             1,
             LogMetrics::default(),
-            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            kinlink_test_kit::test_sealer(),
         )
         .await?,
     );
@@ -137,7 +137,7 @@ async fn a_triage_item_past_its_sla_pages_on_call_and_routing_resolves_the_page(
             store.clone(),
             1,
             LogMetrics::default(),
-            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            kinlink_test_kit::test_sealer(),
         )
         .await?,
     );
@@ -232,7 +232,7 @@ async fn an_undecided_handoff_pages_on_call_at_the_deadline_and_a_decision_resol
             store.clone(),
             1,
             LogMetrics::default(),
-            kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+            kinlink_test_kit::test_sealer(),
         )
         .await?,
     );

@@ -112,7 +112,7 @@ async fn two_notifiers_fire_each_escalation_once_on_postgres() -> TestResult {
                 store.clone(),
                 1,
                 LogMetrics::default(),
-                kinlink_eventlog::Sealer::new(kinlink_eventlog::MasterKeys::new([7; 32], vec![])),
+                kinlink_test_kit::test_sealer(),
             )
             .await?,
         );
