@@ -234,10 +234,13 @@ async fn enrich(
             .enumerate()
             .filter_map(|(index, dependant)| {
                 let index = u32::try_from(index).ok()?;
+                // An erased dependant (their data key is gone: an event still in flight,
+                // or a replay, after `kinlink erase person`) is nobody any more: no person,
+                // no alert, never a blank child in triage.
                 Some((
                     SubjectRole::Dependant,
                     index,
-                    dependant.person.as_ref()?,
+                    dependant.person.as_ref().filter(|p| !p.erased)?,
                     dependant.relationship,
                 ))
             }),

@@ -35,6 +35,7 @@ on_both_stores!(
     conflicting_strong_identifiers_block_an_automatic_link,
     an_anonymous_duty_to_notify_adult_is_never_linked,
     a_later_version_with_dependants_reordered_keeps_each_child,
+    an_erased_dependant_becomes_nobody,
     a_known_mother_vouches_for_her_children_on_a_repeat_referral,
     a_registry_keyed_by_another_build_is_rekeyed_before_the_next_decision
 );
@@ -716,6 +717,49 @@ async fn a_registry_keyed_by_another_build_is_rekeyed_before_the_next_decision(
         assert_eq!(stored, kinlink_linkage::blocking::keys(&record));
     }
     conn.commit().await?;
+    h.close().await;
+    Ok(())
+}
+
+/// A dependant whose data key was erased arrives with `erased` set and nothing else: the
+/// enricher makes no person of it (a blank, age-unknown "child" would otherwise be alerted
+/// to triage), while the rest of the household is enriched as before.
+async fn an_erased_dependant_becomes_nobody(backend: Backend) -> TestResult {
+    let h = Harness::new("linkage-erased", backend).await?;
+    let erased = v1::Person {
+        erased: true,
+        ..Default::default()
+    };
+    let (enriched, _) = h
+        .enrich(&referral_record(
+            "r-erased",
+            person(
+                "Teuta",
+                "Krasniqi",
+                Some(("1990-02-02", v1::DobPrecision::Exact)),
+            ),
+            vec![
+                erased,
+                person(
+                    "Blerta",
+                    "Krasniqi",
+                    Some(("2013-01-20", v1::DobPrecision::Exact)),
+                ),
+            ],
+        ))
+        .await?;
+    let places: Vec<(i32, u32)> = enriched
+        .subjects
+        .iter()
+        .map(|s| (s.role, s.dependant_index))
+        .collect();
+    assert_eq!(
+        places,
+        vec![
+            (v1::SubjectRole::ReferralSubject as i32, 0),
+            (v1::SubjectRole::Dependant as i32, 1)
+        ]
+    );
     h.close().await;
     Ok(())
 }
